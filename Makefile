@@ -1,0 +1,54 @@
+# The normalization-layers course: `make help` lists the targets.
+PYTHON_BASE ?= python3.11
+VENV ?= .venv
+JOBS ?= $(shell nproc)
+ASSIGNMENTS := normalization batchnorm
+PY := $(VENV)/bin/python
+NBGRADER := $(VENV)/bin/nbgrader
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: help install figures release autograde feedback grades demo test clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+install: $(STAMP)  ## create .venv with the pinned requirements (or check VENV=...)
+
+$(STAMP): requirements.txt
+ifeq ($(VENV),.venv)
+	$(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+else
+	@$(PY) -c "import torch, nbgrader, pytest, matplotlib" || \
+	  { echo "VENV=$(VENV) lacks the requirements: $(PY) -m pip install -r requirements.txt"; exit 1; }
+	touch $@
+endif
+
+figures: $(STAMP)  ## redraw the figures in source/normalization/figures
+	$(PY) -m normgrade.figures source/normalization/figures
+
+release: $(STAMP)  ## regenerate release/ (the student versions) from source/
+	rm -rf release
+	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_assignment $(a) --force --log-level=WARN &&) true
+
+autograde: $(STAMP)  ## autograde every submission in submitted/
+	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) autograde $(a) --force --log-level=WARN &&) true
+
+feedback: $(STAMP)  ## write feedback/ for every autograded submission
+	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_feedback $(a) --force --log-level=WARN &&) true
+
+grades: $(STAMP)  ## export grades.csv, the per-problem CSV and print the table
+	$(PY) -m normgrade.report
+
+demo: release  ## the main job: release, autograde the demo submissions, feedback, grades
+	$(PY) -m normgrade.examples submitted
+	$(MAKE) --no-print-directory autograde feedback grades
+
+test: $(STAMP)  ## run the test suite (real nbgrader commands)
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+clean:  ## remove generated grading state (gradebook, autograded/, feedback/, demo students)
+	rm -rf gradebook.db feedback grades.csv grades_by_problem.csv submitted/demo-*
+	find autograded -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

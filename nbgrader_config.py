@@ -1,0 +1,53 @@
+"""nbgrader configuration of the normalization-layers course (run nbgrader from here)."""
+import os
+import sys
+
+COURSE_ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, COURSE_ROOT)  # the grading package, normgrade
+
+c = get_config()  # noqa: F821 (provided by nbgrader)
+
+c.CourseDirectory.root = COURSE_ROOT
+c.CourseDirectory.course_id = "normalization-layers"
+c.CourseDirectory.db_url = os.environ.get(
+    "NBGRADER_DB_URL", "sqlite:///" + os.path.join(COURSE_ROOT, "gradebook.db"))
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_Store"]
+
+# A solution region becomes its `#> ` placeholder lines (seed 004's style, see
+# normgrade/stubs.py) or else a no-op stub, so the untouched release runs.
+c.GenerateAssignment.preprocessors = [
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.InstantiateTests",
+    "nbgrader.preprocessors.LockCells",
+    "normgrade.stubs.ClearSolutionsWithStubs",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.ClearSolutionsWithStubs.code_stub = {"python": "pass  # YOUR CODE HERE"}
+c.ClearSolutionsWithStubs.text_stub = "YOUR ANSWER HERE"
+
+# Answers run in sandboxes and tests in the grader, problem by problem: see
+# normgrade/execute.py. Classes are named as strings so only autograde imports torch.
+c.Autograde.autograde_preprocessors = [
+    "normgrade.execute.SandboxExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.SandboxExecute.timeout = int(os.environ.get("NORMGRADE_CELL_TIMEOUT", "10"))
+c.OverwriteCells.add_missing_cells = True
+
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "normgrade.feedback.HideHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -1,0 +1,637 @@
+"""Checks for the normalization course: compare your answer with torch's own layers.
+
+The test cells of the notebooks call these checks. Each check runs your function or
+class on some inputs, runs torch's reference layer on the same inputs, and raises an
+``AssertionError`` that says what differs (shape, dtype, largest error and where) and,
+when the difference looks like a known mistake, names it.
+
+Two rules hold for every problem:
+- torch's own normalization (``nn.BatchNorm1d``, ``F.layer_norm``, ``torch.ops.aten...``)
+  must not be used: the checks watch the operators your code runs.
+- your answer must keep the input's dtype, leave the input unchanged and keep the
+  autograd graph (gradients are compared with torch's in float64).
+"""
+import contextlib
+import io
+import re
+import warnings
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+__all__ = [
+    "function_matches", "gradients_match", "running_stats_match",
+    "module_matches", "module_gradients_match", "make_input",
+]
+
+# aten operators behind every built-in normalization layer and function.
+FORBIDDEN_OP = re.compile(r"(batch|layer|group|instance)_norm")
+RTOL, ATOL = 1e-4, 1e-4
+GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-8
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records the names of the aten operators run inside the ``with`` block."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def forbidden(self):
+        return sorted(op for op in self.ops if FORBIDDEN_OP.search(op))
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+
+def make_input(shape, seed, constant_channel=False, dtype=torch.float32):
+    """A reproducible input of ``shape`` whose channels (dim 1) have different scales.
+
+    Channel c has scale in [0.05, 20] and offset in [-5, 5], so mistakes in eps or in
+    the variance estimator show. With ``constant_channel`` channel 0 is exactly 1.5
+    everywhere: its variance is 0, so only eps keeps the output finite.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    if len(shape) > 1:
+        stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        scale = torch.exp(torch.empty(stat_shape, dtype=torch.float64).uniform_(-3, 3, generator=gen))
+        offset = torch.empty(stat_shape, dtype=torch.float64).uniform_(-5, 5, generator=gen)
+        x = x * scale + offset
+        if constant_channel:
+            x[:, 0] = 1.5
+    return x.to(dtype)
+
+
+# ---------------------------------------------------------------------------
+# Scenarios: what we do with an answer. They run where the answer lives (in the
+# grader, a separate process) and return plain data: tensors, numbers, strings.
+# ---------------------------------------------------------------------------
+
+def _describe(value):
+    """Plain-data summary of what an answer returned."""
+    if isinstance(value, torch.Tensor):
+        return {"tensor": value.detach().clone(), "requires_grad": value.requires_grad}
+    return {"type": type(value).__name__}
+
+
+def scenario_call(fn, args):
+    """Call ``fn(*args)`` once; report the output and whether an input tensor changed."""
+    before = [a.clone() if isinstance(a, torch.Tensor) else None for a in args]
+    out = fn(*args)
+    mutated = [i for i, (a, b) in enumerate(zip(args, before))
+               if b is not None and not torch.equal(a, b)]
+    return {"output": _describe(out), "mutated": mutated}
+
+
+def scenario_grads(fn, args, grad_output):
+    """Backpropagate ``grad_output`` through ``fn(*args)``; report the tensor args' grads."""
+    args = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) else a
+            for a in args]
+    out = fn(*args)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return {"grads": None}
+    out.backward(grad_output)
+    return {"grads": [a.grad if isinstance(a, torch.Tensor) else None for a in args]}
+
+
+def _stat(value):
+    """A running statistic as data, with whether it still carries autograd history."""
+    if not isinstance(value, torch.Tensor):
+        return {"type": type(value).__name__}
+    return {"tensor": value.detach().clone(),
+            "graph": value.requires_grad or value.grad_fn is not None}
+
+
+def scenario_running(cls, weight, bias, eps, momentum, train_batches, eval_batches):
+    """P3: train steps, then ``eval()`` and eval steps; outputs and running stats after each."""
+    layer = cls(weight.clone().requires_grad_(True), bias.clone().requires_grad_(True),
+                eps, momentum)
+    steps = []
+    for phase, batches in (("train", train_batches), ("eval", eval_batches)):
+        if phase == "eval":
+            layer.eval()
+        for x in batches:  # inputs that require grad expose statistics that keep the graph
+            out = layer(x.clone().requires_grad_(phase == "train"))
+            steps.append({"phase": phase, "output": _describe(out),
+                          "running_mean": _stat(layer.running_mean),
+                          "running_var": _stat(layer.running_var)})
+    return {"steps": steps}
+
+
+def scenario_module(cls, shape, eps, momentum, train_batches, eval_batches):
+    """Seed 004 BatchNorm: training steps (grad on), then test steps under no_grad."""
+    module = cls(shape, eps=eps, momentum=momentum)
+    steps = []
+    for phase, batches in (("train", train_batches), ("eval", eval_batches)):
+        for x in batches:
+            with torch.set_grad_enabled(phase == "train"):
+                out = module(x)
+            steps.append({"phase": phase, "output": _describe(out),
+                          "running_mean": _stat(module.moving_mu),
+                          "running_var": _stat(module.moving_sigma)})
+    params = {name: _describe(getattr(module, name)) for name in ("gamma", "beta")}
+    params["registered"] = sorted(name for name, _ in module.named_parameters())
+    return {"steps": steps, "params": params}
+
+
+def scenario_module_grads(cls, shape, x, grad_output, gamma, beta):
+    """Seed 004 BatchNorm in float64: grads of the input, gamma and beta after one step."""
+    module = cls(shape).double()
+    with torch.no_grad():
+        module.gamma.copy_(gamma.view_as(module.gamma))
+        module.beta.copy_(beta.view_as(module.beta))
+    x = x.detach().clone().requires_grad_(True)
+    out = module(x)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return {"grads": None}
+    out.backward(grad_output)
+    return {"grads": [x.grad, module.gamma.grad, module.beta.grad]}
+
+
+SCENARIOS = {f.__name__: f for f in (scenario_call, scenario_grads, scenario_running,
+                                     scenario_module, scenario_module_grads)}
+
+
+def run_scenario(scenario, answer, *args):
+    """Run ``scenario`` on ``answer`` where the answer lives and return its evidence.
+
+    In the grader, ``answer`` is a proxy for an object in a separate process, and the
+    scenario runs there; in a notebook it runs here.
+    """
+    remote = getattr(type(answer), "__normcheck_scenario__", None)
+    if remote is not None:
+        return remote(answer, scenario.__name__, args)
+    return run_scenario_here(scenario, answer, *args)
+
+
+def run_scenario_here(scenario, answer, *args):
+    """Run ``scenario`` on ``answer`` in this process, recording the operators it runs.
+
+    Warnings and stderr of the answer are kept out of the test cell (a test cell that
+    writes to stderr scores zero in nbgrader). An exception in the answer becomes
+    ``{"error": ...}``.
+    """
+    recorder = OpRecorder()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            with recorder:
+                evidence = scenario(answer, *args)
+        except Exception as exc:  # the learner's code failed: report, do not crash
+            evidence = {"error": f"{type(exc).__name__}: {exc}"}
+    evidence["forbidden"] = recorder.forbidden
+    return evidence
+
+
+# ---------------------------------------------------------------------------
+# References: the same scenarios run on torch's own layers.
+# ---------------------------------------------------------------------------
+
+class TorchRunningBatchNorm:
+    """nn.BatchNorm1d behind the P3 interface: the reference for ``scenario_running``."""
+
+    def __init__(self, weight, bias, eps, momentum):
+        self.layer = nn.BatchNorm1d(weight.numel(), eps=eps, momentum=momentum)
+        with torch.no_grad():
+            self.layer.weight.copy_(weight)
+            self.layer.bias.copy_(bias)
+
+    def __call__(self, x):
+        return self.layer(x)
+
+    def eval(self):
+        self.layer.eval()
+
+    @property
+    def running_mean(self):
+        return self.layer.running_mean
+
+    @property
+    def running_var(self):
+        return self.layer.running_var
+
+
+class TorchSkeletonBatchNorm(nn.Module):
+    """nn.BatchNorm1d/2d behind the seed 004 interface (momentum weights the history)."""
+
+    def __init__(self, shape, eps=1e-5, momentum=0.9):
+        super().__init__()
+        layer = nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d
+        self.layer = layer(shape[1], eps=eps, momentum=1 - momentum)
+        self.stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        self.gamma = self.layer.weight
+        self.beta = self.layer.bias
+
+    def forward(self, x):
+        self.layer.train(torch.is_grad_enabled())
+        return self.layer(x)
+
+    @property
+    def moving_mu(self):
+        return self.layer.running_mean.view(self.stat_shape)
+
+    @property
+    def moving_sigma(self):
+        return self.layer.running_var.view(self.stat_shape)
+
+
+# Each function-style problem: how to call the answer and torch's layer, and which
+# dimensions one mean/variance covers (for naming mistakes).
+def _dims_batch(x):
+    return (0,) + tuple(range(2, x.dim()))
+
+
+PROBLEMS = {
+    "p1": dict(args=lambda x, eps, **_: (x, eps), dims=_dims_batch, affine=False,
+               layer=lambda x, eps, **_: nn.BatchNorm1d(x.shape[1], eps=eps, affine=False)),
+    "p2": dict(args=lambda x, eps, weight, bias, **_: (x, weight, bias, eps), dims=_dims_batch,
+               affine=True, layer=lambda x, eps, **_: nn.BatchNorm1d(x.shape[1], eps=eps)),
+    "p4": dict(args=lambda x, eps, **_: (x, eps), dims=_dims_batch, affine=False,
+               layer=lambda x, eps, **_: nn.BatchNorm2d(x.shape[1], eps=eps, affine=False)),
+    "p5": dict(args=lambda x, eps, **_: (x, eps), dims=lambda x: tuple(range(1, x.dim())),
+               affine=False, layer=lambda x, eps, **_: nn.LayerNorm(
+                   x.shape[1:], eps=eps, elementwise_affine=False)),
+    "p6": dict(args=lambda x, eps, **_: (x, eps), dims=lambda x: (2,), affine=False,
+               layer=lambda x, eps, **_: nn.InstanceNorm1d(x.shape[1], eps=eps)),
+    "p7": dict(args=lambda x, eps, groups, **_: (x, groups, eps), dims=None, affine=False,
+               layer=lambda x, eps, groups, **_: nn.GroupNorm(groups, x.shape[1], eps=eps,
+                                                              affine=False)),
+}
+
+
+def _reference(problem, x, **params):
+    """torch's layer for ``problem`` applied to ``x``; returns (output, layer)."""
+    spec = PROBLEMS[problem]
+    layer = spec["layer"](x, **params).to(x.dtype)
+    if spec["affine"]:
+        with torch.no_grad():
+            layer.weight.copy_(params["weight"])
+            layer.bias.copy_(params["bias"])
+    return layer(x), layer
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis: known mistakes, recognised by recomputing them.
+# ---------------------------------------------------------------------------
+
+def _normalize(x, dims, eps, correction=0, eps_inside=True, std=False):
+    x = x.double()
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, keepdim=True, correction=correction)
+    spread = var.sqrt() if std else var
+    denom = (spread + eps).sqrt() if eps_inside else spread.sqrt() + eps
+    return (x - mean) / denom
+
+
+def _group_view(x, groups, interleaved=False):
+    n, c = x.shape[:2]
+    if interleaved:  # channel k in group k % groups
+        return x.reshape(n, c // groups, groups, -1).transpose(1, 2)
+    return x.reshape(n, groups, c // groups, -1)
+
+
+WRONG_DIMS_P1 = ("statistics over each sample's features (dim 1); batch norm takes each "
+                 "feature's statistics over the batch (dim 0)")
+
+
+def _suspects(problem, x, eps, groups=None, weight=None, bias=None, **_):
+    """Outputs of known wrong answers, each with the sentence that names the mistake."""
+    if problem == "p7":
+        def norm(view, **kw):
+            return _normalize(view, (2, 3), eps, **kw).reshape(x.shape) if view is not None else None
+        grouped = _group_view(x, groups)
+        found = {
+            "the unbiased (N-1) variance; normalize with the biased one (unbiased=False)":
+                norm(grouped, correction=1),
+            "eps added outside the square root; use sqrt(var + eps)":
+                norm(grouped, eps_inside=False),
+            "channels put in groups by channel % groups (interleaved); groups are made "
+            "of adjacent channels": norm(_group_view(x, groups, interleaved=True)),
+        }
+        if x.shape[1] % (x.shape[1] // groups) == 0:
+            found["C // groups groups of `groups` channels; there are `groups` groups of "
+                  "C // groups channels"] = norm(_group_view(x, x.shape[1] // groups))
+        return found
+    dims = PROBLEMS[problem]["dims"](x)
+    found = {
+        "the unbiased (N-1) variance; normalize with the biased one (unbiased=False)":
+            _normalize(x, dims, eps, correction=1),
+        "eps added outside the square root; use sqrt(var + eps)":
+            _normalize(x, dims, eps, eps_inside=False),
+        "the standard deviation where the variance belongs; use sqrt(var + eps)":
+            _normalize(x, dims, eps, std=True),
+    }
+    wrong_dims = {
+        "p1": {(1,): WRONG_DIMS_P1},
+        "p4": {(0,): "statistics over the batch only (dim 0); batch norm 2d uses dims (0, 2, 3)",
+               (2, 3): "statistics per image and channel (dims 2, 3): that is instance norm",
+               (1, 2, 3): "statistics per image (dims 1, 2, 3): that is layer norm"},
+        "p5": {(1,): "statistics over dim 1 only; layer norm uses every dim but 0",
+               (0,): "statistics over the batch (dim 0): that is batch norm"},
+        "p6": {(0, 2): "statistics over the batch and length (dims 0, 2): that is batch norm",
+               (1, 2): "statistics over channels and length (dims 1, 2): that is layer norm",
+               (1,): "statistics over the channels (dim 1); instance norm uses dim 2"},
+    }.get(problem, {})
+    if problem == "p2":
+        wrong_dims = {(1,): WRONG_DIMS_P1}
+    for dims_, text in wrong_dims.items():
+        if max(dims_) < x.dim():
+            found[text] = _normalize(x, dims_, eps)
+    if problem == "p2":
+        base = _normalize(x, dims, eps)
+        found = {text: weight * out + bias for text, out in found.items()}
+        found.update({
+            "weight and bias swapped": bias * base + weight,
+            "the bias subtracted (z = gamma * x_hat - beta); it is added": weight * base - bias,
+            "no bias added": weight * base,
+            "the affine transform applied before normalizing; normalize first":
+                _normalize(weight * x + bias, dims, eps),
+        })
+    return found
+
+
+def _name_mistake(actual, suspects):
+    for text, wrong in suspects.items():
+        if wrong is not None and wrong.shape == actual.shape and torch.allclose(
+                actual.double(), wrong.double(), rtol=RTOL, atol=ATOL, equal_nan=True):
+            return f" This looks like {text}."
+    return ""
+
+
+# ---------------------------------------------------------------------------
+# Comparisons
+# ---------------------------------------------------------------------------
+
+def _fail(where, message):
+    raise AssertionError(f"{where}: {message}")
+
+
+def _check_clean(where, evidence):
+    """The answer ran, used no built-in normalization, returned a tensor."""
+    if evidence.get("forbidden"):
+        _fail(where, "your code runs torch's own normalization "
+                     f"({', '.join(evidence['forbidden'])}). This problem asks you to write it "
+                     "yourself with elementary operations (mean, var, sqrt, ...); it scores zero.")
+    if "error" in evidence:
+        _fail(where, f"your code raised {evidence['error']}")
+
+
+def _check_tensor(where, described, expected, suspects=None, dtype=None):
+    """``described`` (from ``_describe``) equals the ``expected`` tensor."""
+    if "tensor" not in described:
+        got = described["type"]
+        hint = " Did you forget `return`?" if got == "NoneType" else ""
+        _fail(where, f"expected a tensor, got {got}.{hint}")
+    actual = described["tensor"]
+    if actual.shape != expected.shape:
+        _fail(where, f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+                     " (the output has the input's shape).")
+    if dtype is not None and actual.dtype != dtype:
+        _fail(where, f"dtype {actual.dtype}, but the input was {dtype}: keep the input's dtype "
+                     "(no .double(), .float() or numpy round trip).")
+    expected = expected.detach().to(actual.dtype)
+    if torch.allclose(actual, expected, rtol=RTOL, atol=ATOL, equal_nan=False):
+        return
+    bad = ~torch.isclose(actual, expected, rtol=RTOL, atol=ATOL)
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    error = (actual - expected).abs().nan_to_num(nan=float("inf")).max().item()
+    message = (f"{int(bad.sum())} of {actual.numel()} values differ, max abs error {error:.3g}, "
+               f"first at index {first}: got {actual[first].item():.6g}, "
+               f"expected {expected[first].item():.6g}.")
+    if not torch.isfinite(actual).all():
+        message += " Your output has nan or inf: is eps inside the square root?"
+    _fail(where, message + _name_mistake(actual, suspects or {}))
+
+
+def _cases(shapes, eps, seed, constant_channel=False, dtype=torch.float32):
+    """(input, eps) pairs: a shape gets a reproducible input, a tensor is used as is."""
+    for i, shape in enumerate(shapes):
+        for j, e in enumerate(eps):
+            if isinstance(shape, torch.Tensor):
+                yield shape.to(dtype), float(e), seed + 97 * i + j
+            else:
+                case_seed = seed + 97 * i + j
+                yield make_input(tuple(shape), case_seed, constant_channel, dtype), float(e), case_seed
+
+
+def _params(problem, x, seed, groups=None):
+    gen = torch.Generator().manual_seed(seed + 1)
+    params = {}
+    if PROBLEMS[problem]["affine"]:
+        params["weight"] = torch.randn(x.shape[1], generator=gen, dtype=torch.float64).to(x.dtype)
+        params["bias"] = torch.randn(x.shape[1], generator=gen, dtype=torch.float64).to(x.dtype)
+    if groups is not None:
+        params["groups"] = groups
+    return params
+
+
+def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_channel=False):
+    """``fn`` matches torch's layer for ``problem`` in training mode.
+
+    problem: "p1", "p2", "p4", "p5", "p6" or "p7".
+    shapes: input shapes, e.g. [(N, L)] for p1, [(N, C, H, W)] for p4, or input tensors.
+    eps: eps values; groups: group counts (p7 only).
+    For every case: no built-in normalization, same shape, same dtype, input unchanged,
+    values within rtol=atol=1e-4 of torch's.
+    """
+    for x, e, case_seed in _cases(shapes, eps, seed, constant_channel):
+        for g in groups:
+            params = _params(problem, x, case_seed, g)
+            where = f"{problem} on input {tuple(x.shape)}, eps={e:g}" + (
+                f", groups={g}" if g is not None else "")
+            args = PROBLEMS[problem]["args"](x, eps=e, **params)
+            evidence = run_scenario(scenario_call, fn, args)
+            _check_clean(where, evidence)
+            if evidence["mutated"]:
+                _fail(where, "your function changed its input tensor in place; compute a new "
+                             "tensor instead (no -=, /=, add_, ...).")
+            expected, _ = _reference(problem, x, eps=e, **params)
+            _check_tensor(where, evidence["output"], expected,
+                          _suspects(problem, x.double(), e, **{
+                              k: v.double() if isinstance(v, torch.Tensor) else v
+                              for k, v in params.items()}), dtype=x.dtype)
+
+
+def gradients_match(problem, fn, shapes, eps=1e-5, seed=0, groups=None):
+    """Gradients of ``fn`` (input and, for p2, weight and bias) equal torch's in float64."""
+    names = ["input", "weight", "bias"] if PROBLEMS[problem]["affine"] else ["input"]
+    for x, e, case_seed in _cases(shapes, [eps], seed, dtype=torch.float64):
+        params = _params(problem, x, case_seed, groups)
+        where = f"{problem} gradients on input {tuple(x.shape)}"
+        args = PROBLEMS[problem]["args"](x, eps=e, **params)
+        grad_output = make_input(tuple(x.shape), case_seed + 1, dtype=torch.float64)
+        evidence = run_scenario(scenario_grads, fn, args, grad_output)
+        _check_clean(where, evidence)
+        x_ref = x.clone().requires_grad_(True)
+        out, layer = _reference(problem, x_ref, eps=e, **params)
+        out.backward(grad_output)
+        expected = [x_ref.grad] + ([layer.weight.grad, layer.bias.grad] if len(names) > 1 else [])
+        actual = evidence["grads"]
+        if actual is not None:  # keep the tensor arguments only, in the order of `names`
+            actual = [g for a, g in zip(args, actual) if isinstance(a, torch.Tensor)]
+        _compare_grads(where, actual, expected, names)
+
+
+def _compare_grads(where, actual, expected, names):
+    if actual is None:
+        _fail(where, "the output does not depend on the input through autograd: no "
+                     ".detach(), .data, .item() or numpy inside your answer.")
+    for name, got, want in zip(names, actual, expected):
+        if want is None:
+            continue
+        if got is None:
+            _fail(where, f"no gradient reached the {name}: keep it in the autograd graph.")
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=GRAD_RTOL,
+                                                         atol=GRAD_ATOL):
+            error = (got - want).abs().max().item() if got.shape == want.shape else "n/a"
+            _fail(where, f"the gradient of the {name} differs from torch's (max abs error "
+                         f"{error}): the output must be computed from the input with "
+                         "differentiable operations only.")
+
+
+# ---------------------------------------------------------------------------
+# Running statistics (P3) and the seed 004 module
+# ---------------------------------------------------------------------------
+
+def _compare_steps(where, actual, expected, stat_names):
+    """Compare step by step the outputs and running statistics of two scenario runs."""
+    for k, (got, want) in enumerate(zip(actual["steps"], expected["steps"])):
+        step = f"{where}, {want['phase']} step {k + 1}"
+        for stat, label in stat_names.items():
+            if got[stat].get("graph"):
+                _fail(step, f"{label} keeps autograd history; update it under torch.no_grad() "
+                            "(or from detached statistics).")
+        _check_tensor(step + " output", got["output"], want["output"]["tensor"])
+        for stat, label in stat_names.items():
+            _check_tensor(f"{step} {label}", got[stat], want[stat]["tensor"])
+
+
+def _diagnose_running(where, evidence, train, history_weight, stat_names, flipped_text):
+    """Name the classic running-statistics mistakes before comparing numbers.
+
+    history_weight: the weight of the old value in the correct update.
+    """
+    steps = evidence["steps"]
+    train_steps = steps[:len(train)]
+    for stat, label in stat_names.items():
+        got = [s[stat].get("tensor") for s in train_steps]
+        if any(g is None for g in got):
+            continue
+        got = [g.double().reshape(-1) for g in got]
+        start = torch.full_like(got[0], 0.0 if stat == "running_mean" else 1.0)
+
+        def follows(weight_old, correction):
+            value = start
+            for g, x in zip(got, train):
+                x = x.double()
+                batch = (x.mean(_dims_batch(x)) if stat == "running_mean"
+                         else x.var(_dims_batch(x), correction=correction))
+                value = weight_old * value + (1 - weight_old) * batch.reshape(-1)
+                if not torch.allclose(g, value, rtol=RTOL, atol=ATOL):
+                    return False
+            return True
+
+        if follows(history_weight, 1):
+            continue
+        if history_weight != 0.5 and follows(1 - history_weight, 1):
+            _fail(where, f"{label} {flipped_text}")
+        if stat == "running_var" and follows(history_weight, 0):
+            _fail(where, f"{label} tracks the biased variance; the running variance uses the "
+                         "unbiased (N-1) one, as torch does.")
+        if all(torch.equal(g, start) for g in got):
+            _fail(where, f"{label} never changes during training: update it on every "
+                         "training step.")
+    frozen = train_steps[-1:] + steps[len(train):]
+    if len(frozen) > 1 and all("tensor" in s["running_mean"] for s in frozen):
+        if any(not torch.equal(s["running_mean"]["tensor"], frozen[0]["running_mean"]["tensor"])
+               for s in frozen):
+            _fail(where, "the running statistics changed in eval mode: there they are only "
+                         "read, never updated.")
+
+
+def _diagnose_eval_outputs(where, evidence, train, reference_outputs):
+    """Eval outputs computed with each batch's own statistics: a classic mistake."""
+    for got, want in zip(evidence["steps"][len(train):], reference_outputs):
+        if "tensor" in got["output"] and torch.allclose(
+                got["output"]["tensor"], want, rtol=RTOL, atol=ATOL):
+            _fail(where, "in eval mode the output uses the batch's own mean and variance; "
+                         "eval mode normalizes with the running statistics.")
+
+
+def running_stats_match(cls, size, batch, eps, momentum, train_steps, eval_steps, seed=0):
+    """P3: ``cls(weight, bias, eps, momentum)`` matches nn.BatchNorm1d step by step.
+
+    Runs ``train_steps`` training batches of shape (batch, size), then ``eval()`` and
+    ``eval_steps`` batches; compares outputs and running_mean/running_var after each step.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(size, generator=gen)
+    bias = torch.randn(size, generator=gen)
+    train = [make_input((batch, size), seed + 1 + k) for k in range(train_steps)]
+    evals = [make_input((batch, size), seed + 1000 + k) for k in range(eval_steps)]
+    where = f"p3 with momentum={momentum:g}, eps={eps:g}, batches of {(batch, size)}"
+    evidence = run_scenario(scenario_running, cls, weight, bias, eps, momentum, train, evals)
+    _check_clean(where, evidence)
+    expected = scenario_running(TorchRunningBatchNorm, weight, bias, eps, momentum,
+                                train, evals)
+    stat_names = {"running_mean": "running_mean", "running_var": "running_var"}
+    _diagnose_running(where, evidence, train, 1 - momentum, stat_names,
+                      "moved by 1 - momentum instead of momentum: the new batch's statistic "
+                      "is weighted by momentum (torch's convention).")
+    batch_stats = [_reference("p2", x, eps=eps, weight=weight, bias=bias)[0] for x in evals]
+    _diagnose_eval_outputs(where, evidence, train, batch_stats)
+    _compare_steps(where, evidence, expected, stat_names)
+
+
+def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0):
+    """Seed 004 ``BatchNorm``: outputs in training and test mode and moving statistics
+    match nn.BatchNorm1d/2d (torch momentum = 1 - momentum) step by step.
+
+    shape: (N, L) or (N, C, H, W); every batch has this shape.
+    """
+    train = [make_input(shape, seed + k) for k in range(train_steps)]
+    evals = [make_input(shape, seed + 1000 + k) for k in range(eval_steps)]
+    where = f"BatchNorm({tuple(shape)}, eps={eps:g}, momentum={momentum:g})"
+    evidence = run_scenario(scenario_module, cls, tuple(shape), eps, momentum, train, evals)
+    _check_clean(where, evidence)
+    expected = scenario_module(TorchSkeletonBatchNorm, tuple(shape), eps, momentum, train, evals)
+    stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+    for name in ("gamma", "beta"):
+        _check_tensor(f"{where}: {name} (shape {stat_shape})", evidence["params"][name],
+                      expected["params"][name]["tensor"].reshape(stat_shape))
+        if name not in evidence["params"]["registered"]:
+            _fail(where, f"{name} is not a registered nn.Parameter of the module, so an "
+                         "optimizer would never train it.")
+    stat_names = {"running_mean": "moving_mu", "running_var": "moving_sigma"}
+    _diagnose_running(where, evidence, train, momentum, stat_names,
+                      "weights the history by 1 - momentum; here momentum weights the history: "
+                      "moving = momentum * moving + (1 - momentum) * batch statistic.")
+    reference = TorchSkeletonBatchNorm(tuple(shape), eps=eps, momentum=momentum)
+    _diagnose_eval_outputs(where, evidence, train, [reference(x) for x in evals])
+    _compare_steps(where, evidence, expected, stat_names)
+
+
+def module_gradients_match(cls, shape, seed=0):
+    """Seed 004 ``BatchNorm`` in float64: grads of input, gamma and beta equal torch's."""
+    x = make_input(shape, seed, dtype=torch.float64)
+    grad_output = make_input(shape, seed + 1, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed + 2)
+    gamma = torch.randn(shape[1], generator=gen, dtype=torch.float64)
+    beta = torch.randn(shape[1], generator=gen, dtype=torch.float64)
+    where = f"BatchNorm({tuple(shape)}) gradients"
+    evidence = run_scenario(scenario_module_grads, cls, tuple(shape), x, grad_output, gamma, beta)
+    _check_clean(where, evidence)
+    expected = scenario_module_grads(TorchSkeletonBatchNorm, tuple(shape), x, grad_output,
+                                     gamma, beta)
+    _compare_grads(where, evidence["grads"],
+                   [g.reshape(a.shape) if a is not None and g is not None else g
+                    for g, a in zip(expected["grads"], evidence["grads"] or [None] * 3)],
+                   names=["input", "gamma", "beta"])

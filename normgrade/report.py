@@ -1,0 +1,71 @@
+"""Grades from the gradebook: grades.csv, grades_by_problem.csv and a printed table.
+
+A problem is the grade_id prefix before the first ``_`` (p1..p7, bn, q1..q6).
+"""
+import csv
+import os
+import sys
+from collections import defaultdict
+
+from nbgrader.api import Gradebook
+
+COURSE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def db_url():
+    return os.environ.get("NBGRADER_DB_URL",
+                          "sqlite:///" + os.path.join(COURSE_ROOT, "gradebook.db"))
+
+
+def problem_scores():
+    """{(student, assignment): {problem: (score, max_score)}} for every submission."""
+    table = {}
+    with Gradebook(db_url()) as gb:
+        for assignment in gb.assignments:
+            for submission in assignment.submissions:
+                scores = defaultdict(lambda: [0.0, 0.0])
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:
+                        problem = grade.name.split("_")[0]
+                        scores[problem][0] += grade.score or 0.0
+                        scores[problem][1] += grade.max_score
+                table[submission.student.id, assignment.name] = dict(scores)
+    return table
+
+
+def write_reports(table, out_dir):
+    """Write grades.csv (one row per submission) and grades_by_problem.csv (long format)."""
+    with open(os.path.join(out_dir, "grades.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "assignment", "score", "max_score"])
+        for (student, assignment), scores in sorted(table.items()):
+            writer.writerow([student, assignment, sum(s for s, _ in scores.values()),
+                             sum(m for _, m in scores.values())])
+    with open(os.path.join(out_dir, "grades_by_problem.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "assignment", "problem", "score", "max_score"])
+        for (student, assignment), scores in sorted(table.items()):
+            for problem, (score, max_score) in scores.items():
+                writer.writerow([student, assignment, problem, score, max_score])
+
+
+def format_table(table):
+    """One line per submission: total, then each problem's score."""
+    lines = []
+    for assignment in sorted({a for _, a in table}):
+        rows = {s: sc for (s, a), sc in table.items() if a == assignment}
+        problems = list(next(iter(rows.values())))
+        lines.append(f"{assignment}: " + " ".join(f"{p:>5}" for p in problems) + "  total")
+        for student, scores in sorted(rows.items()):
+            cells = " ".join(f"{scores[p][0]:5g}" for p in problems)
+            total, max_total = (sum(v[i] for v in scores.values()) for i in (0, 1))
+            lines.append(f"  {student:<20} {cells}  {total:g}/{max_total:g}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    scores = problem_scores()
+    if not scores:
+        sys.exit("No graded submissions in the gradebook: run `make autograde` first.")
+    write_reports(scores, COURSE_ROOT)
+    print(format_table(scores))

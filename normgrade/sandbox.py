@@ -1,0 +1,405 @@
+"""Learners' code runs in forked sandbox processes; the tests run in the grader.
+
+A zygote process imports torch once and forks one sandbox per problem of a notebook.
+The grader executes test cells in its own, pristine namespace, where each name the
+learner defined is a ``Remote`` proxy: calling it, reading or setting its attributes and
+running a normcheck scenario on it are requests served in the sandbox. Whatever the
+learner's code patches (torch.allclose, Tensor methods, normcheck, builtins) is patched
+only in the sandbox, and what comes back is plain data, decoded with torch's
+``weights_only`` unpickler, so a sandbox cannot run code in the grader.
+
+Wire format: 8-byte big-endian length, then the payload. Grader to sandbox: pickle.
+Sandbox to grader: ``torch.save`` of plain data.
+"""
+import contextlib
+import io
+import linecache
+import os
+import pickle
+import resource
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+
+import torch
+
+HEADER = struct.Struct(">Q")
+MAX_REPLY = 256 * 2**20  # bytes; a larger reply is treated as a crash
+
+
+class AnswerFault(Exception):
+    """The learner's process timed out or died; its problem cannot be graded further."""
+
+
+# ---------------------------------------------------------------------------
+# Framing
+# ---------------------------------------------------------------------------
+
+def _send(sock, payload):
+    sock.sendall(HEADER.pack(len(payload)) + payload)
+
+
+def _recv_exact(sock, size, deadline=None):
+    chunks, remaining = [], size
+    while remaining:
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([sock], [], [], wait)[0]:
+                raise TimeoutError
+        chunk = sock.recv(min(remaining, 2**20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(sock, deadline=None, limit=None):
+    (size,) = HEADER.unpack(_recv_exact(sock, HEADER.size, deadline))
+    if limit is not None and size > limit:
+        raise EOFError
+    return _recv_exact(sock, size, deadline)
+
+
+# ---------------------------------------------------------------------------
+# Sandbox side
+# ---------------------------------------------------------------------------
+
+PLAIN = (bool, int, float, str, bytes, type(None), torch.dtype)
+
+
+class _Server:
+    """Serves the grader's requests inside a sandbox process."""
+
+    def __init__(self, sock, scenarios, run_scenario, recorder_cls):
+        self.sock = sock
+        self.scenarios = scenarios
+        self.run_scenario = run_scenario
+        self.recorder_cls = recorder_cls
+        self.namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.handles = {}
+
+    # values crossing to the grader ---------------------------------------
+    def encode(self, value):
+        if isinstance(value, torch.Tensor):
+            return {"__tensor__": value.detach().as_subclass(torch.Tensor).clone(),
+                    "requires_grad": bool(value.requires_grad),
+                    "parameter": isinstance(value, torch.nn.Parameter)}
+        if type(value) in PLAIN:
+            return value
+        if type(value) in (list, tuple) or isinstance(value, torch.Size):
+            return {"__seq__": [self.encode(v) for v in value],
+                    "kind": "tuple" if isinstance(value, tuple) else "list"}
+        if type(value) is dict and all(type(k) is str for k in value):
+            return {"__dict__": {k: self.encode(v) for k, v in value.items()}}
+        handle = len(self.handles)
+        self.handles[handle] = value
+        return {"__remote__": handle, "kind": type(value).__name__}
+
+    def resolve(self, ref):
+        kind, key = ref
+        if kind == "global":
+            if key not in self.namespace:
+                raise NameError(f"name '{key}' is not defined")
+            return self.namespace[key]
+        return self.handles[key]
+
+    # requests -------------------------------------------------------------
+    def exec_cell(self, name, source):
+        from IPython.core.inputtransformer2 import TransformerManager
+        source = TransformerManager().transform_cell(source)
+        filename = f"<{name}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), self.namespace)
+        return sorted(k for k in self.namespace if not k.startswith("__"))
+
+    def handle(self, request):
+        op = request[0]
+        if op == "exec":
+            return self.exec_cell(*request[1:])
+        if op == "scenario":
+            _, name, ref, args = request
+            return self.run_scenario(self.scenarios[name], self.resolve(ref), *args)
+        if op == "call":
+            _, ref, args, kwargs, grad_enabled = request
+            with torch.set_grad_enabled(grad_enabled):
+                return self.resolve(ref)(*args, **kwargs)
+        if op == "getattr":
+            return getattr(self.resolve(request[1]), request[2])
+        if op == "setattr":
+            setattr(self.resolve(request[1]), request[2], request[3])
+            return None
+        raise ValueError(f"unknown request {op!r}")
+
+    def serve(self):
+        server = self
+
+        class Unpickler(pickle.Unpickler):
+            def persistent_load(self, ref):
+                return server.resolve(ref)
+
+        while True:
+            try:
+                request = Unpickler(io.BytesIO(_recv(self.sock))).load()
+            except EOFError:
+                return
+            out, err = io.StringIO(), io.StringIO()
+            recorder = self.recorder_cls()
+            reply = {"stdout": "", "stderr": "", "error": None}
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                        warnings.catch_warnings():
+                    warnings.simplefilter("default")
+                    if request[0] == "exec":
+                        value = self.handle(request)
+                    else:
+                        with recorder:
+                            value = self.handle(request)
+                reply["value"] = self.encode(value)
+            except BaseException as exc:  # SystemExit and KeyboardInterrupt included
+                tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+                reply["error"] = {"ename": type(exc).__name__, "evalue": str(exc),
+                                  "traceback": [line for line in tb
+                                                if "normgrade/sandbox.py" not in line]}
+            reply.update(stdout=out.getvalue()[-100_000:], stderr=err.getvalue()[-100_000:],
+                         forbidden=recorder.forbidden)
+            buffer = io.BytesIO()
+            torch.save(reply, buffer)
+            _send(self.sock, buffer.getvalue())
+
+
+def _confine(memory_bytes, jail):
+    """Limit what a sandbox can do to the machine and the course directory.
+
+    As root (CI, a grading server) the sandbox also gets an empty root directory and
+    the ``nobody`` user, so it can neither read the solutions nor write anywhere.
+    """
+    os.setsid()
+    with open("/proc/self/status") as status:
+        vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+    resource.setrlimit(resource.RLIMIT_AS, (vm + memory_bytes, vm + memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if jail:
+        os.chroot(jail)
+        os.chdir("/")
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _warm_up(normcheck):
+    """Run once in the zygote what sandboxes use, so forks find it all loaded.
+
+    Sandboxes run in an empty root directory, where a lazy import would fail.
+    """
+    import numpy as np
+    import torch.nn.functional as F
+    from IPython.core.inputtransformer2 import TransformerManager
+    TransformerManager().transform_cell("%time x = 1\n")
+
+    def normalize(x, eps):
+        mean = x.mean(dim=0, keepdim=True)
+        var = torch.var(x, dim=0, unbiased=False) + torch.einsum("ij->j", x) * 0
+        return F.relu((x - mean) * torch.rsqrt(var + eps)) + np.float64(0.0)
+
+    x = pickle.loads(pickle.dumps(torch.randn(4, 3)))
+    normcheck.run_scenario_here(normcheck.scenario_call, normalize, [x, 1e-5])
+    normcheck.run_scenario_here(normcheck.scenario_grads, normalize, [x.double(), 1e-5],
+                                torch.ones(4, 3, dtype=torch.float64))
+    normcheck.run_scenario_here(normcheck.scenario_module, normcheck.TorchSkeletonBatchNorm,
+                                (4, 2, 3, 3), 1e-5, 0.9, [torch.randn(4, 2, 3, 3)],
+                                [torch.randn(4, 2, 3, 3)])
+    repr(torch.nn.Parameter(torch.ones(2)) * 2)
+    x.detach().numpy().std(), torch.std_mean(x, 0)
+    torch.save({"t": torch.ones(1), "s": "", "l": [1.0]}, io.BytesIO())
+    traceback.format_exception(ValueError, ValueError("x"), None)
+
+
+def zygote_main(control_fd, memory_bytes):
+    """Import torch once, then fork a confined sandbox for every request."""
+    torch.set_num_threads(1)
+    from normgrade import normcheck
+    sys.modules.setdefault("normcheck", normcheck)
+    _warm_up(normcheck)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished sandboxes
+    control = socket.socket(fileno=control_fd)
+    jail = tempfile.mkdtemp(prefix="normgrade-jail-") if os.geteuid() == 0 else None
+    while True:
+        try:
+            _, fds, _, _ = socket.recv_fds(control, 16, 1)
+        except (EOFError, OSError):
+            break
+        if not fds:
+            break
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            sock = socket.socket(fileno=fds[0])
+            try:
+                _confine(memory_bytes, jail)
+                _Server(sock, dict(normcheck.SCENARIOS), normcheck.run_scenario_here,
+                        normcheck.OpRecorder).serve()
+            finally:
+                os._exit(0)
+        os.close(fds[0])
+        control.sendall(struct.pack(">q", pid))
+    if jail:
+        os.rmdir(jail)
+
+
+# ---------------------------------------------------------------------------
+# Grader side
+# ---------------------------------------------------------------------------
+
+class Zygote:
+    """The process that forks sandboxes. Starting it costs one torch import."""
+
+    def __init__(self, memory_bytes=4 * 2**30):
+        self.control, theirs = socket.socketpair()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+            + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "normgrade.sandbox", str(theirs.fileno()), str(memory_bytes)],
+            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL)
+        theirs.close()
+
+    def fork(self):
+        """A new sandbox: (its socket, its pid)."""
+        ours, theirs = socket.socketpair()
+        socket.send_fds(self.control, [b"f"], [theirs.fileno()])
+        theirs.close()
+        (pid,) = struct.unpack(">q", _recv_exact(self.control, 8))
+        return ours, pid
+
+    def close(self):
+        self.control.close()
+        self.process.wait(timeout=30)
+
+
+class Sandbox:
+    """One learner process. Every request has a deadline; a fault ends the sandbox."""
+
+    def __init__(self, zygote):
+        self.sock, self.pid = zygote.fork()
+        self.fault = None
+        self.forbidden = set()
+        self.deadline = None
+
+    def request(self, *request):
+        """Send a request; return (value, stdout, stderr) or raise the learner's error.
+
+        Raises AnswerFault when the sandbox times out or dies; every later request then
+        raises it too.
+        """
+        if self.fault:
+            raise AnswerFault(self.fault)
+        buffer = io.BytesIO()
+        pickler = pickle.Pickler(buffer)
+        pickler.persistent_id = lambda obj: obj._ref if isinstance(obj, Remote) else None
+        pickler.dump(request)
+        try:
+            _send(self.sock, buffer.getvalue())
+            raw = _recv(self.sock, self.deadline, MAX_REPLY)
+            reply = torch.load(io.BytesIO(raw), weights_only=True)
+        except TimeoutError:
+            self.kill("did not finish within the time limit (an infinite loop?)")
+        except Exception:
+            self.kill("died: the Python process running it exited or crashed (os._exit, "
+                      "sys.exit in a thread, a segfault or running out of memory)")
+        self.forbidden.update(reply.get("forbidden", ()))
+        return reply
+
+    def kill(self, reason):
+        self.fault = reason
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.sock.close()
+        raise AnswerFault(reason)
+
+    def close(self):
+        if not self.fault:
+            self.fault = "closed"
+            self.sock.close()
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def decode(self, value):
+        """Plain data from the sandbox, with handles turned into ``Remote`` proxies."""
+        if isinstance(value, dict):
+            if "__tensor__" in value:
+                tensor = value["__tensor__"]
+                if value.get("parameter"):
+                    return torch.nn.Parameter(tensor, requires_grad=bool(value["requires_grad"]))
+                return tensor.requires_grad_(bool(value["requires_grad"]))
+            if "__remote__" in value:
+                return Remote(self, ("handle", value["__remote__"]), str(value.get("kind")))
+            if "__seq__" in value:
+                items = [self.decode(v) for v in value["__seq__"]]
+                return tuple(items) if value.get("kind") == "tuple" else items
+            if "__dict__" in value:
+                return {k: self.decode(v) for k, v in value["__dict__"].items()}
+        return value
+
+    def value_of(self, *request):
+        """Request a value; the learner's exception is raised again here."""
+        reply = self.request(*request)
+        if reply["error"]:
+            error = reply["error"]
+            raise LearnerError(f"{error['ename']}: {error['evalue']}")
+        return self.decode(reply["value"])
+
+
+class LearnerError(Exception):
+    """An exception raised by the learner's code inside the sandbox."""
+
+
+class Remote:
+    """A learner's object living in a sandbox, used by test code in the grader."""
+
+    __slots__ = ("_sandbox", "_ref", "_label")
+
+    def __init__(self, sandbox, ref, label):
+        object.__setattr__(self, "_sandbox", sandbox)
+        object.__setattr__(self, "_ref", ref)
+        object.__setattr__(self, "_label", label)
+
+    def __call__(self, *args, **kwargs):
+        return self._sandbox.value_of("call", self._ref, args, kwargs, torch.is_grad_enabled())
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._sandbox.value_of("getattr", self._ref, name)
+
+    def __setattr__(self, name, value):
+        self._sandbox.value_of("setattr", self._ref, name, value)
+
+    def __normcheck_scenario__(self, scenario_name, args):
+        """normcheck's hook: run a scenario where the answer lives."""
+        return self._sandbox.value_of("scenario", scenario_name, self._ref, args)
+
+    def __repr__(self):
+        return f"<your {self._label}>"
+
+
+if __name__ == "__main__":
+    zygote_main(int(sys.argv[1]), int(sys.argv[2]))

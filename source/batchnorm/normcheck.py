@@ -1,0 +1,1 @@
+../../normgrade/normcheck.py
