@@ -18,10 +18,10 @@ SOLUTION_MARKER = re.compile(r"^\s*(### (BEGIN|END) SOLUTION|#> .*)\n", re.M)
 DEMO_MISTAKES = ("p1_unbiased_var", "p3_flipped_momentum", "bn_biased_moving_var")
 
 
-def reference_answers(assignment):
+def reference_answers(assignment, course_root=COURSE_ROOT):
     """grade_id -> source of every solution cell in the instructor notebook, markers and
     release stubs removed."""
-    path = os.path.join(COURSE_ROOT, "source", assignment, ASSIGNMENTS[assignment])
+    path = os.path.join(course_root, "source", assignment, ASSIGNMENTS[assignment])
     answers = {}
     for cell in nbformat.read(path, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -30,12 +30,12 @@ def reference_answers(assignment):
     return answers
 
 
-def build_submission(assignment, answers, student_dir):
+def build_submission(assignment, answers, student_dir, course_root=COURSE_ROOT):
     """Copy the release to ``student_dir``, replacing the named answer cells' sources.
 
     answers: grade_id -> cell source; the other cells stay as released.
     """
-    release = os.path.join(COURSE_ROOT, "release", assignment)
+    release = os.path.join(course_root, "release", assignment)
     shutil.copytree(release, student_dir, dirs_exist_ok=True)
     path = os.path.join(student_dir, ASSIGNMENTS[assignment])
     nb = nbformat.read(path, as_version=4)

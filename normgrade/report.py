@@ -17,18 +17,24 @@ def db_url():
                           "sqlite:///" + os.path.join(COURSE_ROOT, "gradebook.db"))
 
 
-def problem_scores():
-    """{(student, assignment): {problem: (score, max_score)}} for every submission."""
+def problem_scores(url=None):
+    """{(student, assignment): {problem: [score, max_score]}} for every submission.
+
+    A written answer not graded by hand yet scores None.
+    """
     table = {}
-    with Gradebook(db_url()) as gb:
+    with Gradebook(url or db_url()) as gb:
         for assignment in gb.assignments:
             for submission in assignment.submissions:
                 scores = defaultdict(lambda: [0.0, 0.0])
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
-                        problem = grade.name.split("_")[0]
-                        scores[problem][0] += grade.score or 0.0
-                        scores[problem][1] += grade.max_score
+                        problem = scores[grade.name.split("_")[0]]
+                        if grade.needs_manual_grade or problem[0] is None:
+                            problem[0] = None
+                        else:
+                            problem[0] += grade.score
+                        problem[1] += grade.max_score
                 table[submission.student.id, assignment.name] = dict(scores)
     return table
 
@@ -39,8 +45,7 @@ def write_reports(table, out_dir):
         writer = csv.writer(f)
         writer.writerow(["student", "assignment", "score", "max_score"])
         for (student, assignment), scores in sorted(table.items()):
-            writer.writerow([student, assignment, sum(s for s, _ in scores.values()),
-                             sum(m for _, m in scores.values())])
+            writer.writerow([student, assignment, total(scores, 0), total(scores, 1)])
     with open(os.path.join(out_dir, "grades_by_problem.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "assignment", "problem", "score", "max_score"])
@@ -49,17 +54,22 @@ def write_reports(table, out_dir):
                 writer.writerow([student, assignment, problem, score, max_score])
 
 
+def total(scores, column):
+    """Sum of a column of {problem: [score, max_score]}; ungraded answers count as 0."""
+    return sum(row[column] or 0.0 for row in scores.values())
+
+
 def format_table(table):
-    """One line per submission: total, then each problem's score."""
+    """One line per submission: each problem's score (? = to grade by hand), then total."""
     lines = []
     for assignment in sorted({a for _, a in table}):
         rows = {s: sc for (s, a), sc in table.items() if a == assignment}
         problems = list(next(iter(rows.values())))
-        lines.append(f"{assignment}: " + " ".join(f"{p:>5}" for p in problems) + "  total")
+        lines.append(f"{assignment:<22} " + " ".join(f"{p:>5}" for p in problems) + "  total")
         for student, scores in sorted(rows.items()):
-            cells = " ".join(f"{scores[p][0]:5g}" for p in problems)
-            total, max_total = (sum(v[i] for v in scores.values()) for i in (0, 1))
-            lines.append(f"  {student:<20} {cells}  {total:g}/{max_total:g}")
+            cells = " ".join("    ?" if scores[p][0] is None else f"{scores[p][0]:5g}"
+                             for p in problems)
+            lines.append(f"  {student:<20} {cells}  {total(scores, 0):g}/{total(scores, 1):g}")
     return "\n".join(lines)
 
 
