@@ -8,7 +8,7 @@ NBGRADER := $(VENV)/bin/nbgrader
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help install figures release autograde feedback grades demo test clean
+.PHONY: help install figures release autograde feedback grades demo test clean mutants
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -52,3 +52,6 @@ test: $(STAMP)  ## run the test suite (real nbgrader commands)
 clean:  ## remove generated grading state (gradebook, autograded/, feedback/, demo students)
 	rm -rf gradebook.db feedback grades.csv grades_by_problem.csv submitted/demo-*
 	find autograded -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+
+mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
+	$(PY) tests/mutation.py

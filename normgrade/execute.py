@@ -23,6 +23,7 @@ import sys
 import time
 import warnings
 
+import torch
 from nbformat.notebooknode import NotebookNode
 from traitlets import Integer
 
@@ -31,6 +32,9 @@ from normgrade import normcheck
 from normgrade.sandbox import AnswerFault, LearnerError, Remote, Sandbox, Zygote
 
 sys.modules.setdefault("normcheck", normcheck)
+# Tests use small tensors; one thread each for grader and sandbox keeps two cores busy
+# without the thread pools spinning against each other.
+torch.set_num_threads(1)
 
 # Names through which an answer reaches torch's own normalization.
 FORBIDDEN_NAME = re.compile(

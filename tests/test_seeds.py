@@ -1,4 +1,10 @@
-"""The seeds' own checks pass on our reference answers (with seed 004's adaptation)."""
+"""The seeds' own checks pass on our reference answers (with seed 004's adaptation).
+
+The checks are the seeds' code, unchanged. They draw unseeded random inputs and compare
+with ``torch.allclose``'s default atol=1e-8, so over random draws they fail a few
+percent of the time for any implementation, the seeds' own answers included (problem 2:
+about 5%); each test therefore fixes torch's random seed.
+"""
 import numpy as np
 import pytest
 import torch
@@ -6,6 +12,11 @@ import torch.nn as nn
 
 from conftest import REPO
 from normgrade import examples
+
+
+@pytest.fixture(autouse=True)
+def fixed_random_seed():
+    torch.manual_seed(0)
 
 
 def reference_namespace(assignment, grade_id):

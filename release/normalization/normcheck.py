@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = [
-    "function_matches", "gradients_match", "running_stats_match",
+    "function_matches", "gradients_match", "running_stats_match", "running_gradients_match",
     "module_matches", "module_gradients_match", "make_input",
 ]
 
@@ -126,14 +126,25 @@ def scenario_running(cls, weight, bias, eps, momentum, train_batches, eval_batch
     return {"steps": steps}
 
 
+def scenario_running_grads(cls, weight, bias, eps, momentum, x, grad_output):
+    """P3 in float64: grads of the input, weight and bias after one training step."""
+    weight, bias = weight.clone().requires_grad_(True), bias.clone().requires_grad_(True)
+    x = x.clone().requires_grad_(True)
+    out = cls(weight, bias, eps, momentum)(x)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return {"grads": None}
+    out.backward(grad_output)
+    return {"grads": [x.grad, weight.grad, bias.grad]}
+
+
 def scenario_module(cls, shape, eps, momentum, train_batches, eval_batches):
     """Seed 004 BatchNorm: training steps (grad on), then test steps under no_grad."""
     module = cls(shape, eps=eps, momentum=momentum)
     steps = []
     for phase, batches in (("train", train_batches), ("eval", eval_batches)):
-        for x in batches:
+        for x in batches:  # training inputs require grad, as inside a network
             with torch.set_grad_enabled(phase == "train"):
-                out = module(x)
+                out = module(x.clone().requires_grad_(phase == "train"))
             steps.append({"phase": phase, "output": _describe(out),
                           "running_mean": _stat(module.moving_mu),
                           "running_var": _stat(module.moving_sigma)})
@@ -157,7 +168,8 @@ def scenario_module_grads(cls, shape, x, grad_output, gamma, beta):
 
 
 SCENARIOS = {f.__name__: f for f in (scenario_call, scenario_grads, scenario_running,
-                                     scenario_module, scenario_module_grads)}
+                                     scenario_running_grads, scenario_module,
+                                     scenario_module_grads)}
 
 
 def run_scenario(scenario, answer, *args):
@@ -589,6 +601,35 @@ def running_stats_match(cls, size, batch, eps, momentum, train_steps, eval_steps
     batch_stats = [_reference("p2", x, eps=eps, weight=weight, bias=bias)[0] for x in evals]
     _diagnose_eval_outputs(where, evidence, train, batch_stats)
     _compare_steps(where, evidence, expected, stat_names)
+
+
+def running_gradients_match(cls, size, batch, eps, momentum, seed=0):
+    """P3 in float64: gradients of input, weight and bias after one training step equal
+    nn.BatchNorm1d's."""
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(size, generator=gen, dtype=torch.float64)
+    bias = torch.randn(size, generator=gen, dtype=torch.float64)
+    x = make_input((batch, size), seed + 1, dtype=torch.float64)
+    grad_output = make_input((batch, size), seed + 2, dtype=torch.float64)
+    where = f"p3 gradients, batches of {(batch, size)}"
+    evidence = run_scenario(scenario_running_grads, cls, weight, bias, eps, momentum, x,
+                            grad_output)
+    _check_clean(where, evidence)
+    reference = scenario_running_grads(_DoubleRunningBatchNorm, weight, bias, eps, momentum, x,
+                                       grad_output)
+    _compare_grads(where, evidence["grads"], reference["grads"], ["input", "weight", "bias"])
+
+
+class _DoubleRunningBatchNorm(TorchRunningBatchNorm):
+    """The P3 reference in float64, with weight and bias kept in the autograd graph."""
+
+    def __init__(self, weight, bias, eps, momentum):
+        self.layer = nn.BatchNorm1d(weight.numel(), eps=eps, momentum=momentum,
+                                    affine=False).double()
+        self.weight, self.bias = weight, bias
+
+    def __call__(self, x):
+        return self.layer(x) * self.weight + self.bias
 
 
 def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0):

@@ -1,0 +1,67 @@
+"""A scratch copy of the course, driven through real nbgrader commands."""
+import os
+import shutil
+import subprocess
+import sys
+
+import nbformat
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from normgrade import examples, report  # noqa: E402
+
+ASSIGNMENTS = examples.ASSIGNMENTS
+NBGRADER_ENV = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
+                    + os.environ.get("PATH", ""))
+NBGRADER_ENV.pop("NBGRADER_DB_URL", None)
+
+
+class Course:
+    """A course directory in tmp: generate, submit, autograde, read grades."""
+
+    def __init__(self, root, env=NBGRADER_ENV):
+        self.root = root
+        self.env = env
+        shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"),
+                        symlinks=True)
+        shutil.copytree(os.path.join(REPO, "normgrade"), os.path.join(root, "normgrade"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
+
+    def nbgrader(self, *args):
+        """Run an nbgrader command in the course; returns the completed process."""
+        return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=self.root,
+                              env=self.env, capture_output=True, text=True, timeout=1800)
+
+    def release(self):
+        for assignment in ASSIGNMENTS:
+            done = self.nbgrader("generate_assignment", assignment, "--force")
+            assert done.returncode == 0, done.stderr
+
+    def submit(self, student, assignment, answers):
+        """A submission from the release with ``answers`` (grade_id -> source)."""
+        folder = os.path.join(self.root, "submitted", student, assignment)
+        shutil.rmtree(folder, ignore_errors=True)
+        return examples.build_submission(assignment, answers, folder, course_root=self.root)
+
+    def autograde(self, assignment, *extra):
+        done = self.nbgrader("autograde", assignment, "--force", *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    def scores(self):
+        """{(student, assignment): {problem: [score, max_score]}}."""
+        return report.problem_scores(self.db_url)
+
+    @property
+    def db_url(self):
+        return "sqlite:///" + os.path.join(self.root, "gradebook.db")
+
+    def autograded(self, student, assignment):
+        path = os.path.join(self.root, "autograded", student, assignment,
+                            ASSIGNMENTS[assignment])
+        return nbformat.read(path, as_version=4)
+
+    def reference(self, assignment):
+        return examples.reference_answers(assignment, course_root=self.root)
