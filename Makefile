@@ -34,7 +34,7 @@ release: $(STAMP)  ## regenerate release/ (the student versions) from source/
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_assignment $(a) --force --log-level=WARN &&) true
 
 autograde: $(STAMP)  ## autograde every submission in submitted/
-	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) autograde $(a) --force --log-level=WARN &&) true
+	$(PY) -m normgrade.autograde --jobs $(JOBS)
 
 feedback: $(STAMP)  ## write feedback/ for every autograded submission
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_feedback $(a) --force --log-level=WARN &&) true

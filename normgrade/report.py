@@ -12,15 +12,15 @@ from nbgrader.api import Gradebook
 COURSE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def db_url():
-    return os.environ.get("NBGRADER_DB_URL",
-                          "sqlite:///" + os.path.join(COURSE_ROOT, "gradebook.db"))
+def db_url(root=COURSE_ROOT):
+    """The gradebook nbgrader_config.py uses: NBGRADER_DB_URL, else SQLite in the course."""
+    return os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(root, "gradebook.db"))
 
 
 def problem_scores(url=None):
     """{(student, assignment): {problem: [score, max_score]}} for every submission.
 
-    A written answer not graded by hand yet scores None.
+    A written answer not graded by hand yet scores None; anything else never graded, 0.
     """
     table = {}
     with Gradebook(url or db_url()) as gb:
@@ -30,7 +30,8 @@ def problem_scores(url=None):
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
                         problem = scores[grade.name.split("_")[0]]
-                        if grade.needs_manual_grade or problem[0] is None:
+                        by_hand = grade.needs_manual_grade and grade.cell.cell_type == "markdown"
+                        if by_hand or problem[0] is None:
                             problem[0] = None
                         else:
                             problem[0] += grade.score

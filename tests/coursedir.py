@@ -65,3 +65,13 @@ class Course:
 
     def reference(self, assignment):
         return examples.reference_answers(assignment, course_root=self.root)
+
+    def grade(self, students="*", jobs=2, extra_env=None):
+        """`python -m normgrade.autograde` over the course; returns its report text."""
+        done = subprocess.run(
+            [sys.executable, "-m", "normgrade.autograde", "--root", self.root,
+             "--jobs", str(jobs), "--students", students],
+            cwd=self.root, env={**self.env, **(extra_env or {})}, capture_output=True,
+            text=True, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout

@@ -1,0 +1,207 @@
+"""Autograde every submission in parallel, with a report of everything unusual.
+
+    python -m normgrade.autograde [--jobs N] [--students GLOB]   (or `make autograde JOBS=N`)
+
+1. Each submission in ``submitted/<student>/<assignment>/`` is checked, read-only:
+   missing or renamed notebooks, notebooks that are not valid JSON, test cells deleted
+   or edited (nbgrader restores them from the gradebook), stray files.
+2. The students are split into ``--jobs`` groups, each graded by one real
+   ``nbgrader autograde`` process (so each pays one torch import, not one per
+   submission). SQLite runs in WAL mode, so the workers' writes queue instead of failing.
+3. The end prints the per-student, per-problem table and one line per problem found.
+   The report is also written to ``autograded/report.txt``.
+
+Grades are the same for any number of jobs: every problem is graded in its own
+sandbox, whatever else runs.
+"""
+import argparse
+import fnmatch
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+
+import nbformat
+from sqlalchemy import create_engine, text
+
+from normgrade import report
+from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
+
+WRITTEN = re.compile(r"Writing \d+ bytes to .*/autograded/([^/]+)/([^/]+)/")
+FAILED = re.compile(r"error processing assignment '([^']+)' for student '([^']+)'")
+LARGE_NOTEBOOK = 20 * 2**20  # bytes
+
+
+def student_folders(root):
+    submitted = os.path.join(root, "submitted")
+    if not os.path.isdir(submitted):
+        return []
+    return sorted(s for s in os.listdir(submitted) if os.path.isdir(os.path.join(submitted, s)))
+
+
+def submissions(root, students="*"):
+    """[(student, assignment)] found in submitted/, plus report lines for unknown folders."""
+    found, notes = [], []
+    for student in student_folders(root):
+        if not fnmatch.fnmatch(student, students):
+            continue
+        for assignment in sorted(os.listdir(os.path.join(root, "submitted", student))):
+            if assignment in ASSIGNMENTS:
+                found.append((student, assignment))
+            else:
+                notes.append(f"{student}/{assignment}: not an assignment of this course "
+                             f"({', '.join(ASSIGNMENTS)}): ignored")
+    return found, notes
+
+
+def release_test_cells(root, assignment):
+    """grade_id -> source of the released test cells (what a submission should hold)."""
+    nb = nbformat.read(os.path.join(root, "release", assignment, ASSIGNMENTS[assignment]), 4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+            and not c.metadata["nbgrader"].get("solution")}
+
+
+def precheck(root, student, assignment, expected_cells):
+    """Report lines about one submission; it is never modified."""
+    lines = []
+    folder = os.path.join(root, "submitted", student, assignment)
+    name = ASSIGNMENTS[assignment]
+    path = os.path.join(folder, name)
+    release = set(os.listdir(os.path.join(root, "release", assignment)))
+    others = sorted(set(os.listdir(folder)) - release - {"timestamp.txt", ".ipynb_checkpoints"})
+    notebooks = [f for f in others if f.endswith(".ipynb")]
+    where = f"{student}/{assignment}"
+    if not os.path.exists(path):
+        renamed = f" (found {', '.join(notebooks)}: renamed?)" if notebooks else ""
+        return [f"{where}: {name} is missing{renamed}; it scores zero"]
+    if others:
+        lines.append(f"{where}: files not in the release were ignored: {', '.join(others)}")
+    if os.path.getsize(path) > LARGE_NOTEBOOK:
+        lines.append(f"{where}: {name} is {os.path.getsize(path) / 2**20:.0f} MB; its outputs "
+                     "are cleared before grading")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # any unreadable notebook: say why, grade the others
+        reason = str(exc).splitlines()[0][:200]
+        return lines + [f"{where}: {name} is not a valid notebook ({reason}); it scores zero"]
+    submitted = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells
+                 if c.cell_type == "code"}
+    missing = sorted(set(expected_cells) - set(submitted))
+    edited = sorted(g for g in expected_cells if g in submitted
+                    and submitted[g] != expected_cells[g])
+    if missing:
+        lines.append(f"{where}: test cells deleted or stripped of their metadata, restored "
+                     f"from the gradebook: {', '.join(missing)}")
+    if edited:
+        lines.append(f"{where}: test cells edited, restored from the gradebook: "
+                     f"{', '.join(edited)}")
+    return lines
+
+
+def use_wal(url):
+    """Let concurrent nbgrader processes share a SQLite gradebook."""
+    if url.startswith("sqlite:///") and os.path.exists(url[len("sqlite:///"):]):
+        with create_engine(url).connect() as connection:
+            connection.execute(text("PRAGMA journal_mode=WAL"))
+
+
+def split(students, jobs):
+    """``jobs`` groups of students, balanced by number of submissions."""
+    groups = [[] for _ in range(max(1, min(jobs, len(students))))]
+    for student, count in sorted(students.items(), key=lambda item: -item[1]):
+        min(groups, key=lambda g: sum(students[s] for s in g)).append(student)
+    return groups
+
+
+def start_worker(root, group, everyone):
+    excluded = ",".join(sorted(set(everyone) - set(group)))
+    command = [sys.executable, "-m", "nbgrader", "autograde", "*", "--force",
+               "--log-level=INFO", "--CourseDirectory.student_id=*",
+               f"--CourseDirectory.student_id_exclude={excluded}"]
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
+               + os.environ.get("PATH", ""), PYTHONWARNINGS="ignore")
+    return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, bufsize=1)
+
+
+def run_workers(root, groups, everyone, total, progress):
+    """Run the workers; returns {(student, assignment): error line} of nbgrader failures."""
+    failures, done = {}, set()
+    workers = [start_worker(root, group, everyone) for group in groups]
+    streams = {w.stderr.fileno(): w for w in workers}
+    selector = selectors.DefaultSelector()
+    for worker in workers:
+        selector.register(worker.stderr, selectors.EVENT_READ)
+    while streams:
+        for key, _ in selector.select():
+            line = key.fileobj.readline()
+            if not line:
+                selector.unregister(key.fileobj)
+                streams.pop(key.fileobj.fileno()).wait()
+                continue
+            if (match := WRITTEN.search(line)):
+                finished = match.groups()
+            elif (match := FAILED.search(line)):
+                assignment, student = match.groups()
+                failures[student, assignment] = "nbgrader could not grade it (see its log)"
+                finished = (student, assignment)
+            else:
+                continue
+            if finished not in done:
+                done.add(finished)
+                progress(len(done), total)
+    return failures
+
+
+def progress_bar(done, total, stream=sys.stderr):
+    """A bar redrawn in place on a terminal; in a log, a line every tenth of the way."""
+    width = 30
+    filled = width * done // max(total, 1)
+    if stream.isatty() or done == total or done % max(1, total // 10) == 0:
+        end = "\n" if done == total or not stream.isatty() else ""
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} submissions{end}")
+        stream.flush()
+
+
+def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=progress_bar):
+    """Grade every submission; returns the report text."""
+    start = time.monotonic()
+    found, notes = submissions(root, students)
+    if not found:
+        return "No submissions in submitted/: nothing to grade."
+    expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
+    for student, assignment in found:
+        notes += precheck(root, student, assignment, expected[assignment])
+    use_wal(report.db_url(root))
+    per_student = {}
+    for student, _ in found:
+        per_student[student] = per_student.get(student, 0) + 1
+    groups = split(per_student, jobs)
+    failures = run_workers(root, groups, student_folders(root), len(found), progress)
+    noted = {line.split(":")[0] for line in notes}
+    notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(failures.items())
+              if f"{s}/{a}" not in noted]
+    table = report.format_table(report.problem_scores(report.db_url(root)))
+    text_report = "\n".join(
+        [table, "", f"Graded {len(found)} submissions with {len(groups)} jobs in "
+                    f"{time.monotonic() - start:.1f} s.", f"Problems found: {len(notes)}"]
+        + [f"  {line}" for line in notes])
+    with open(os.path.join(root, "autograded", "report.txt"), "w") as f:
+        f.write(text_report + "\n")
+    return text_report
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count())
+    parser.add_argument("--students", default="*", help="glob of student ids to grade")
+    parser.add_argument("--root", default=COURSE_ROOT)
+    args = parser.parse_args()
+    print(autograde(args.root, args.jobs, args.students))
+
+
+if __name__ == "__main__":
+    main()
