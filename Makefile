@@ -2,13 +2,15 @@
 PYTHON_BASE ?= python3.11
 VENV ?= .venv
 JOBS ?= $(shell nproc)
+ROSTER ?= roster.csv
+N ?= 20
 ASSIGNMENTS := normalization batchnorm
 PY := $(VENV)/bin/python
 NBGRADER := $(VENV)/bin/nbgrader
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help install figures release autograde feedback grades demo test clean mutants
+.PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -33,13 +35,19 @@ release: $(STAMP)  ## regenerate release/ (the student versions) from source/
 	rm -rf release
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_assignment $(a) --force --log-level=WARN &&) true
 
+roster: $(STAMP)  ## import students from ROSTER=path.csv (id,first_name,last_name,email)
+	@test -f "$(ROSTER)" || { echo "make roster: no roster file '$(ROSTER)'; use make roster ROSTER=path.csv" \
+	  "(CSV columns id,first_name,last_name,email, as in roster.example.csv)" >&2; exit 1; }
+	$(NBGRADER) db student import "$(ROSTER)" --log-level=WARN
+	@$(NBGRADER) db student list
+
 autograde: $(STAMP)  ## autograde every submission in submitted/
 	$(PY) -m normgrade.autograde --jobs $(JOBS)
 
 feedback: $(STAMP)  ## write feedback/ for every autograded submission
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_feedback $(a) --force --log-level=WARN &&) true
 
-grades: $(STAMP)  ## export grades.csv, the per-problem CSV and print the table
+grades: $(STAMP)  ## export grades.csv, the per-problem CSV, grades_distribution.png; print the table
 	$(PY) -m normgrade.report
 
 demo: release  ## the main job: release, autograde the demo submissions, feedback, grades
@@ -50,8 +58,11 @@ test: $(STAMP)  ## run the test suite (real nbgrader commands)
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 clean:  ## remove generated grading state (gradebook, autograded/, feedback/, demo students)
-	rm -rf gradebook.db feedback grades.csv grades_by_problem.csv submitted/demo-*
+	rm -rf gradebook.db feedback grades.csv grades_by_problem.csv grades_distribution.png submitted/demo-*
 	find autograded -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
 
 mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
 	$(PY) tests/mutation.py
+
+bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor
+	$(PY) tests/bench.py $(N)

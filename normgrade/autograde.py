@@ -7,7 +7,10 @@
    or edited (nbgrader restores them from the gradebook), stray files.
 2. The students are split into ``--jobs`` groups, each graded by one real
    ``nbgrader autograde`` process (so each pays one torch import, not one per
-   submission). SQLite runs in WAL mode, so the workers' writes queue instead of failing.
+   submission). With a SQLite gradebook each worker writes to its own copy, and the
+   graded students' rows are merged back at the end (nbgrader's ids are UUIDs, so rows
+   never collide); SQLite slows to a crawl with two processes committing at once.
+   PostgreSQL (NBGRADER_DB_URL) is shared by the workers directly.
 3. The end prints the per-student, per-problem table and one line per problem found.
    The report is also written to ``autograded/report.txt``.
 
@@ -19,13 +22,14 @@ import fnmatch
 import os
 import re
 import selectors
+import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 import nbformat
-from sqlalchemy import create_engine, text
-
 from normgrade import report
 from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
 
@@ -101,11 +105,36 @@ def precheck(root, student, assignment, expected_cells):
     return lines
 
 
-def use_wal(url):
-    """Let concurrent nbgrader processes share a SQLite gradebook."""
-    if url.startswith("sqlite:///") and os.path.exists(url[len("sqlite:///"):]):
-        with create_engine(url).connect() as connection:
-            connection.execute(text("PRAGMA journal_mode=WAL"))
+# Rows of a group of students ("{s}": their ids), in the order foreign keys need.
+STUDENT_ROWS = [
+    ("student", "id IN ({s})"),
+    ("submitted_assignment", "student_id IN ({s})"),
+    ("submitted_notebook", "assignment_id IN (SELECT id FROM w.submitted_assignment "
+                           "WHERE student_id IN ({s}))"),
+] + [(table, "notebook_id IN (SELECT n.id FROM w.submitted_notebook n JOIN "
+             "w.submitted_assignment a ON n.assignment_id = a.id WHERE a.student_id IN ({s}))")
+     for table in ("grade", "comment")]
+
+
+def copy_gradebook(path, copy):
+    """A consistent copy of a SQLite gradebook (the backup API, safe while it is in use)."""
+    with sqlite3.connect(path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+
+
+def merge_gradebook(path, copy, students):
+    """Write the rows of ``students`` from the worker's ``copy`` into the gradebook."""
+    connection = sqlite3.connect(path, timeout=60)
+    try:
+        connection.execute("ATTACH DATABASE ? AS w", (copy,))
+        marks = ",".join("?" * len(students))
+        with connection:  # one transaction: all of a worker's students or none
+            for table, rows in STUDENT_ROWS:
+                connection.execute(f"INSERT OR REPLACE INTO main.{table} SELECT * FROM "
+                                   f"w.{table} WHERE {rows.format(s=marks)}",
+                                   list(students) * rows.count("{s}"))
+    finally:
+        connection.close()
 
 
 def split(students, jobs):
@@ -116,21 +145,47 @@ def split(students, jobs):
     return groups
 
 
-def start_worker(root, group, everyone):
+def start_worker(root, group, everyone, db_url):
+    """One ``nbgrader autograde`` process for the students of ``group``."""
     excluded = ",".join(sorted(set(everyone) - set(group)))
     command = [sys.executable, "-m", "nbgrader", "autograde", "*", "--force",
                "--log-level=INFO", "--CourseDirectory.student_id=*",
                f"--CourseDirectory.student_id_exclude={excluded}"]
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
-               + os.environ.get("PATH", ""), PYTHONWARNINGS="ignore")
+               + os.environ.get("PATH", ""), PYTHONWARNINGS="ignore", NBGRADER_DB_URL=db_url)
     return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, bufsize=1)
 
 
 def run_workers(root, groups, everyone, total, progress):
     """Run the workers; returns {(student, assignment): error line} of nbgrader failures."""
+    url = report.db_url(root)
+    sqlite_path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
+    private = sqlite_path is not None and len(groups) > 1
+    scratch = tempfile.mkdtemp(prefix="normgrade-") if private else None
+    urls = []
+    for k in range(len(groups)):
+        if private:
+            copy = os.path.join(scratch, f"worker{k}.db")
+            copy_gradebook(sqlite_path, copy)
+            urls.append("sqlite:///" + copy)
+        else:
+            urls.append(url)
+    try:
+        failures = _watch(root, groups, everyone, urls, total, progress)
+        if private:
+            for group, worker_url in zip(groups, urls):
+                merge_gradebook(sqlite_path, worker_url[len("sqlite:///"):], group)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch)
+    return failures
+
+
+def _watch(root, groups, everyone, urls, total, progress):
+    """Start one worker per group; follow their logs for progress and failures."""
     failures, done = {}, set()
-    workers = [start_worker(root, group, everyone) for group in groups]
+    workers = [start_worker(root, g, everyone, u) for g, u in zip(groups, urls)]
     streams = {w.stderr.fileno(): w for w in workers}
     selector = selectors.DefaultSelector()
     for worker in workers:
@@ -175,7 +230,6 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
     for student, assignment in found:
         notes += precheck(root, student, assignment, expected[assignment])
-    use_wal(report.db_url(root))
     per_student = {}
     for student, _ in found:
         per_student[student] = per_student.get(student, 0) + 1

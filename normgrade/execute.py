@@ -187,7 +187,9 @@ class SandboxExecute(NbGraderPreprocessor):
         problems = list(dict.fromkeys(p for role, p in roles if role == "test"))
         recorded = set()  # cells whose outputs are already in the notebook
         broken = set()  # learner-added cells that killed their sandbox: skipped after
+        self.problem_seconds = {}
         for problem in problems:
+            start = time.monotonic()
             last = max(i for i, (_, p) in enumerate(roles) if p == problem)
             session = ProblemSession(zygote, self.timeout)
             try:
@@ -195,6 +197,8 @@ class SandboxExecute(NbGraderPreprocessor):
             finally:
                 session.close()
             self._enforce_own_work(nb, roles, problem, session)
+            self.problem_seconds[problem] = time.monotonic() - start
+            self.log.info("Graded %s in %.2f s", problem, self.problem_seconds[problem])
         return nb, resources
 
     def _grade_problem(self, nb, roles, problem, last, session, recorded, broken):

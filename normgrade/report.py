@@ -1,4 +1,5 @@
-"""Grades from the gradebook: grades.csv, grades_by_problem.csv and a printed table.
+"""Grades from the gradebook: grades.csv, grades_by_problem.csv, a printed table and
+grades_distribution.png (each problem's score distribution).
 
 A problem is the grade_id prefix before the first ``_`` (p1..p7, bn, q1..q6).
 """
@@ -21,6 +22,7 @@ def problem_scores(url=None):
     """{(student, assignment): {problem: [score, max_score]}} for every submission.
 
     A written answer not graded by hand yet scores None; anything else never graded, 0.
+    (A regrade flags hand-given scores for review again, but keeps and counts them.)
     """
     table = {}
     with Gradebook(url or db_url()) as gb:
@@ -30,7 +32,8 @@ def problem_scores(url=None):
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
                         problem = scores[grade.name.split("_")[0]]
-                        by_hand = grade.needs_manual_grade and grade.cell.cell_type == "markdown"
+                        by_hand = (grade.needs_manual_grade and grade.manual_score is None
+                                   and grade.cell.cell_type == "markdown")
                         if by_hand or problem[0] is None:
                             problem[0] = None
                         else:
@@ -41,7 +44,8 @@ def problem_scores(url=None):
 
 
 def write_reports(table, out_dir):
-    """Write grades.csv (one row per submission) and grades_by_problem.csv (long format)."""
+    """Write grades.csv (one row per submission), grades_by_problem.csv (long format) and
+    grades_distribution.png."""
     with open(os.path.join(out_dir, "grades.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "assignment", "score", "max_score"])
@@ -53,6 +57,7 @@ def write_reports(table, out_dir):
         for (student, assignment), scores in sorted(table.items()):
             for problem, (score, max_score) in scores.items():
                 writer.writerow([student, assignment, problem, score, max_score])
+    plot_distribution(table, os.path.join(out_dir, "grades_distribution.png"))
 
 
 def total(scores, column):
@@ -60,18 +65,77 @@ def total(scores, column):
     return sum(row[column] or 0.0 for row in scores.values())
 
 
+def by_assignment(table):
+    """{assignment: (problems in gradebook order, {student: scores})}, sorted by name."""
+    grouped = {}
+    for (student, assignment), scores in sorted(table.items(), key=lambda k: k[0][::-1]):
+        problems, rows = grouped.setdefault(assignment, ({}, {}))
+        problems.update(dict.fromkeys(scores))
+        rows[student] = scores
+    return {a: (list(problems), rows) for a, (problems, rows) in grouped.items()}
+
+
 def format_table(table):
     """One line per submission: each problem's score (? = to grade by hand), then total."""
     lines = []
-    for assignment in sorted({a for _, a in table}):
-        rows = {s: sc for (s, a), sc in table.items() if a == assignment}
-        problems = list(next(iter(rows.values())))
+    for assignment, (problems, rows) in by_assignment(table).items():
         lines.append(f"{assignment:<22} " + " ".join(f"{p:>5}" for p in problems) + "  total")
         for student, scores in sorted(rows.items()):
-            cells = " ".join("    ?" if scores[p][0] is None else f"{scores[p][0]:5g}"
-                             for p in problems)
+            cells = " ".join("    -" if p not in scores else "    ?" if scores[p][0] is None
+                             else f"{scores[p][0]:5g}" for p in problems)
             lines.append(f"  {student:<20} {cells}  {total(scores, 0):g}/{total(scores, 1):g}")
     return "\n".join(lines)
+
+
+def plot_distribution(table, path):
+    """A PNG with one histogram per problem, a row per assignment: how many students got
+    each score, from 0 to the problem's max. Written answers not graded by hand yet are
+    left out and counted in the panel's title. Drawn by Agg without a timestamp, so the
+    same grades give the same bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    groups = by_assignment(table)
+    ncols = max(len(problems) for problems, _ in groups.values())
+    fig = Figure(figsize=(1.8 * ncols + 0.6, 2.1 * len(groups) + 0.8), dpi=100,
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(groups), ncols, squeeze=False)
+    for row, (assignment, (problems, rows)) in zip(axes, groups.items()):
+        row[0].set_ylabel(f"{assignment}\nstudents")
+        for ax, problem in zip(row, problems):
+            histogram(ax, problem, [sc[problem] for sc in rows.values() if problem in sc],
+                      len(rows))
+        for ax in row[len(problems):]:
+            ax.set_axis_off()
+    fig.suptitle(f"Score distribution per problem ({len({s for s, _ in table})} students)",
+                 fontsize=10)
+    if any(sc[0] is None for scores in table.values() for sc in scores.values()):
+        fig.supxlabel("(n to grade): written answers not graded by hand yet, left out",
+                      fontsize=8, color="0.4")
+    fig.savefig(path, facecolor="white", metadata={"Software": None})
+
+
+def histogram(ax, problem, cells, n_students):
+    """One problem's panel; cells: [score or None, max_score] per submission."""
+    from matplotlib.ticker import MaxNLocator
+
+    max_score = max(m for _, m in cells)
+    graded = [s for s, _ in cells if s is not None]
+    width = 1.0 if all(s % 1 == 0 for s in graded) else 0.5  # a bar per (half) point
+    if max_score / width > 40:
+        width = max_score / 20
+    edges = [width * (k - 0.5) for k in range(round(max_score / width) + 2)]
+    ax.hist(graded, bins=edges, rwidth=0.8, color="#0072B2")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(0, n_students)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    ax.set_xlabel(f"score / {max_score:g}", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ungraded = len(cells) - len(graded)
+    ax.set_title(f"{problem} ({ungraded} to grade)" if ungraded else problem, fontsize=9,
+                 color="black" if graded else "0.45")
 
 
 if __name__ == "__main__":

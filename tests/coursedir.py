@@ -56,7 +56,9 @@ class Course:
 
     @property
     def db_url(self):
-        return "sqlite:///" + os.path.join(self.root, "gradebook.db")
+        """NBGRADER_DB_URL of the course's environment, else its SQLite gradebook."""
+        return self.env.get("NBGRADER_DB_URL",
+                            "sqlite:///" + os.path.join(self.root, "gradebook.db"))
 
     def autograded(self, student, assignment):
         path = os.path.join(self.root, "autograded", student, assignment,

@@ -1,0 +1,89 @@
+"""Instructor reports from a real gradebook (CSVs, distribution PNG); the roster import."""
+import csv
+import os
+import subprocess
+
+from matplotlib.figure import Figure
+from nbgrader.api import Gradebook
+from PIL import Image
+
+from conftest import REPO
+from normgrade import report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_reports_from_the_gradebook(graded, tmp_path):
+    report.write_reports(graded.scores(), str(tmp_path))
+
+    totals = {(r["student"], r["assignment"]): (float(r["score"]), float(r["max_score"]))
+              for r in read_csv(tmp_path / "grades.csv")}
+    assert totals[("reference", "normalization")] == (35, 35)
+    assert totals[("blank", "normalization")] == (0, 35)
+    assert totals[("blank", "batchnorm")] == (0, 30)
+    assert totals[("reference", "batchnorm")][1] == 30
+
+    by_problem = read_csv(tmp_path / "grades_by_problem.csv")
+    reference = {r["problem"]: r for r in by_problem
+                 if r["student"] == "reference" and r["assignment"] == "normalization"}
+    assert sorted(reference) == [f"p{k}" for k in range(1, 8)]
+    assert all(float(r["score"]) == float(r["max_score"]) == 5 for r in reference.values())
+    for (student, assignment), (score, max_score) in totals.items():
+        rows = [r for r in by_problem if r["student"] == student
+                and r["assignment"] == assignment]
+        assert sum(float(r["max_score"]) for r in rows) == max_score
+        assert sum(float(r["score"] or 0) for r in rows) == score  # "" = to grade by hand
+
+    png = tmp_path / "grades_distribution.png"
+    assert png.read_bytes().startswith(PNG_SIGNATURE)
+    with Image.open(png) as image:
+        image.verify()
+    with Image.open(png) as image:
+        assert image.format == "PNG" and min(image.size) >= 300
+    first = png.read_bytes()
+    report.write_reports(graded.scores(), str(tmp_path))
+    assert png.read_bytes() == first  # reproducible: no timestamp, same layout
+
+
+def test_histogram_panel_leaves_out_and_counts_ungraded_answers():
+    ax = Figure().subplots()
+    report.histogram(ax, "q1", [[None, 2.0], [2.0, 2.0], [0.0, 2.0], [2.0, 2.0]], 4)
+    assert ax.get_title() == "q1 (1 to grade)"
+    heights = [bar.get_height() for bar in ax.patches]
+    assert sum(heights) == 3 and max(heights) == 2
+    low, high = ax.get_xlim()
+    assert low < 0 and 2 < high < 3
+
+
+def test_roster_import_adds_the_students(graded):
+    roster = os.path.join(REPO, "roster.example.csv")
+    expected = {r["id"]: r for r in read_csv(roster)}
+    assert {"demo-complete", "demo-blank", "demo-mistake"} < set(expected)
+    done = graded.nbgrader("db", "student", "import", roster)
+    try:
+        assert done.returncode == 0, done.stderr
+        with Gradebook(graded.db_url) as gb:
+            students = {s.id: s for s in gb.students}
+            assert set(expected) | {"reference", "blank"} <= set(students)
+            for student_id, row in expected.items():
+                student = students[student_id]
+                assert (student.first_name, student.last_name, student.email) == \
+                    (row["first_name"], row["last_name"], row["email"])
+    finally:  # the gradebook is shared with the other tests: leave only its students
+        with Gradebook(graded.db_url) as gb:
+            for student in gb.students:
+                if student.id in expected:
+                    gb.remove_student(student.id)
+
+
+def test_make_roster_explains_a_missing_file(tmp_path):
+    missing = str(tmp_path / "missing.csv")
+    done = subprocess.run(["make", "-o", ".venv/.installed", "roster", f"ROSTER={missing}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert f"no roster file '{missing}'" in done.stderr and "ROSTER=path.csv" in done.stderr
