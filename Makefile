@@ -33,7 +33,7 @@ figures: $(STAMP)  ## redraw the figures in source/normalization/figures
 
 release: $(STAMP)  ## regenerate release/ (the student versions) from source/
 	rm -rf release
-	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_assignment $(a) --force --log-level=WARN &&) true
+	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_assignment $(a) --force --log-level=ERROR &&) true
 
 roster: $(STAMP)  ## import students from ROSTER=path.csv (id,first_name,last_name,email)
 	@test -f "$(ROSTER)" || { echo "make roster: no roster file '$(ROSTER)'; use make roster ROSTER=path.csv" \
@@ -45,7 +45,7 @@ autograde: $(STAMP)  ## autograde every submission in submitted/
 	$(PY) -m normgrade.autograde --jobs $(JOBS)
 
 feedback: $(STAMP)  ## write feedback/ for every autograded submission
-	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_feedback $(a) --force --log-level=WARN &&) true
+	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_feedback $(a) --force --log-level=ERROR &&) true
 
 grades: $(STAMP)  ## export grades.csv, the per-problem CSV, grades_distribution.png; print the table
 	$(PY) -m normgrade.report

@@ -1,11 +1,14 @@
 """Feedback that shows every check's result but never a hidden test's source."""
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 
 
-class HideHiddenTests(NbGraderPreprocessor):
+class HideHiddenTests(Preprocessor):
     """Replace the source of test cells with hidden tests by their docstring line."""
+
+    enabled = Bool(True)  # nbconvert's preprocessors are off unless enabled
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code" and HIDDEN_BEGIN in cell.source:
