@@ -4,7 +4,9 @@
 
 1. Each submission in ``submitted/<student>/<assignment>/`` is checked, read-only:
    missing or renamed notebooks, notebooks that are not valid JSON, test cells deleted
-   or edited (nbgrader restores them from the gradebook), stray files.
+   or edited (nbgrader restores them from the gradebook), stray files, symbolic links
+   (such a submission is not graded). The accepted ones are copied to a staging folder,
+   which is what nbgrader reads: submitted/ is never touched.
 2. The students are split into ``--jobs`` groups, each graded by one real
    ``nbgrader autograde`` process (so each pays one torch import, not one per
    submission). With a SQLite gradebook each worker writes to its own copy, and the
@@ -30,6 +32,8 @@ import tempfile
 import time
 
 import nbformat
+from nbgrader.api import Gradebook
+
 from normgrade import report
 from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
 
@@ -52,8 +56,12 @@ def submissions(root, students="*"):
         if not fnmatch.fnmatch(student, students):
             continue
         for assignment in sorted(os.listdir(os.path.join(root, "submitted", student))):
-            if assignment in ASSIGNMENTS:
+            folder = os.path.join(root, "submitted", student, assignment)
+            if assignment in ASSIGNMENTS and os.path.isdir(folder) \
+                    and not os.path.islink(folder):
                 found.append((student, assignment))
+            elif assignment in ASSIGNMENTS:
+                notes.append(f"{student}/{assignment}: not a folder; it scores zero")
             else:
                 notes.append(f"{student}/{assignment}: not an assignment of this course "
                              f"({', '.join(ASSIGNMENTS)}): ignored")
@@ -68,16 +76,40 @@ def release_test_cells(root, assignment):
             and not c.metadata["nbgrader"].get("solution")}
 
 
+def symlinks(folder):
+    """Paths under ``folder`` that are symbolic links (relative to it)."""
+    return sorted(os.path.relpath(os.path.join(base, name), folder)
+                  for base, dirs, files in os.walk(folder)
+                  for name in dirs + files if os.path.islink(os.path.join(base, name)))
+
+
 def precheck(root, student, assignment, expected_cells):
-    """Report lines about one submission; it is never modified."""
+    """(report lines, whether to grade it) for one submission; it is never modified.
+
+    A submission holding symbolic links is not graded: nbgrader would follow them (to the
+    instructor's notebook, or any file on the grading machine).
+    """
+    where = f"{student}/{assignment}"
+    folder = os.path.join(root, "submitted", student, assignment)
+    links = symlinks(folder)
+    if links:
+        return [f"{where}: symbolic links are not accepted ({', '.join(links)}); not graded, "
+                "it scores zero"], False
+    try:
+        return _precheck_files(root, student, assignment, expected_cells), True
+    except Exception as exc:  # whatever a submission holds, the others are graded
+        return [f"{where}: could not be checked ({type(exc).__name__}: {exc})"], True
+
+
+def _precheck_files(root, student, assignment, expected_cells):
     lines = []
+    where = f"{student}/{assignment}"
     folder = os.path.join(root, "submitted", student, assignment)
     name = ASSIGNMENTS[assignment]
     path = os.path.join(folder, name)
     release = set(os.listdir(os.path.join(root, "release", assignment)))
     others = sorted(set(os.listdir(folder)) - release - {"timestamp.txt", ".ipynb_checkpoints"})
     notebooks = [f for f in others if f.endswith(".ipynb")]
-    where = f"{student}/{assignment}"
     if not os.path.exists(path):
         renamed = f" (found {', '.join(notebooks)}: renamed?)" if notebooks else ""
         return [f"{where}: {name} is missing{renamed}; it scores zero"]
@@ -91,8 +123,8 @@ def precheck(root, student, assignment, expected_cells):
     except Exception as exc:  # any unreadable notebook: say why, grade the others
         reason = str(exc).splitlines()[0][:200]
         return lines + [f"{where}: {name} is not a valid notebook ({reason}); it scores zero"]
-    submitted = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells
-                 if c.cell_type == "code"}
+    submitted = {(c.metadata.get("nbgrader") or {}).get("grade_id"): c.source
+                 for c in nb.cells if c.cell_type == "code"}
     missing = sorted(set(expected_cells) - set(submitted))
     edited = sorted(g for g in expected_cells if g in submitted
                     and submitted[g] != expected_cells[g])
@@ -145,20 +177,33 @@ def split(students, jobs):
     return groups
 
 
-def start_worker(root, group, everyone, db_url):
-    """One ``nbgrader autograde`` process for the students of ``group``."""
+def record_zero(db_url, submissions):
+    """Put submissions that are not graded in the gradebook, so they show with zero."""
+    if not submissions:
+        return
+    with Gradebook(db_url) as gb:
+        for student, assignment in submissions:
+            gb.update_or_create_student(student)
+            gb.update_or_create_submission(assignment, student)
+
+
+def start_worker(root, staging, group, everyone, db_url, log):
+    """One ``nbgrader autograde`` process for the students of ``group``, reading their
+    submissions from ``staging``."""
     excluded = ",".join(sorted(set(everyone) - set(group)))
     command = [sys.executable, "-m", "nbgrader", "autograde", "*", "--force",
                "--log-level=INFO", "--CourseDirectory.student_id=*",
+               f"--CourseDirectory.submitted_directory={staging}",
                f"--CourseDirectory.student_id_exclude={excluded}"]
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
                + os.environ.get("PATH", ""), PYTHONWARNINGS="ignore", NBGRADER_DB_URL=db_url)
-    return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, bufsize=1)
+    return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.PIPE,
+                            text=True, bufsize=1)
 
 
-def run_workers(root, groups, everyone, total, progress):
-    """Run the workers; returns {(student, assignment): error line} of nbgrader failures."""
+def run_workers(root, staging, groups, total, progress):
+    """Run the workers on the submissions copied to ``staging``; returns
+    {(student, assignment): error line} of nbgrader failures."""
     url = report.db_url(root)
     sqlite_path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
     private = sqlite_path is not None and len(groups) > 1
@@ -172,7 +217,7 @@ def run_workers(root, groups, everyone, total, progress):
         else:
             urls.append(url)
     try:
-        failures = _watch(root, groups, everyone, urls, total, progress)
+        failures = _watch(root, staging, groups, urls, total, progress)
         if private:
             for group, worker_url in zip(groups, urls):
                 merge_gradebook(sqlite_path, worker_url[len("sqlite:///"):], group)
@@ -182,26 +227,39 @@ def run_workers(root, groups, everyone, total, progress):
     return failures
 
 
-def _watch(root, groups, everyone, urls, total, progress):
-    """Start one worker per group; follow their logs for progress and failures."""
+def _watch(root, staging, groups, urls, total, progress):
+    """Start one worker per group; follow their logs for progress and failures.
+
+    Each worker's log is kept in autograded/logs/worker-<k>.log.
+    """
     failures, done = {}, set()
-    workers = [start_worker(root, g, everyone, u) for g, u in zip(groups, urls)]
-    streams = {w.stderr.fileno(): w for w in workers}
+    logs = os.path.join(root, "autograded", "logs")
+    os.makedirs(logs, exist_ok=True)
+    files = [open(os.path.join(logs, f"worker-{k}.log"), "w") for k in range(len(groups))]
+    everyone = [student for group in groups for student in group]
+    workers = [start_worker(root, staging, g, everyone, u, f)
+               for g, u, f in zip(groups, urls, files)]
+    log_of = {w.stderr.fileno(): (w, f, f"autograded/logs/worker-{k}.log")
+              for k, (w, f) in enumerate(zip(workers, files))}
     selector = selectors.DefaultSelector()
     for worker in workers:
         selector.register(worker.stderr, selectors.EVENT_READ)
-    while streams:
+    while log_of:
         for key, _ in selector.select():
             line = key.fileobj.readline()
+            worker, file, log_name = log_of[key.fileobj.fileno()]
             if not line:
                 selector.unregister(key.fileobj)
-                streams.pop(key.fileobj.fileno()).wait()
+                del log_of[key.fileobj.fileno()]
+                worker.wait()
+                file.close()
                 continue
+            file.write(line)
             if (match := WRITTEN.search(line)):
                 finished = match.groups()
             elif (match := FAILED.search(line)):
                 assignment, student = match.groups()
-                failures[student, assignment] = "nbgrader could not grade it (see its log)"
+                failures[student, assignment] = f"nbgrader could not grade it (see {log_name})"
                 finished = (student, assignment)
             else:
                 continue
@@ -228,19 +286,27 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     if not found:
         return "No submissions in submitted/: nothing to grade."
     expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
+    graded, rejected = [], []
     for student, assignment in found:
-        notes += precheck(root, student, assignment, expected[assignment])
+        lines, grade = precheck(root, student, assignment, expected[assignment])
+        notes += lines
+        (graded if grade else rejected).append((student, assignment))
+    record_zero(report.db_url(root), rejected)
     per_student = {}
-    for student, _ in found:
+    for student, _ in graded:
         per_student[student] = per_student.get(student, 0) + 1
     groups = split(per_student, jobs)
-    failures = run_workers(root, groups, student_folders(root), len(found), progress)
+    with tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
+        for student, assignment in graded:
+            shutil.copytree(os.path.join(root, "submitted", student, assignment),
+                            os.path.join(staging, student, assignment))
+        failures = run_workers(root, staging, groups, len(graded), progress) if graded else {}
     noted = {line.split(":")[0] for line in notes}
     notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(failures.items())
               if f"{s}/{a}" not in noted]
     table = report.format_table(report.problem_scores(report.db_url(root)))
     text_report = "\n".join(
-        [table, "", f"Graded {len(found)} submissions with {len(groups)} jobs in "
+        [table, "", f"Graded {len(graded)} submissions with {len(groups)} jobs in "
                     f"{time.monotonic() - start:.1f} s.", f"Problems found: {len(notes)}"]
         + [f"  {line}" for line in notes])
     with open(os.path.join(root, "autograded", "report.txt"), "w") as f:

@@ -10,12 +10,14 @@ answer can patch what the tests rely on, and one ``os._exit`` loses the notebook
   namespace where the learner's names are proxies to the sandbox;
 - a timeout, crash or forbidden normalization layer costs that problem only.
 
-Cells are told apart by their nbgrader metadata; a grade_id's prefix before the first
-``_`` names its problem (``p3_running_eval`` belongs to ``p3``); ``setup`` cells run on
-both sides.
+What a cell is, and the code of every instructor cell, come from the gradebook, never
+from the submission: a grade_id's prefix before the first ``_`` names its problem
+(``p3_running_stats_eval`` belongs to ``p3``); ``setup`` runs on both sides; locked
+instructor cells missing from a submission are put back.
 """
 import ast
 import atexit
+import builtins
 import contextlib
 import io
 import re
@@ -27,6 +29,7 @@ import torch
 from nbformat.notebooknode import NotebookNode
 from traitlets import Integer
 
+from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 from normgrade import normcheck
 from normgrade.sandbox import AnswerFault, LearnerError, Remote, Sandbox, Zygote
@@ -42,6 +45,7 @@ FORBIDDEN_NAME = re.compile(
     r"InstanceNorm[123]d|LazyInstanceNorm[123]d|(batch|layer|group|instance|rms)_norm|"
     r"_?native_(batch|layer|group)_norm\w*|_batch_norm_impl_index|cudnn_batch_norm|"
     r"miopen_batch_norm|aten)$")
+BUILTIN_NAMES = frozenset(dir(builtins))
 
 _zygote = None
 
@@ -55,24 +59,89 @@ def shared_zygote(memory_bytes):
     return _zygote
 
 
-def cell_role(cell):
-    """(role, problem) of a cell: role is setup, answer, test, instructor or learner."""
-    if cell.cell_type != "code":
-        return None, None
-    meta = cell.metadata.get("nbgrader", {})
-    grade_id = meta.get("grade_id")
-    if not grade_id:
-        return "learner", None
-    if grade_id == "setup":
-        return "setup", None
-    problem = grade_id.split("_")[0]
-    if meta.get("solution"):
-        return "answer", problem
-    if meta.get("grade"):
-        return "test", problem
-    if meta.get("locked"):
-        return "instructor", problem
-    return "learner", None
+def grade_id(cell):
+    return (cell.metadata.get("nbgrader") or {}).get("grade_id")
+
+
+class CellKinds:
+    """What each grade_id is, and the instructor's code for the cells learners may not edit.
+
+    ``kinds``: grade_id -> "setup", "answer", "test" or "instructor";
+    ``sources``: grade_id -> source, for every kind but "answer".
+    """
+
+    def __init__(self, kinds, sources):
+        self.kinds, self.sources = kinds, sources
+
+    @classmethod
+    def from_gradebook(cls, db_url, notebook, assignment):
+        with Gradebook(db_url) as gb:
+            nb = gb.find_notebook(notebook, assignment)
+            graded = {c.name for c in nb.grade_cells}
+            answers = {c.name for c in nb.solution_cells}
+            kinds, sources = {}, {}
+            for cell in nb.source_cells:
+                if cell.cell_type != "code":
+                    continue
+                if cell.name in answers:
+                    kinds[cell.name] = "answer"
+                    continue
+                if cell.name == "setup":
+                    kinds[cell.name] = "setup"
+                elif cell.name in graded:
+                    kinds[cell.name] = "test"
+                elif cell.locked:
+                    kinds[cell.name] = "instructor"
+                else:
+                    continue
+                sources[cell.name] = cell.source
+        return cls(kinds, sources)
+
+    @classmethod
+    def from_notebook(cls, nb):
+        """The instructor's own notebook describes itself (used outside nbgrader)."""
+        kinds, sources = {}, {}
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader") or {}
+            name = meta.get("grade_id")
+            if cell.cell_type != "code" or not name:
+                continue
+            kinds[name] = ("answer" if meta.get("solution") else "setup" if name == "setup"
+                           else "test" if meta.get("grade") else "instructor"
+                           if meta.get("locked") else None)
+            if kinds[name] is None:
+                del kinds[name]
+            elif kinds[name] != "answer":
+                sources[name] = cell.source
+        return cls(kinds, sources)
+
+    def role(self, cell):
+        """(role, problem) of a submitted cell: unknown code cells are the learner's."""
+        if cell.cell_type != "code":
+            return None, None
+        name = grade_id(cell)
+        kind = self.kinds.get(name)
+        if kind is None:
+            return "learner", None
+        return kind, None if kind == "setup" else name.split("_")[0]
+
+    def restore(self, nb):
+        """Put the instructor's code back in its cells, and missing ones back in place."""
+        present = {grade_id(c) for c in nb.cells}
+        for cell in nb.cells:
+            if grade_id(cell) in self.sources:
+                cell.source = self.sources[grade_id(cell)]
+        for name, kind in self.kinds.items():
+            if kind in ("setup", "instructor") and name not in present:
+                problem = name.split("_")[0]
+                at = 0 if kind == "setup" else next(
+                    (i for i, c in enumerate(nb.cells) if (grade_id(c) or "").startswith(
+                        problem + "_") and self.kinds.get(grade_id(c)) == "test"), len(nb.cells))
+                restored = NotebookNode(cell_type="code", source=self.sources[name], outputs=[],
+                                        execution_count=None, metadata={"nbgrader": {
+                                            "grade_id": name, "locked": True, "grade": False,
+                                            "solution": False, "schema_version": 3}})
+                nb.cells.insert(at, restored)
 
 
 def forbidden_names(source):
@@ -112,7 +181,7 @@ class ProblemSession:
         self.namespace = {"__name__": "__main__"}
         self.learner_names = []
         self.bound = {}  # name -> the Remote bound for it in the namespace
-        self.forbidden = set()
+        self.ops = set()  # aten operators the learner's code ran for the tests
         self.fault = None  # why this problem's answer cannot be graded further
 
     def _start_cell(self):
@@ -123,13 +192,12 @@ class ProblemSession:
         self._start_cell()
         reply = self.sandbox.request("exec", name, source)
         self.replay.append((name, source))
-        if not reply["error"]:
-            self.learner_names = self.sandbox.decode(reply["value"])
+        self.learner_names = reply["names"]  # also when the cell raised after a def
         return reply
 
     def restart(self):
         """A fresh sandbox with every learner-side cell run so far run again."""
-        self.forbidden |= self.sandbox.forbidden
+        self.ops |= self.sandbox.ops
         self.sandbox.close()
         self.sandbox = Sandbox(self.zygote)
         replay, self.replay = self.replay, []
@@ -141,6 +209,8 @@ class ProblemSession:
             if self.namespace.get(name) is not remote:
                 del self.bound[name]  # grader code rebound it: it is the grader's now
         for name in self.learner_names:
+            if name in BUILTIN_NAMES or name.startswith("_"):
+                continue  # `range = ...` in an answer must not reach the tests
             if name not in self.namespace or name in self.bound:
                 remote = Remote(self.sandbox, ("global", name), name)
                 self.namespace[name] = self.bound[name] = remote
@@ -170,7 +240,7 @@ class ProblemSession:
         return outputs
 
     def close(self):
-        self.forbidden |= self.sandbox.forbidden
+        self.ops |= self.sandbox.ops
         self.sandbox.close()
 
 
@@ -183,7 +253,11 @@ class SandboxExecute(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         zygote = shared_zygote(self.memory_limit)
-        roles = [cell_role(cell) for cell in nb.cells]
+        info = resources.get("nbgrader")
+        kinds = (CellKinds.from_gradebook(info["db_url"], info["notebook"], info["assignment"])
+                 if info else CellKinds.from_notebook(nb))
+        kinds.restore(nb)
+        roles = [kinds.role(cell) for cell in nb.cells]
         problems = list(dict.fromkeys(p for role, p in roles if role == "test"))
         recorded = set()  # cells whose outputs are already in the notebook
         broken = set()  # learner-added cells that killed their sandbox: skipped after
@@ -203,7 +277,7 @@ class SandboxExecute(NbGraderPreprocessor):
 
     def _grade_problem(self, nb, roles, problem, last, session, recorded, broken):
         for index, ((role, owner), cell) in enumerate(zip(roles[:last + 1], nb.cells)):
-            name = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index + 1}")
+            name = grade_id(cell) or f"cell {index + 1}"
             if role == "setup":
                 session.run_grader_side(name, cell.source)
             if role in ("setup", "learner") or (role == "answer" and owner == problem):
@@ -245,11 +319,10 @@ class SandboxExecute(NbGraderPreprocessor):
         for (role, owner), cell in zip(roles, nb.cells):
             if role == "answer" and owner == problem:
                 named |= forbidden_names(cell.source)
-        if not (named or session.forbidden):
+        ran = set(normcheck.forbidden_ops(session.ops))
+        if not (named or ran):
             return
-        how = ", ".join(sorted(named | session.forbidden))
-        message = (f"{problem} uses torch's own normalization ({how}); this problem asks "
-                   "you to write it yourself, so it scores zero.")
+        message = normcheck.FORBIDDEN_MESSAGE.format(", ".join(sorted(named | ran)))
         for (role, owner), cell in zip(roles, nb.cells):
             if role == "test" and owner == problem:
-                cell.outputs = [error_output("ForbiddenNormalization", message)]
+                cell.outputs = [error_output("ForbiddenNormalization", f"{problem}: {message}")]

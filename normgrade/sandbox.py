@@ -31,6 +31,7 @@ import warnings
 import torch
 
 HEADER = struct.Struct(">Q")
+SANDBOX_UID_BASE = 1_000_000  # a sandbox runs as SANDBOX_UID_BASE + its pid (as root)
 MAX_REPLY = 256 * 2**20  # bytes; a larger reply is treated as a crash
 
 
@@ -118,6 +119,9 @@ class _Server:
         filename = f"<{name}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         exec(compile(source, filename, "exec"), self.namespace)
+
+    def names(self):
+        """The learner's global names (sent with every exec reply, even after an error)."""
         return sorted(k for k in self.namespace if not k.startswith("__"))
 
     def handle(self, request):
@@ -162,24 +166,31 @@ class _Server:
                     else:
                         with recorder:
                             value = self.handle(request)
-                reply["value"] = self.encode(value)
+                reply["value"] = None if request[0] == "exec" else self.encode(value)
             except BaseException as exc:  # SystemExit and KeyboardInterrupt included
                 tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
                 reply["error"] = {"ename": type(exc).__name__, "evalue": str(exc),
                                   "traceback": [line for line in tb
                                                 if "normgrade/sandbox.py" not in line]}
             reply.update(stdout=out.getvalue()[-100_000:], stderr=err.getvalue()[-100_000:],
-                         forbidden=recorder.forbidden)
+                         ops=sorted(recorder.ops))
+            if request[0] == "exec":
+                reply["names"] = self.names()
             buffer = io.BytesIO()
             torch.save(reply, buffer)
             _send(self.sock, buffer.getvalue())
 
 
+def sandbox_uid(pid):
+    return SANDBOX_UID_BASE + pid
+
+
 def _confine(memory_bytes, jail):
     """Limit what a sandbox can do to the machine and the course directory.
 
-    As root (CI, a grading server) the sandbox also gets an empty root directory and
-    the ``nobody`` user, so it can neither read the solutions nor write anywhere.
+    As root (CI, a grading server) the sandbox also gets an empty root directory and a
+    user id of its own, so it can neither read the solutions nor write anywhere, nor
+    signal another sandbox; killing that user's processes ends everything it started.
     """
     os.setsid()
     with open("/proc/self/status") as status:
@@ -193,8 +204,8 @@ def _confine(memory_bytes, jail):
         os.chroot(jail)
         os.chdir("/")
         os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
+        os.setgid(sandbox_uid(os.getpid()))
+        os.setuid(sandbox_uid(os.getpid()))
     resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -228,12 +239,24 @@ def _warm_up(normcheck):
     traceback.format_exception(ValueError, ValueError("x"), None)
 
 
+def _private_copy(module):
+    """A fresh instance of ``module``, registered nowhere, so patching the importable one
+    (sys.modules["normcheck"]) does not reach it."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"_private_{module.__name__}",
+                                                  module.__file__)
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    return copy
+
+
 def zygote_main(control_fd, memory_bytes):
     """Import torch once, then fork a confined sandbox for every request."""
     torch.set_num_threads(1)
     from normgrade import normcheck
-    sys.modules.setdefault("normcheck", normcheck)
-    _warm_up(normcheck)
+    sys.modules.setdefault("normcheck", normcheck)  # what learners' code may import
+    harness = _private_copy(normcheck)  # what the server runs: in no module table
+    _warm_up(harness)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished sandboxes
     control = socket.socket(fileno=control_fd)
     jail = tempfile.mkdtemp(prefix="normgrade-jail-") if os.geteuid() == 0 else None
@@ -250,8 +273,8 @@ def zygote_main(control_fd, memory_bytes):
             sock = socket.socket(fileno=fds[0])
             try:
                 _confine(memory_bytes, jail)
-                _Server(sock, dict(normcheck.SCENARIOS), normcheck.run_scenario_here,
-                        normcheck.OpRecorder).serve()
+                _Server(sock, dict(harness.SCENARIOS), harness.run_scenario_here,
+                        harness.OpRecorder).serve()
             finally:
                 os._exit(0)
         os.close(fds[0])
@@ -296,8 +319,9 @@ class Sandbox:
 
     def __init__(self, zygote):
         self.sock, self.pid = zygote.fork()
+        self.zygote_pid = zygote.process.pid
         self.fault = None
-        self.forbidden = set()
+        self.ops = set()  # aten operators the learner's code ran while serving requests
         self.deadline = None
 
     def request(self, *request):
@@ -321,26 +345,27 @@ class Sandbox:
         except Exception:
             self.kill("died: the Python process running it exited or crashed (os._exit, "
                       "sys.exit in a thread, a segfault or running out of memory)")
-        self.forbidden.update(reply.get("forbidden", ()))
+        self.ops.update(reply.get("ops", ()))
         return reply
 
     def kill(self, reason):
         self.fault = reason
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.sock.close()
+        self._end()
         raise AnswerFault(reason)
 
     def close(self):
         if not self.fault:
             self.fault = "closed"
-            self.sock.close()
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self._end()
+
+    def _end(self):
+        """Kill the sandbox and every process it started."""
+        self.sock.close()
+        if _parent_of(self.pid) == self.zygote_pid:  # not yet confined, or not root
+            _kill(-self.pid)  # its process group: it called setsid first thing
+        if os.geteuid() == 0:  # its own user id: nothing else runs as it
+            for pid in _pids_of(sandbox_uid(self.pid)):
+                _kill(pid)
 
     def decode(self, value):
         """Plain data from the sandbox, with handles turned into ``Remote`` proxies."""
@@ -366,6 +391,30 @@ class Sandbox:
             error = reply["error"]
             raise LearnerError(f"{error['ename']}: {error['evalue']}")
         return self.decode(reply["value"])
+
+
+def _status(pid, field):
+    """A numeric field of /proc/<pid>/status (first value), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
+def _parent_of(pid):
+    return _status(pid, "PPid")
+
+
+def _pids_of(uid):
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _status(e, "Uid") == uid]
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class LearnerError(Exception):

@@ -28,7 +28,7 @@ class Outcome:
     lost: float = 0.0
     max_score: float = 0.0
     caught_by: list = field(default_factory=list)
-    message: str = ""
+    messages: list = field(default_factory=list)  # of the failed checks, in notebook order
 
 
 @dataclass
@@ -102,7 +102,7 @@ def run(course, answers=MUTANTS + CORRECT):
                         failed = failing_checks(nb, problem)
                         outcomes.append(Outcome(chosen[problem], student, max_score - score,
                                                 max_score, [g for g, _ in failed],
-                                                failed[0][1] if failed else ""))
+                                                [m for _, m in failed]))
                     elif score != max_score:
                         collateral.append((student, problem, score, max_score))
     return Results(outcomes, collateral, time.monotonic() - start)
@@ -116,8 +116,8 @@ def kill_table(results):
         verdict = ", ".join(o.caught_by) or ("SURVIVED" if o.answer.family != "correct"
                                               else "kept every point")
         lines.append(f"{o.answer.name:<32} {o.answer.problem:<7} {lost:>7}  {verdict}")
-        if o.message:
-            lines.append(f"{'':<49}{o.message[:150]}")
+        if o.messages:
+            lines.append(f"{'':<49}{o.messages[0][:150]}")
     killed = sum(1 for o in results.outcomes if o.answer.family != "correct" and o.lost > 0)
     mutants = sum(1 for o in results.outcomes if o.answer.family != "correct")
     alive = sum(1 for o in results.outcomes if o.answer.family == "correct" and o.lost == 0)

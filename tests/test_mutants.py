@@ -36,7 +36,7 @@ def test_mutants_cost_nowhere_else(results):
 
 
 def test_correct_alternatives_keep_every_point(results):
-    lost = [(o.answer.name, o.lost, o.message) for o in results.outcomes
+    lost = [(o.answer.name, o.lost, o.messages) for o in results.outcomes
             if o.answer.family == "correct" and o.lost != 0]
     assert not lost, lost
 
@@ -55,3 +55,28 @@ def test_partial_credit_is_possible(results):
     """Some mutants keep part of their problem's points: checks are graded separately."""
     partial = [o for o in results.outcomes if 0 < o.lost < o.max_score]
     assert len(partial) >= 5
+
+
+# A phrase each of these mistakes must be named by, in some failed check's message.
+NAMED = {
+    "p1_unbiased_var": "unbiased (N-1) variance",
+    "p1_eps_outside_sqrt": "outside the square root",
+    "p1_numpy_float64": "keep the input's dtype",
+    "p1_inplace_centering": "changed its input tensor in place",
+    "p2_weight_bias_swapped": "weight and bias swapped",
+    "p3_flipped_momentum": "moved by 1 - momentum instead of momentum",
+    "p3_biased_running_var": "tracks the biased variance",
+    "p3_eval_batch_stats": "uses the batch's own mean and variance",
+    "p3_running_keeps_graph": "keeps autograd history",
+    "p3_detached_input": "no gradient reached the input",
+    "p4_per_instance": "that is instance norm",
+    "p7_interleaved_groups": "(interleaved)",
+    "bn_torch_momentum": "momentum weights the history",
+    "bn_moving_keeps_graph": "keeps autograd history",
+}
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_messages_name_the_mistake(results, name):
+    outcome = next(o for o in results.outcomes if o.answer.name == name)
+    assert any(NAMED[name] in m for m in outcome.messages), outcome.messages

@@ -2,12 +2,15 @@
 
 The runs are made by the `parallel_runs` fixture (conftest.py)."""
 
+import copy
+
 from conftest import MANUAL_SCORE
 
 def test_two_jobs_rerun_gives_the_sequential_grades_and_outputs(parallel_runs):
     """The 2-job run re-grades what the 1-job run graded: same grades, same outputs."""
     runs, _, _, _ = parallel_runs
     (_, sequential, seq_nbs), (_, parallel, par_nbs) = runs[1], runs[2]
+    sequential = copy.deepcopy(sequential)  # the fixture is shared with other tests
     sequential["par-reference", "batchnorm"]["q1"][0] = MANUAL_SCORE  # graded by hand between
     assert sequential == parallel
     assert seq_nbs == par_nbs

@@ -42,10 +42,6 @@ class OpRecorder(TorchDispatchMode):
         self.ops.add(func.overloadpacket.__name__)
         return func(*args, **(kwargs or {}))
 
-    @property
-    def forbidden(self):
-        return sorted(op for op in self.ops if FORBIDDEN_OP.search(op))
-
 
 # ---------------------------------------------------------------------------
 # Inputs
@@ -83,12 +79,12 @@ def _describe(value):
 
 
 def scenario_call(fn, args):
-    """Call ``fn(*args)`` once; report the output and whether an input tensor changed."""
-    before = [a.clone() if isinstance(a, torch.Tensor) else None for a in args]
+    """Call ``fn(*args)`` once; report the output and the tensor arguments after the call
+    (the caller compares them with what it passed)."""
     out = fn(*args)
-    mutated = [i for i, (a, b) in enumerate(zip(args, before))
-               if b is not None and not torch.equal(a, b)]
-    return {"output": _describe(out), "mutated": mutated}
+    return {"output": _describe(out),
+            "args_after": [a.detach().clone() if isinstance(a, torch.Tensor) else None
+                           for a in args]}
 
 
 def scenario_grads(fn, args, grad_output):
@@ -189,7 +185,7 @@ def run_scenario_here(scenario, answer, *args):
 
     Warnings and stderr of the answer are kept out of the test cell (a test cell that
     writes to stderr scores zero in nbgrader). An exception in the answer becomes
-    ``{"error": ...}``.
+    ``{"error": ...}``. The operators run are returned raw, for the caller to judge.
     """
     recorder = OpRecorder()
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
@@ -199,7 +195,7 @@ def run_scenario_here(scenario, answer, *args):
                 evidence = scenario(answer, *args)
         except Exception as exc:  # the learner's code failed: report, do not crash
             evidence = {"error": f"{type(exc).__name__}: {exc}"}
-    evidence["forbidden"] = recorder.forbidden
+    evidence["ops"] = sorted(recorder.ops)
     return evidence
 
 
@@ -310,54 +306,55 @@ def _group_view(x, groups, interleaved=False):
     return x.reshape(n, groups, c // groups, -1)
 
 
-WRONG_DIMS_P1 = ("statistics over each sample's features (dim 1); batch norm takes each "
-                 "feature's statistics over the batch (dim 0)")
+UNBIASED = "the unbiased (N-1) variance; normalize with the biased one (unbiased=False)"
+EPS_OUTSIDE = "eps added outside the square root; use sqrt(var + eps)"
+PER_SAMPLE = ("statistics over each sample's features (dim 1); batch norm takes each "
+              "feature's statistics over the batch (dim 0)")
+# Wrong reduction dims per problem, with what they amount to.
+WRONG_DIMS = {
+    "p1": {(1,): PER_SAMPLE},
+    "p2": {(1,): PER_SAMPLE},
+    "p4": {(0,): "statistics over the batch only (dim 0); batch norm 2d uses dims (0, 2, 3)",
+           (2, 3): "statistics per image and channel (dims 2, 3): that is instance norm",
+           (1, 2, 3): "statistics per image (dims 1, 2, 3): that is layer norm"},
+    "p5": {(1,): "statistics over dim 1 only; layer norm uses every dim but 0",
+           (0,): "statistics over the batch (dim 0): that is batch norm"},
+    "p6": {(0, 2): "statistics over the batch and length (dims 0, 2): that is batch norm",
+           (1, 2): "statistics over channels and length (dims 1, 2): that is layer norm",
+           (1,): "statistics over the channels (dim 1); instance norm uses dim 2"},
+}
+
+
+def _group_suspects(x, eps, groups):
+    def norm(view, **kw):
+        return _normalize(view, (2, 3), eps, **kw).reshape(x.shape)
+    grouped = _group_view(x, groups)
+    interleaved = _normalize(_group_view(x, groups, interleaved=True), (2, 3), eps)
+    return {
+        UNBIASED: norm(grouped, correction=1),
+        EPS_OUTSIDE: norm(grouped, eps_inside=False),
+        "channels put in groups by channel % groups (interleaved); groups are made of "
+        "adjacent channels": interleaved.transpose(1, 2).reshape(x.shape),
+        "C // groups groups of `groups` channels; there are `groups` groups of C // groups "
+        "channels": norm(_group_view(x, x.shape[1] // groups)),
+    }
 
 
 def _suspects(problem, x, eps, groups=None, weight=None, bias=None, **_):
     """Outputs of known wrong answers, each with the sentence that names the mistake."""
     if problem == "p7":
-        def norm(view, **kw):
-            return _normalize(view, (2, 3), eps, **kw).reshape(x.shape) if view is not None else None
-        grouped = _group_view(x, groups)
-        found = {
-            "the unbiased (N-1) variance; normalize with the biased one (unbiased=False)":
-                norm(grouped, correction=1),
-            "eps added outside the square root; use sqrt(var + eps)":
-                norm(grouped, eps_inside=False),
-            "channels put in groups by channel % groups (interleaved); groups are made "
-            "of adjacent channels": norm(_group_view(x, groups, interleaved=True)),
-        }
-        if x.shape[1] % (x.shape[1] // groups) == 0:
-            found["C // groups groups of `groups` channels; there are `groups` groups of "
-                  "C // groups channels"] = norm(_group_view(x, x.shape[1] // groups))
-        return found
+        return _group_suspects(x, eps, groups)
     dims = PROBLEMS[problem]["dims"](x)
     found = {
-        "the unbiased (N-1) variance; normalize with the biased one (unbiased=False)":
-            _normalize(x, dims, eps, correction=1),
-        "eps added outside the square root; use sqrt(var + eps)":
-            _normalize(x, dims, eps, eps_inside=False),
+        UNBIASED: _normalize(x, dims, eps, correction=1),
+        EPS_OUTSIDE: _normalize(x, dims, eps, eps_inside=False),
         "the standard deviation where the variance belongs; use sqrt(var + eps)":
             _normalize(x, dims, eps, std=True),
     }
-    wrong_dims = {
-        "p1": {(1,): WRONG_DIMS_P1},
-        "p4": {(0,): "statistics over the batch only (dim 0); batch norm 2d uses dims (0, 2, 3)",
-               (2, 3): "statistics per image and channel (dims 2, 3): that is instance norm",
-               (1, 2, 3): "statistics per image (dims 1, 2, 3): that is layer norm"},
-        "p5": {(1,): "statistics over dim 1 only; layer norm uses every dim but 0",
-               (0,): "statistics over the batch (dim 0): that is batch norm"},
-        "p6": {(0, 2): "statistics over the batch and length (dims 0, 2): that is batch norm",
-               (1, 2): "statistics over channels and length (dims 1, 2): that is layer norm",
-               (1,): "statistics over the channels (dim 1); instance norm uses dim 2"},
-    }.get(problem, {})
-    if problem == "p2":
-        wrong_dims = {(1,): WRONG_DIMS_P1}
-    for dims_, text in wrong_dims.items():
-        if max(dims_) < x.dim():
-            found[text] = _normalize(x, dims_, eps)
-    if problem == "p2":
+    for wrong_dims, text in WRONG_DIMS.get(problem, {}).items():
+        if max(wrong_dims) < x.dim():
+            found[text] = _normalize(x, wrong_dims, eps)
+    if PROBLEMS[problem]["affine"]:
         base = _normalize(x, dims, eps)
         found = {text: weight * out + bias for text, out in found.items()}
         found.update({
@@ -371,8 +368,9 @@ def _suspects(problem, x, eps, groups=None, weight=None, bias=None, **_):
 
 
 def _name_mistake(actual, suspects):
+    """' This looks like <mistake>.' for the first suspect ``actual`` matches, else ''."""
     for text, wrong in suspects.items():
-        if wrong is not None and wrong.shape == actual.shape and torch.allclose(
+        if wrong.shape == actual.shape and torch.allclose(
                 actual.double(), wrong.double(), rtol=RTOL, atol=ATOL, equal_nan=True):
             return f" This looks like {text}."
     return ""
@@ -386,12 +384,27 @@ def _fail(where, message):
     raise AssertionError(f"{where}: {message}")
 
 
+def forbidden_ops(ops):
+    """The operators in ``ops`` that belong to torch's own normalization."""
+    return sorted(op for op in ops if FORBIDDEN_OP.search(op))
+
+
+FORBIDDEN_MESSAGE = ("your code runs torch's own normalization ({}). This problem asks you "
+                     "to write it yourself with elementary operations (mean, var, sqrt, ...); "
+                     "it scores zero.")
+
+
 def _check_clean(where, evidence):
-    """The answer ran, used no built-in normalization, returned a tensor."""
-    if evidence.get("forbidden"):
-        _fail(where, "your code runs torch's own normalization "
-                     f"({', '.join(evidence['forbidden'])}). This problem asks you to write it "
-                     "yourself with elementary operations (mean, var, sqrt, ...); it scores zero.")
+    """The answer ran, used no built-in normalization and left the operator record alone.
+
+    Every scenario runs operators itself (it clones its inputs), so an empty record means
+    the answer switched the recorder off.
+    """
+    if not evidence.get("ops"):
+        _fail(where, "no operators were recorded while your code ran: it interfered with "
+                     "the checks' tools (torch's dispatch or this module); it scores zero.")
+    if forbidden_ops(evidence["ops"]):
+        _fail(where, FORBIDDEN_MESSAGE.format(", ".join(forbidden_ops(evidence["ops"]))))
     if "error" in evidence:
         _fail(where, f"your code raised {evidence['error']}")
 
@@ -460,9 +473,11 @@ def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_
             where = f"{problem} on input {tuple(x.shape)}, eps={e:g}" + (
                 f", groups={g}" if g is not None else "")
             args = PROBLEMS[problem]["args"](x, eps=e, **params)
+            passed = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
             evidence = run_scenario(scenario_call, fn, args)
             _check_clean(where, evidence)
-            if evidence["mutated"]:
+            if any(isinstance(a, torch.Tensor) and not torch.equal(a, after)
+                   for a, after in zip(passed, evidence["args_after"])):
                 _fail(where, "your function changed its input tensor in place; compute a new "
                              "tensor instead (no -=, /=, add_, ...).")
             expected, _ = _reference(problem, x, eps=e, **params)

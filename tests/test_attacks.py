@@ -1,0 +1,199 @@
+"""The attack catalog (tests/attacks.py) through the real autograde wrapper.
+
+Every attack is graded in one run (`python -m normgrade.autograde --students 'atk-*'`,
+cells limited to 3 s), the few that could stop a whole run in a second one; meanwhile
+the ``plain`` attacks run outside the sandbox, to show they are real. Each kind of
+expectation has its own test, parametrized over the attacks it applies to.
+"""
+import os
+import re
+
+import nbformat
+import pytest
+
+from attacks import ATTACKS, CODE_PROBLEMS, MARK, grade_batch, report_lines
+from conftest import ASSIGNMENTS, REPO
+
+BATCHES = sorted({a.batch for a in ATTACKS})
+
+
+def label(attack):
+    duplicates = [a for a in ATTACKS if a.name == attack.name]
+    return attack.name if len(duplicates) == 1 else f"{attack.name}-{attack.assignment}"
+
+
+def cases(select=lambda attack: True, kind=None):
+    """pytest params of the attacks ``select`` keeps (root-only score checks skip elsewhere)."""
+    params = []
+    for attack in ATTACKS:
+        if not select(attack):
+            continue
+        marks = []
+        if attack.needs_root and kind == "score" and os.geteuid() != 0:
+            marks.append(pytest.mark.skip(reason="only a root grader jails the sandbox"))
+        params.append(pytest.param(attack, id=label(attack), marks=marks))
+    return params
+
+
+@pytest.fixture(scope="session")
+def runs(course):
+    """{batch: Run}: every batch of the catalog built and graded once."""
+    return {batch: grade_batch(course, batch) for batch in BATCHES}
+
+
+def scores_of(runs, attack):
+    """{problem: [score, max]} of the attack's code problems; None if never graded."""
+    scores = runs[attack.batch].scores.get((attack.student, attack.assignment))
+    if scores is None:
+        return None
+    return {p: scores[p] for p in CODE_PROBLEMS[attack.assignment] if p in scores}
+
+
+def autograded(course, attack):
+    path = os.path.join(course.root, "autograded", attack.student, attack.assignment,
+                        ASSIGNMENTS[attack.assignment])
+    return nbformat.read(path, as_version=4) if os.path.isfile(path) else None
+
+
+def outputs_text(cell):
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "error":
+            parts += [output.ename, output.evalue] + list(output.traceback)
+        elif output.output_type == "stream":
+            parts.append(output.text)
+        else:
+            parts += [str(v) for v in output.get("data", {}).values()]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# The catalog itself
+# ---------------------------------------------------------------------------
+
+def test_catalog_is_large_and_readable():
+    assert len([a for a in ATTACKS if not a.name.endswith("control")]) >= 20
+    students = [(a.student, a.assignment) for a in ATTACKS]
+    assert len(students) == len(set(students))
+    assert all(re.fullmatch(r"[a-z0-9_]+", a.name) for a in ATTACKS)
+    assert all(a.target is None or a.target in CODE_PROBLEMS[a.assignment] for a in ATTACKS)
+    assert all(a.batch == 1 or a.name.startswith("crash_") for a in ATTACKS)
+
+
+# ---------------------------------------------------------------------------
+# Scores
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attack", cases(lambda a: a.target or a.whole, "score"))
+def test_target_scores_exactly_what_it_should(runs, attack):
+    """A cheat, a crash or a forbidden layer scores 0 on its target; tampering around a
+    wrong answer scores what the answer would honestly; an ungradable notebook, 0 all over."""
+    scores = scores_of(runs, attack)
+    if attack.whole:
+        got = {p: s for p, (s, _) in (scores or {}).items()}
+        assert all(s == 0 for s in got.values()), got
+    else:
+        assert scores is not None, runs[attack.batch].report[-2000:]
+        assert scores[attack.target][0] == attack.target_score, scores
+
+
+@pytest.mark.parametrize("attack", cases(lambda a: not a.whole, "others"))
+def test_every_other_problem_keeps_full_points(runs, attack):
+    scores = scores_of(runs, attack)
+    assert scores is not None, runs[attack.batch].report[-2000:]
+    assert set(scores) == set(CODE_PROBLEMS[attack.assignment])
+    lost = {p: s for p, s in scores.items() if p != attack.target and s[0] != s[1]}
+    assert not lost, lost
+
+
+def test_the_control_is_graded_as_usual_in_the_same_run(runs):
+    for assignment in ASSIGNMENTS:
+        scores = runs[1].scores[("atk-control", assignment)]
+        assert all(scores[p][0] == scores[p][1] > 0 for p in CODE_PROBLEMS[assignment]), scores
+
+
+# ---------------------------------------------------------------------------
+# Report, outputs, submitted files, processes
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attack", cases(lambda a: a.report is not None, "report"))
+def test_report_names_the_malformed_submission(runs, attack):
+    lines = report_lines(runs[attack.batch].report, attack)
+    assert any(attack.report in line for line in lines), (lines, runs[attack.batch].report[-1500:])
+
+
+@pytest.mark.parametrize("attack", cases(lambda a: a.shows is not None, "shows"))
+def test_outputs_say_what_happened(course, runs, attack):
+    nb = autograded(course, attack)
+    cells, text = attack.shows
+    chosen = [c for c in nb.cells if c.cell_type == "code" and (
+        c.source.startswith(MARK) if cells == "marked" else
+        c.metadata.get("nbgrader", {}).get("grade") and
+        c.metadata["nbgrader"]["grade_id"].split("_")[0] == attack.target)]
+    assert chosen
+    for cell in chosen:
+        assert text in outputs_text(cell), (cell.metadata.get("nbgrader"), outputs_text(cell))
+
+
+def _hidden_tests():
+    """Lines of the hidden tests and their seeds, per assignment."""
+    hidden = {}
+    for assignment, notebook in ASSIGNMENTS.items():
+        nb = nbformat.read(os.path.join(REPO, "source", assignment, notebook), as_version=4)
+        lines = set()
+        for cell in nb.cells:
+            if "### BEGIN HIDDEN TESTS" in cell.source:
+                body = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN")[0]
+                lines |= {line.strip() for line in body.splitlines() if line.strip()}
+        seeds = {m for line in lines for m in re.findall(r"seed=\d+", line)}
+        hidden[assignment] = (lines, seeds)
+    return hidden
+
+
+HIDDEN = _hidden_tests()
+
+
+def test_hidden_tests_are_known():
+    """The leak check below has something to look for."""
+    for assignment, (lines, seeds) in HIDDEN.items():
+        assert len(lines) >= 3 and len(seeds) >= 3, assignment
+
+
+@pytest.mark.parametrize("attack", cases(lambda a: a.batch == 1))
+def test_outputs_never_show_the_hidden_tests(course, runs, attack):
+    nb = autograded(course, attack)
+    if nb is None:
+        pytest.skip("not autograded")
+    lines, seeds = HIDDEN[attack.assignment]
+    for cell in nb.cells:
+        text = outputs_text(cell) if cell.cell_type == "code" else ""
+        assert "BEGIN HIDDEN TESTS" not in text
+        assert not [line for line in lines if line in text]
+        assert not [seed for seed in seeds if re.search(rf"\b{seed}\b", text)]
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_nothing_under_submitted_changes(runs, batch):
+    assert runs[batch].changed == []
+
+
+@pytest.mark.parametrize("attack", cases(lambda a: a.name == "orphan_process", "orphans"))
+def test_no_learner_process_outlives_grading(runs, attack):
+    assert runs[attack.batch].orphans == []
+
+
+# ---------------------------------------------------------------------------
+# The attacks are real: outside the sandbox they gain
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attack", cases(lambda a: a.plain))
+def test_attack_gains_in_a_plain_kernel(runs, attack):
+    """Run as nbgrader's own Execute would (one namespace, from the submission folder), the
+    attack scores more than the grader must give it; a forbidden layer, with only the
+    forbidden-operator rule switched off, gets every point: it is an otherwise correct answer."""
+    score = runs[attack.batch].plain[attack.name]
+    if attack.forbidden_rule:
+        full = 18.0 if attack.assignment == "batchnorm" else 5.0
+        assert score == full
+    else:
+        assert score > attack.target_score
