@@ -12,7 +12,8 @@
    submission). With a SQLite gradebook each worker writes to its own copy, and the
    graded students' rows are merged back at the end (nbgrader's ids are UUIDs, so rows
    never collide); SQLite slows to a crawl with two processes committing at once.
-   PostgreSQL (NBGRADER_DB_URL) is shared by the workers directly.
+   PostgreSQL (NBGRADER_DB_URL) is shared by the workers directly. All workers fork
+   their sandboxes from one zygote, started first (one torch import for the run).
 3. The end prints the per-student, per-problem table and one line per problem found.
    The report is also written to ``autograded/report.txt``.
 
@@ -34,7 +35,7 @@ import time
 import nbformat
 from nbgrader.api import Gradebook
 
-from normgrade import report
+from normgrade import report, zygote
 from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
 
 WRITTEN = re.compile(r"Writing \d+ bytes to .*/autograded/([^/]+)/([^/]+)/")
@@ -187,16 +188,17 @@ def record_zero(db_url, submissions):
             gb.update_or_create_submission(assignment, student)
 
 
-def start_worker(root, staging, group, everyone, db_url, log):
+def start_worker(root, staging, group, everyone, db_url, log, extra_env):
     """One ``nbgrader autograde`` process for the students of ``group``, reading their
-    submissions from ``staging``."""
+    submissions from ``staging``; ``extra_env`` names the shared sandbox zygote."""
     excluded = ",".join(sorted(set(everyone) - set(group)))
     command = [sys.executable, "-m", "nbgrader", "autograde", "*", "--force",
                "--log-level=INFO", "--CourseDirectory.student_id=*",
                f"--CourseDirectory.submitted_directory={staging}",
                f"--CourseDirectory.student_id_exclude={excluded}"]
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
-               + os.environ.get("PATH", ""), PYTHONWARNINGS="ignore", NBGRADER_DB_URL=db_url)
+               + os.environ.get("PATH", ""), PYTHONWARNINGS="ignore", NBGRADER_DB_URL=db_url,
+               **extra_env)
     return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.PIPE,
                             text=True, bufsize=1)
 
@@ -217,7 +219,8 @@ def run_workers(root, staging, groups, total, progress):
         else:
             urls.append(url)
     try:
-        failures = _watch(root, staging, groups, urls, total, progress)
+        with zygote.serve() as shared_zygote:
+            failures = _watch(root, staging, groups, urls, total, progress, shared_zygote)
         if private:
             for group, worker_url in zip(groups, urls):
                 merge_gradebook(sqlite_path, worker_url[len("sqlite:///"):], group)
@@ -227,7 +230,7 @@ def run_workers(root, staging, groups, total, progress):
     return failures
 
 
-def _watch(root, staging, groups, urls, total, progress):
+def _watch(root, staging, groups, urls, total, progress, extra_env):
     """Start one worker per group; follow their logs for progress and failures.
 
     Each worker's log is kept in autograded/logs/worker-<k>.log.
@@ -237,7 +240,7 @@ def _watch(root, staging, groups, urls, total, progress):
     os.makedirs(logs, exist_ok=True)
     files = [open(os.path.join(logs, f"worker-{k}.log"), "w") for k in range(len(groups))]
     everyone = [student for group in groups for student in group]
-    workers = [start_worker(root, staging, g, everyone, u, f)
+    workers = [start_worker(root, staging, g, everyone, u, f, extra_env)
                for g, u, f in zip(groups, urls, files)]
     log_of = {w.stderr.fileno(): (w, f, f"autograded/logs/worker-{k}.log")
               for k, (w, f) in enumerate(zip(workers, files))}

@@ -16,7 +16,6 @@ from the submission: a grade_id's prefix before the first ``_`` names its proble
 instructor cells missing from a submission are put back.
 """
 import ast
-import atexit
 import builtins
 import contextlib
 import io
@@ -31,8 +30,8 @@ from traitlets import Integer
 
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
-from normgrade import normcheck
-from normgrade.sandbox import AnswerFault, LearnerError, Remote, Sandbox, Zygote
+from normgrade import normcheck, zygote
+from normgrade.sandbox import AnswerFault, LearnerError, Remote, Sandbox
 
 sys.modules.setdefault("normcheck", normcheck)
 # Tests use small tensors; one thread each for grader and sandbox keeps two cores busy
@@ -46,18 +45,6 @@ FORBIDDEN_NAME = re.compile(
     r"_?native_(batch|layer|group)_norm\w*|_batch_norm_impl_index|cudnn_batch_norm|"
     r"miopen_batch_norm|aten)$")
 BUILTIN_NAMES = frozenset(dir(builtins))
-
-_zygote = None
-
-
-def shared_zygote(memory_bytes):
-    """One zygote per grading process, started on first use."""
-    global _zygote
-    if _zygote is None:
-        _zygote = Zygote(memory_bytes)
-        atexit.register(_zygote.close)
-    return _zygote
-
 
 def grade_id(cell):
     return (cell.metadata.get("nbgrader") or {}).get("grade_id")
@@ -173,10 +160,10 @@ def stream_output(text):
 class ProblemSession:
     """A sandbox and a grader namespace for one problem."""
 
-    def __init__(self, zygote, timeout):
-        self.zygote = zygote
+    def __init__(self, timeout, memory_bytes):
         self.timeout = timeout
-        self.sandbox = Sandbox(zygote)
+        self.memory_bytes = memory_bytes
+        self.sandbox = Sandbox(zygote.shared(), memory_bytes)
         self.replay = []  # (name, source) of learner-side cells run so far
         self.namespace = {"__name__": "__main__"}
         self.learner_names = []
@@ -199,7 +186,7 @@ class ProblemSession:
         """A fresh sandbox with every learner-side cell run so far run again."""
         self.ops |= self.sandbox.ops
         self.sandbox.close()
-        self.sandbox = Sandbox(self.zygote)
+        self.sandbox = Sandbox(zygote.shared(), self.memory_bytes)
         replay, self.replay = self.replay, []
         for name, source in replay:
             self.run_learner_side(name, source)
@@ -252,7 +239,6 @@ class SandboxExecute(NbGraderPreprocessor):
                            ).tag(config=True)
 
     def preprocess(self, nb, resources):
-        zygote = shared_zygote(self.memory_limit)
         info = resources.get("nbgrader")
         kinds = (CellKinds.from_gradebook(info["db_url"], info["notebook"], info["assignment"])
                  if info else CellKinds.from_notebook(nb))
@@ -265,7 +251,7 @@ class SandboxExecute(NbGraderPreprocessor):
         for problem in problems:
             start = time.monotonic()
             last = max(i for i, (_, p) in enumerate(roles) if p == problem)
-            session = ProblemSession(zygote, self.timeout)
+            session = ProblemSession(self.timeout, self.memory_limit)
             try:
                 self._grade_problem(nb, roles, problem, last, session, recorded, broken)
             finally:

@@ -18,10 +18,10 @@ import os
 import pickle
 import resource
 import select
+import selectors
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -250,35 +250,60 @@ def _private_copy(module):
     return copy
 
 
-def zygote_main(control_fd, memory_bytes):
-    """Import torch once, then fork a confined sandbox for every request."""
+def zygote_main(control_fd, listen_path=None):
+    """Import torch once, then fork a confined sandbox for every request.
+
+    Requests come on ``control_fd`` (the process that started the zygote: when it hangs
+    up, the zygote ends) and, with ``listen_path``, on connections to that Unix socket
+    (nbgrader workers sharing this zygote). Each request is 8 bytes (the sandbox's memory
+    allowance) with the sandbox's socket attached; the reply is the sandbox's pid.
+    """
     torch.set_num_threads(1)
     from normgrade import normcheck
     sys.modules.setdefault("normcheck", normcheck)  # what learners' code may import
     harness = _private_copy(normcheck)  # what the server runs: in no module table
     _warm_up(harness)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished sandboxes
-    control = socket.socket(fileno=control_fd)
+    owner = socket.socket(fileno=control_fd)
+    selector = selectors.DefaultSelector()
+    selector.register(owner, selectors.EVENT_READ)
+    if listen_path:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(listen_path)
+        listener.listen()
+        selector.register(listener, selectors.EVENT_READ)
     jail = tempfile.mkdtemp(prefix="normgrade-jail-") if os.geteuid() == 0 else None
-    while True:
-        try:
-            _, fds, _, _ = socket.recv_fds(control, 16, 1)
-        except (EOFError, OSError):
-            break
-        if not fds:
-            break
-        pid = os.fork()
-        if pid == 0:
-            control.close()
-            sock = socket.socket(fileno=fds[0])
+    running = True
+    while running:
+        for key, _ in selector.select():
+            conn = key.fileobj
+            if listen_path and conn is listener:
+                client, _ = listener.accept()
+                client.sendall(struct.pack(">q", os.getpid()))
+                selector.register(client, selectors.EVENT_READ)
+                continue
             try:
-                _confine(memory_bytes, jail)
-                _Server(sock, dict(harness.SCENARIOS), harness.run_scenario_here,
-                        harness.OpRecorder).serve()
-            finally:
-                os._exit(0)
-        os.close(fds[0])
-        control.sendall(struct.pack(">q", pid))
+                message, fds, _, _ = socket.recv_fds(conn, 16, 1)
+            except OSError:
+                message, fds = b"", []
+            if not fds:  # hung up
+                selector.unregister(conn)
+                conn.close()
+                running = running and conn is not owner
+                continue
+            pid = os.fork()
+            if pid == 0:  # the sandbox: no zygote socket stays open in it
+                for key in list(selector.get_map().values()):
+                    key.fileobj.close()
+                sock = socket.socket(fileno=fds[0])
+                try:
+                    _confine(struct.unpack(">Q", message)[0], jail)
+                    _Server(sock, dict(harness.SCENARIOS), harness.run_scenario_here,
+                            harness.OpRecorder).serve()
+                finally:
+                    os._exit(0)
+            os.close(fds[0])
+            conn.sendall(struct.pack(">q", pid))
     if jail:
         os.rmdir(jail)
 
@@ -287,39 +312,13 @@ def zygote_main(control_fd, memory_bytes):
 # Grader side
 # ---------------------------------------------------------------------------
 
-class Zygote:
-    """The process that forks sandboxes. Starting it costs one torch import."""
-
-    def __init__(self, memory_bytes=4 * 2**30):
-        self.control, theirs = socket.socketpair()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-            + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "normgrade.sandbox", str(theirs.fileno()), str(memory_bytes)],
-            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL)
-        theirs.close()
-
-    def fork(self):
-        """A new sandbox: (its socket, its pid)."""
-        ours, theirs = socket.socketpair()
-        socket.send_fds(self.control, [b"f"], [theirs.fileno()])
-        theirs.close()
-        (pid,) = struct.unpack(">q", _recv_exact(self.control, 8))
-        return ours, pid
-
-    def close(self):
-        self.control.close()
-        self.process.wait(timeout=30)
-
-
 class Sandbox:
-    """One learner process. Every request has a deadline; a fault ends the sandbox."""
+    """One learner process, forked by a ``normgrade.zygote.Zygote``. Every request has a
+    deadline; a fault ends the sandbox."""
 
-    def __init__(self, zygote):
-        self.sock, self.pid = zygote.fork()
-        self.zygote_pid = zygote.process.pid
+    def __init__(self, zygote, memory_bytes):
+        self.sock, self.pid = zygote.fork(memory_bytes)
+        self.zygote_pid = zygote.pid
         self.fault = None
         self.ops = set()  # aten operators the learner's code ran while serving requests
         self.deadline = None
@@ -451,4 +450,4 @@ class Remote:
 
 
 if __name__ == "__main__":
-    zygote_main(int(sys.argv[1]), int(sys.argv[2]))
+    zygote_main(int(sys.argv[1]), *sys.argv[2:])

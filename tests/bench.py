@@ -8,7 +8,6 @@ ratio; the speedup of 2 jobs over 1; and the compute of each problem's tests.
 """
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,4 +82,4 @@ def main(count):
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 20))
+    sys.exit(main(int(sys.argv[1]) if len(sys.argv) > 1 else 80))

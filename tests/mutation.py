@@ -8,7 +8,6 @@ mutant must lose points on its own problem, and the reference problems beside it
 keep every point (so a mutant costs nowhere else); a correct alternative keeps every
 point.
 """
-import os
 import sys
 import tempfile
 import time
