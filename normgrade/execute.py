@@ -66,40 +66,31 @@ class CellKinds:
             nb = gb.find_notebook(notebook, assignment)
             graded = {c.name for c in nb.grade_cells}
             answers = {c.name for c in nb.solution_cells}
-            kinds, sources = {}, {}
-            for cell in nb.source_cells:
-                if cell.cell_type != "code":
-                    continue
-                if cell.name in answers:
-                    kinds[cell.name] = "answer"
-                    continue
-                if cell.name == "setup":
-                    kinds[cell.name] = "setup"
-                elif cell.name in graded:
-                    kinds[cell.name] = "test"
-                elif cell.locked:
-                    kinds[cell.name] = "instructor"
-                else:
-                    continue
-                sources[cell.name] = cell.source
-        return cls(kinds, sources)
+            return cls.of([(c.name, c.name in answers, c.name in graded, c.locked, c.source)
+                           for c in nb.source_cells if c.cell_type == "code"])
 
     @classmethod
     def from_notebook(cls, nb):
         """The instructor's own notebook describes itself (used outside nbgrader)."""
-        kinds, sources = {}, {}
+        cells = []
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader") or {}
-            name = meta.get("grade_id")
-            if cell.cell_type != "code" or not name:
-                continue
-            kinds[name] = ("answer" if meta.get("solution") else "setup" if name == "setup"
-                           else "test" if meta.get("grade") else "instructor"
-                           if meta.get("locked") else None)
-            if kinds[name] is None:
-                del kinds[name]
-            elif kinds[name] != "answer":
-                sources[name] = cell.source
+            if cell.cell_type == "code" and meta.get("grade_id"):
+                cells.append((meta["grade_id"], meta.get("solution"), meta.get("grade"),
+                              meta.get("locked"), cell.source))
+        return cls.of(cells)
+
+    @classmethod
+    def of(cls, cells):
+        """From (grade_id, is solution, is graded, is locked, source) of code cells."""
+        kinds, sources = {}, {}
+        for name, solution, graded, locked, source in cells:
+            kind = ("answer" if solution else "setup" if name == "setup" else
+                    "test" if graded else "instructor" if locked else None)
+            if kind:
+                kinds[name] = kind
+            if kind and kind != "answer":
+                sources[name] = source
         return cls(kinds, sources)
 
     def role(self, cell):
