@@ -159,11 +159,11 @@ def test_hidden_tests_are_known():
         assert len(lines) >= 3 and len(seeds) >= 3, assignment
 
 
-@pytest.mark.parametrize("attack", cases(lambda a: a.batch == 1))
+@pytest.mark.parametrize("attack", cases(lambda a: a.batch == 1 and not a.whole))
 def test_outputs_never_show_the_hidden_tests(course, runs, attack):
+    """(Whole-notebook failures are never autograded: no outputs to look at.)"""
     nb = autograded(course, attack)
-    if nb is None:
-        pytest.skip("not autograded")
+    assert nb is not None
     lines, seeds = HIDDEN[attack.assignment]
     for cell in nb.cells:
         text = outputs_text(cell) if cell.cell_type == "code" else ""
