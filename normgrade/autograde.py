@@ -192,7 +192,7 @@ def start_worker(root, staging, group, everyone, db_url, log, extra_env):
     """One ``nbgrader autograde`` process for the students of ``group``, reading their
     submissions from ``staging``; ``extra_env`` names the shared sandbox zygote."""
     excluded = ",".join(sorted(set(everyone) - set(group)))
-    command = [sys.executable, "-m", "nbgrader", "autograde", "*", "--force",
+    command = [sys.executable, "-m", "normgrade.worker", "autograde", "*", "--force",
                "--log-level=INFO", "--CourseDirectory.student_id=*",
                f"--CourseDirectory.submitted_directory={staging}",
                f"--CourseDirectory.student_id_exclude={excluded}"]

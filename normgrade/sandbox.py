@@ -227,7 +227,7 @@ def _warm_up(normcheck):
         return F.relu((x - mean) * torch.rsqrt(var + eps)) + np.float64(0.0)
 
     x = pickle.loads(pickle.dumps(torch.randn(4, 3)))
-    normcheck.run_scenario_here(normcheck.scenario_call, normalize, [x, 1e-5])
+    normcheck.run_scenario_here(normcheck.scenario_calls, normalize, [[x, 1e-5]])
     normcheck.run_scenario_here(normcheck.scenario_grads, normalize, [x.double(), 1e-5],
                                 torch.ones(4, 3, dtype=torch.float64))
     normcheck.run_scenario_here(normcheck.scenario_module, normcheck.TorchSkeletonBatchNorm,

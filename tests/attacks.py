@@ -611,9 +611,9 @@ ATTACKS = [
                                               for n in SEED_TEST_NAMES)},
                       edit=_delete("bn_seed_tests")),
            plain=True),
-    Attack("tamper_shadow_range", "normalization", "p1",
-           "a global named `range` that yields nothing empties the example's eps list",
-           submission("normalization", wrong("p1", "range = lambda *args: []")),
+    Attack("tamper_shadow_range", "normalization", "p5",
+           "a global named `range` that yields nothing empties the example's loop over ranks",
+           submission("normalization", wrong("p5", "range = lambda *args: []")),
            plain=True),
 
     # --- reading the instructor's solution ----------------------------------------------

@@ -78,19 +78,36 @@ def _describe(value):
     return {"type": type(value).__name__}
 
 
-def scenario_call(fn, args):
-    """Call ``fn(*args)`` once; report the output and the tensor arguments after the call
-    (the caller compares them with what it passed)."""
-    out = fn(*args)
-    return {"output": _describe(out),
-            "args_after": [a.detach().clone() if isinstance(a, torch.Tensor) else None
-                           for a in args]}
+def _copies(values):
+    """Fresh copies of the tensors in ``values``. Every scenario starts so: the operator
+    record of an honest run is never empty."""
+    return [v.detach().clone() if isinstance(v, torch.Tensor) else v for v in values]
+
+
+def scenario_calls(fn, calls):
+    """Call ``fn(*args)`` for each ``args`` in ``calls``; report each output (or error) and
+    the tensor arguments after the call (the caller compares them with what it passed).
+
+    One scenario for all the cases of a check: one round trip to the grader's sandbox.
+    """
+    calls = [_copies(args) for args in calls]
+    results = []
+    for args in calls:
+        try:
+            out = fn(*args)
+        except Exception as exc:  # the learner's code failed on this case
+            results.append({"error": f"{type(exc).__name__}: {exc}"})
+            continue
+        results.append({"output": _describe(out),
+                        "args_after": [a.detach().clone() if isinstance(a, torch.Tensor)
+                                       else None for a in args]})
+    return {"results": results}
 
 
 def scenario_grads(fn, args, grad_output):
     """Backpropagate ``grad_output`` through ``fn(*args)``; report the tensor args' grads."""
-    args = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) else a
-            for a in args]
+    args = [a.requires_grad_(True) if isinstance(a, torch.Tensor) else a
+            for a in _copies(args)]
     out = fn(*args)
     if not isinstance(out, torch.Tensor) or not out.requires_grad:
         return {"grads": None}
@@ -108,8 +125,8 @@ def _stat(value):
 
 def scenario_running(cls, weight, bias, eps, momentum, train_batches, eval_batches):
     """P3: train steps, then ``eval()`` and eval steps; outputs and running stats after each."""
-    layer = cls(weight.clone().requires_grad_(True), bias.clone().requires_grad_(True),
-                eps, momentum)
+    weight, bias = _copies([weight, bias])
+    layer = cls(weight.requires_grad_(True), bias.requires_grad_(True), eps, momentum)
     steps = []
     for phase, batches in (("train", train_batches), ("eval", eval_batches)):
         if phase == "eval":
@@ -124,8 +141,7 @@ def scenario_running(cls, weight, bias, eps, momentum, train_batches, eval_batch
 
 def scenario_running_grads(cls, weight, bias, eps, momentum, x, grad_output):
     """P3 in float64: grads of the input, weight and bias after one training step."""
-    weight, bias = weight.clone().requires_grad_(True), bias.clone().requires_grad_(True)
-    x = x.clone().requires_grad_(True)
+    weight, bias, x = (t.requires_grad_(True) for t in _copies([weight, bias, x]))
     out = cls(weight, bias, eps, momentum)(x)
     if not isinstance(out, torch.Tensor) or not out.requires_grad:
         return {"grads": None}
@@ -135,6 +151,7 @@ def scenario_running_grads(cls, weight, bias, eps, momentum, x, grad_output):
 
 def scenario_module(cls, shape, eps, momentum, train_batches, eval_batches):
     """Seed 004 BatchNorm: training steps (grad on), then test steps under no_grad."""
+    train_batches, eval_batches = _copies(train_batches), _copies(eval_batches)
     module = cls(shape, eps=eps, momentum=momentum)
     steps = []
     for phase, batches in (("train", train_batches), ("eval", eval_batches)):
@@ -151,11 +168,12 @@ def scenario_module(cls, shape, eps, momentum, train_batches, eval_batches):
 
 def scenario_module_grads(cls, shape, x, grad_output, gamma, beta):
     """Seed 004 BatchNorm in float64: grads of the input, gamma and beta after one step."""
+    x, grad_output, gamma, beta = _copies([x, grad_output, gamma, beta])
     module = cls(shape).double()
     with torch.no_grad():
         module.gamma.copy_(gamma.view_as(module.gamma))
         module.beta.copy_(beta.view_as(module.beta))
-    x = x.detach().clone().requires_grad_(True)
+    x = x.requires_grad_(True)
     out = module(x)
     if not isinstance(out, torch.Tensor) or not out.requires_grad:
         return {"grads": None}
@@ -163,7 +181,7 @@ def scenario_module_grads(cls, shape, x, grad_output, gamma, beta):
     return {"grads": [x.grad, module.gamma.grad, module.beta.grad]}
 
 
-SCENARIOS = {f.__name__: f for f in (scenario_call, scenario_grads, scenario_running,
+SCENARIOS = {f.__name__: f for f in (scenario_calls, scenario_grads, scenario_running,
                                      scenario_running_grads, scenario_module,
                                      scenario_module_grads)}
 
@@ -395,22 +413,25 @@ FORBIDDEN_MESSAGE = ("your code runs torch's own normalization ({}). This proble
 
 
 def _check_clean(where, evidence):
-    """The answer ran, used no built-in normalization and left the operator record alone.
+    """The answer used no built-in normalization, ran, and left the operator record alone.
 
-    Every scenario runs operators itself (it clones its inputs), so an empty record means
-    the answer switched the recorder off.
+    Every scenario copies its inputs first, so an empty record means the answer switched
+    the recorder off.
     """
-    if not evidence.get("ops"):
-        _fail(where, "no operators were recorded while your code ran: it interfered with "
-                     "the checks' tools (torch's dispatch or this module); it scores zero.")
-    if forbidden_ops(evidence["ops"]):
+    if forbidden_ops(evidence.get("ops", ())):
         _fail(where, FORBIDDEN_MESSAGE.format(", ".join(forbidden_ops(evidence["ops"]))))
     if "error" in evidence:
         _fail(where, f"your code raised {evidence['error']}")
+    if not evidence.get("ops"):
+        _fail(where, "no operators were recorded while your code ran: it interfered with "
+                     "the checks' tools (torch's dispatch or this module); it scores zero.")
 
 
-def _check_tensor(where, described, expected, suspects=None, dtype=None):
-    """``described`` (from ``_describe``) equals the ``expected`` tensor."""
+def _check_tensor(where, described, expected, suspects=dict, dtype=None):
+    """``described`` (from ``_describe``) equals the ``expected`` tensor.
+
+    suspects: called on a mismatch only, it returns {mistake: its output} to name it.
+    """
     if "tensor" not in described:
         got = described["type"]
         hint = " Did you forget `return`?" if got == "NoneType" else ""
@@ -433,7 +454,7 @@ def _check_tensor(where, described, expected, suspects=None, dtype=None):
                f"expected {expected[first].item():.6g}.")
     if not torch.isfinite(actual).all():
         message += " Your output has nan or inf: is eps inside the square root?"
-    _fail(where, message + _name_mistake(actual, suspects or {}))
+    _fail(where, message + _name_mistake(actual, suspects()))
 
 
 def _cases(shapes, eps, seed, constant_channel=False, dtype=torch.float32):
@@ -467,24 +488,29 @@ def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_
     For every case: no built-in normalization, same shape, same dtype, input unchanged,
     values within rtol=atol=1e-4 of torch's.
     """
+    cases = []
     for x, e, case_seed in _cases(shapes, eps, seed, constant_channel):
         for g in groups:
             params = _params(problem, x, case_seed, g)
             where = f"{problem} on input {tuple(x.shape)}, eps={e:g}" + (
                 f", groups={g}" if g is not None else "")
-            args = PROBLEMS[problem]["args"](x, eps=e, **params)
-            passed = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
-            evidence = run_scenario(scenario_call, fn, args)
-            _check_clean(where, evidence)
-            if any(isinstance(a, torch.Tensor) and not torch.equal(a, after)
-                   for a, after in zip(passed, evidence["args_after"])):
-                _fail(where, "your function changed its input tensor in place; compute a new "
-                             "tensor instead (no -=, /=, add_, ...).")
-            expected, _ = _reference(problem, x, eps=e, **params)
-            _check_tensor(where, evidence["output"], expected,
-                          _suspects(problem, x.double(), e, **{
-                              k: v.double() if isinstance(v, torch.Tensor) else v
-                              for k, v in params.items()}), dtype=x.dtype)
+            cases.append((where, x, e, params, PROBLEMS[problem]["args"](x, eps=e, **params)))
+    if not cases:
+        raise ValueError(f"{problem}: function_matches was given no cases to check")
+    passed = [[a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+              for *_, args in cases]
+    evidence = run_scenario(scenario_calls, fn, [args for *_, args in cases])
+    _check_clean(cases[0][0], evidence)
+    for (where, x, e, params, _), before, result in zip(cases, passed, evidence["results"]):
+        _check_clean(where, dict(result, ops=evidence["ops"]))
+        if any(isinstance(a, torch.Tensor) and not torch.equal(a, after)
+               for a, after in zip(before, result["args_after"])):
+            _fail(where, "your function changed its input tensor in place; compute a new "
+                         "tensor instead (no -=, /=, add_, ...).")
+        expected, _ = _reference(problem, x, eps=e, **params)
+        _check_tensor(where, result["output"], expected, lambda: _suspects(
+            problem, x.double(), e, **{k: v.double() if isinstance(v, torch.Tensor) else v
+                                       for k, v in params.items()}), dtype=x.dtype)
 
 
 def gradients_match(problem, fn, shapes, eps=1e-5, seed=0, groups=None):
