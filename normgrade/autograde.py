@@ -9,9 +9,10 @@
    which is what nbgrader reads: submitted/ is never touched.
 2. The students are split into ``--jobs`` groups, each graded by one real
    ``nbgrader autograde`` process (so each pays one torch import, not one per
-   submission). With a SQLite gradebook each worker writes to its own copy, and the
-   graded students' rows are merged back at the end (nbgrader's ids are UUIDs, so rows
-   never collide); SQLite slows to a crawl with two processes committing at once.
+   submission). With a SQLite gradebook each worker writes to its own copy (in memory,
+   /dev/shm), and the graded students' rows are merged back at the end (nbgrader's ids
+   are UUIDs, so rows never collide); SQLite slows to a crawl with two processes
+   committing at once, and nbgrader commits after every graded cell.
    PostgreSQL (NBGRADER_DB_URL) is shared by the workers directly. All workers fork
    their sandboxes from one zygote, started first (one torch import for the run).
 3. The end prints the per-student, per-problem table and one line per problem found.
@@ -41,6 +42,9 @@ from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
 WRITTEN = re.compile(r"Writing \d+ bytes to .*/autograded/([^/]+)/([^/]+)/")
 FAILED = re.compile(r"error processing assignment '([^']+)' for student '([^']+)'")
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
+# Workers' gradebook copies are merged back and dropped: kept in memory, where nbgrader's
+# commit after every graded cell costs no disk flush.
+MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def student_folders(root):
@@ -208,8 +212,8 @@ def run_workers(root, staging, groups, total, progress):
     {(student, assignment): error line} of nbgrader failures."""
     url = report.db_url(root)
     sqlite_path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
-    private = sqlite_path is not None and len(groups) > 1
-    scratch = tempfile.mkdtemp(prefix="normgrade-") if private else None
+    private = sqlite_path is not None
+    scratch = tempfile.mkdtemp(prefix="normgrade-", dir=MEMORY_DIR) if private else None
     urls = []
     for k in range(len(groups)):
         if private:
