@@ -101,15 +101,13 @@ def precheck(root, student, assignment, expected_cells):
         return [f"{where}: symbolic links are not accepted ({', '.join(links)}); not graded, "
                 "it scores zero"], False
     try:
-        return _precheck_files(root, student, assignment, expected_cells), True
+        return _precheck_files(root, where, folder, assignment, expected_cells), True
     except Exception as exc:  # whatever a submission holds, the others are graded
         return [f"{where}: could not be checked ({type(exc).__name__}: {exc})"], True
 
 
-def _precheck_files(root, student, assignment, expected_cells):
+def _precheck_files(root, where, folder, assignment, expected_cells):
     lines = []
-    where = f"{student}/{assignment}"
-    folder = os.path.join(root, "submitted", student, assignment)
     name = ASSIGNMENTS[assignment]
     path = os.path.join(folder, name)
     release = set(os.listdir(os.path.join(root, "release", assignment)))
