@@ -5,16 +5,17 @@
 1. Each submission in ``submitted/<student>/<assignment>/`` is checked, read-only:
    missing or renamed notebooks, notebooks that are not valid JSON, test cells deleted
    or edited (nbgrader restores them from the gradebook), stray files, symbolic links
-   (such a submission is not graded). The accepted ones are copied to a staging folder,
-   which is what nbgrader reads: submitted/ is never touched.
-2. The students are split into ``--jobs`` groups, each graded by one real
-   ``nbgrader autograde`` process (so each pays one torch import, not one per
-   submission). With a SQLite gradebook each worker writes to its own copy (in memory,
-   /dev/shm), and the graded students' rows are merged back at the end (nbgrader's ids
-   are UUIDs, so rows never collide); SQLite slows to a crawl with two processes
-   committing at once, and nbgrader commits after every graded cell.
-   PostgreSQL (NBGRADER_DB_URL) is shared by the workers directly. All workers fork
-   their sandboxes from one zygote, started first (one torch import for the run).
+   and student ids nbgrader would read as glob patterns (such submissions are not
+   graded). The accepted ones are copied to a staging folder, which is what nbgrader
+   reads: submitted/ is never touched. Meanwhile the sandboxes' zygote imports torch.
+2. ``--jobs`` workers (normgrade.worker), forked from this process once it has loaded
+   nbgrader and torch, run nbgrader's own ``Autograde`` on one student at a time, the
+   next as soon as one is done. With a SQLite gradebook each worker writes to its own
+   copy (in memory, /dev/shm), and the rows of the students it graded are merged back
+   at the end (nbgrader's ids are UUIDs, so rows never collide); SQLite slows to a
+   crawl with two processes committing at once, and nbgrader commits after every
+   graded cell. PostgreSQL (NBGRADER_DB_URL) is shared by the workers directly. All
+   workers fork their sandboxes from the one zygote.
 3. The end prints the per-student, per-problem table and one line per problem found.
    The report is also written to ``autograded/report.txt``.
 
@@ -23,15 +24,14 @@ sandbox, whatever else runs.
 """
 import argparse
 import fnmatch
+import multiprocessing.connection
 import os
-import re
-import selectors
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 import nbformat
 from nbgrader.api import Gradebook
@@ -39,9 +39,8 @@ from nbgrader.api import Gradebook
 from normgrade import report, zygote
 from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
 
-WRITTEN = re.compile(r"Writing \d+ bytes to .*/autograded/([^/]+)/([^/]+)/")
-FAILED = re.compile(r"error processing assignment '([^']+)' for student '([^']+)'")
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
+GLOB_CHARACTERS = set("*?[]")
 # Workers' gradebook copies are merged back and dropped: kept in memory, where nbgrader's
 # commit after every graded cell costs no disk flush.
 MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -92,9 +91,14 @@ def precheck(root, student, assignment, expected_cells):
     """(report lines, whether to grade it) for one submission; it is never modified.
 
     A submission holding symbolic links is not graded: nbgrader would follow them (to the
-    instructor's notebook, or any file on the grading machine).
+    instructor's notebook, or any file on the grading machine). Nor is one whose student
+    id holds glob characters: nbgrader globs submission paths with the id.
     """
     where = f"{student}/{assignment}"
+    if set(student) & GLOB_CHARACTERS:
+        return [f"{where}: the student id holds one of * ? [ ], which nbgrader reads as a "
+                "glob pattern (it would mix up this student's work and another's); rename the "
+                "folder; not graded, it scores zero"], False
     folder = os.path.join(root, "submitted", student, assignment)
     links = symlinks(folder)
     if links:
@@ -172,14 +176,6 @@ def merge_gradebook(path, copy, students):
         connection.close()
 
 
-def split(students, jobs):
-    """``jobs`` groups of students, balanced by number of submissions."""
-    groups = [[] for _ in range(max(1, min(jobs, len(students))))]
-    for student, count in sorted(students.items(), key=lambda item: -item[1]):
-        min(groups, key=lambda g: sum(students[s] for s in g)).append(student)
-    return groups
-
-
 def record_zero(db_url, submissions):
     """Put submissions that are not graded in the gradebook, so they show with zero."""
     if not submissions:
@@ -190,88 +186,135 @@ def record_zero(db_url, submissions):
             gb.update_or_create_submission(assignment, student)
 
 
-def start_worker(root, staging, group, everyone, db_url, log, extra_env):
-    """One ``nbgrader autograde`` process for the students of ``group``, reading their
-    submissions from ``staging``; ``extra_env`` names the shared sandbox zygote."""
-    excluded = ",".join(sorted(set(everyone) - set(group)))
-    command = [sys.executable, "-m", "normgrade.worker", "autograde", "*", "--force",
-               "--log-level=INFO", "--CourseDirectory.student_id=*",
-               f"--CourseDirectory.submitted_directory={staging}",
-               f"--CourseDirectory.student_id_exclude={excluded}"]
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
-               + os.environ.get("PATH", ""), PYTHONWARNINGS="ignore", NBGRADER_DB_URL=db_url,
-               **extra_env)
-    return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.PIPE,
-                            text=True, bufsize=1)
-
-
-def run_workers(root, staging, groups, total, progress):
-    """Run the workers on the submissions copied to ``staging``; returns
-    {(student, assignment): error line} of nbgrader failures."""
+def run_workers(root, staging, graded, jobs, zygote_env, progress):
+    """Grade ``graded`` [(student, assignment)], read from ``staging``, with ``jobs``
+    workers; returns {(student, assignment): why nbgrader could not grade it}."""
+    assignments = {}
+    for student, assignment in graded:
+        assignments.setdefault(student, []).append(assignment)
+    # A student's submissions go to one worker: their rows are merged back together.
+    tasks = sorted(assignments.items(), key=lambda task: (-len(task[1]), task[0]))
     url = report.db_url(root)
     sqlite_path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
-    private = sqlite_path is not None
-    scratch = tempfile.mkdtemp(prefix="normgrade-", dir=MEMORY_DIR) if private else None
+    scratch = tempfile.mkdtemp(prefix="normgrade-", dir=MEMORY_DIR) if sqlite_path else None
     urls = []
-    for k in range(len(groups)):
-        if private:
-            copy = os.path.join(scratch, f"worker{k}.db")
+    for slot in range(jobs):
+        if sqlite_path:
+            copy = os.path.join(scratch, f"worker{slot}.db")
             copy_gradebook(sqlite_path, copy)
             urls.append("sqlite:///" + copy)
         else:
             urls.append(url)
     try:
-        with zygote.serve() as shared_zygote:
-            failures = _watch(root, staging, groups, urls, total, progress, shared_zygote)
-        if private:
-            for group, worker_url in zip(groups, urls):
-                merge_gradebook(sqlite_path, worker_url[len("sqlite:///"):], group)
+        pool = WorkerPool(root, staging, urls, zygote_env)
+        failures = pool.grade(tasks, len(graded), progress)
+        if sqlite_path:
+            for slot, students in enumerate(pool.students):
+                merge_gradebook(sqlite_path, urls[slot][len("sqlite:///"):], students)
     finally:
         if scratch:
             shutil.rmtree(scratch)
     return failures
 
 
-def _watch(root, staging, groups, urls, total, progress, extra_env):
-    """Start one worker per group; follow their logs for progress and failures.
+class WorkerPool:
+    """Worker processes (normgrade.worker) forked from this one, one per gradebook URL.
 
-    Each worker's log is kept in autograded/logs/worker-<k>.log.
+    Each is handed one student at a time (all their submissions); a worker that dies
+    costs the student it was grading, and another takes its place. Slot k's log is
+    autograded/logs/worker-<k>.log.
     """
-    failures, done = {}, set()
-    logs = os.path.join(root, "autograded", "logs")
-    os.makedirs(logs, exist_ok=True)
-    files = [open(os.path.join(logs, f"worker-{k}.log"), "w") for k in range(len(groups))]
-    everyone = [student for group in groups for student in group]
-    workers = [start_worker(root, staging, g, everyone, u, f, extra_env)
-               for g, u, f in zip(groups, urls, files)]
-    log_of = {w.stderr.fileno(): (w, f, f"autograded/logs/worker-{k}.log")
-              for k, (w, f) in enumerate(zip(workers, files))}
-    selector = selectors.DefaultSelector()
-    for worker in workers:
-        selector.register(worker.stderr, selectors.EVENT_READ)
-    while log_of:
-        for key, _ in selector.select():
-            line = key.fileobj.readline()
-            worker, file, log_name = log_of[key.fileobj.fileno()]
-            if not line:
-                selector.unregister(key.fileobj)
-                del log_of[key.fileobj.fileno()]
-                worker.wait()
-                file.close()
-                continue
-            file.write(line)
-            if (match := WRITTEN.search(line)):
-                finished = match.groups()
-            elif (match := FAILED.search(line)):
-                assignment, student = match.groups()
-                failures[student, assignment] = f"nbgrader could not grade it (see {log_name})"
-                finished = (student, assignment)
-            else:
-                continue
-            if finished not in done:
-                done.add(finished)
-                progress(len(done), total)
-    return failures
+
+    def __init__(self, root, staging, urls, zygote_env):
+        # Imported once the zygote is starting, so both load torch at the same time.
+        from normgrade import worker
+        self.worker = worker
+        self.root, self.staging, self.urls = root, staging, urls
+        self.env = dict(zygote_env, PATH=os.path.dirname(sys.executable) + os.pathsep
+                        + os.environ.get("PATH", ""))
+        self.students = [[] for _ in urls]  # graded by each slot
+        self.running = {}  # connection -> (pid, slot, student, assignments)
+        logs = os.path.join(root, "autograded", "logs")
+        os.makedirs(logs, exist_ok=True)
+        self.logs = [open(os.path.join(logs, f"worker-{slot}.log"), "w")
+                     for slot in range(len(urls))]
+
+    def grade(self, tasks, total, progress):
+        """Grade every (student, [assignments]) of ``tasks``; returns the failures."""
+        queue, failures, done = list(tasks), {}, 0
+        try:
+            for slot in range(len(self.urls)):
+                self._start(slot, queue)
+            while self.running:
+                for connection in multiprocessing.connection.wait(list(self.running)):
+                    pid, slot, student, assignments = self.running.pop(connection)
+                    log = f"autograded/logs/worker-{slot}.log"
+                    try:
+                        graded = connection.recv()
+                        why = f"nbgrader could not grade it (see {log})"
+                    except (EOFError, OSError):
+                        graded = None
+                        why = f"its grading worker died (see {log}); grade it again"
+                    for assignment in assignments:
+                        if not (graded or {}).get(assignment):
+                            failures[student, assignment] = why
+                    self.students[slot].append(student)
+                    done += len(assignments)
+                    progress(done, total)
+                    if graded is None:
+                        self._stop(connection, pid)
+                        self._start(slot, queue)
+                    else:
+                        self._hand(connection, pid, slot, queue)
+        finally:
+            for connection, (pid, *_) in list(self.running.items()):
+                self._stop(connection, pid)
+            for log in self.logs:
+                log.close()
+        return failures
+
+    def _start(self, slot, queue):
+        """Fork a worker for ``slot`` if there is work left."""
+        if not queue:
+            return
+        ours, theirs = multiprocessing.Pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns
+            code = 1
+            try:
+                ours.close()
+                for inherited in self.running:  # so each worker sees its own hang-up
+                    inherited.close()
+                env = dict(self.env, NBGRADER_DB_URL=self.urls[slot])
+                self.worker.serve(theirs, self.root, self.staging, self.logs[slot].fileno(), env)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)  # no teardown: the interpreter holds torch
+        theirs.close()
+        self._hand(ours, pid, slot, queue)
+
+    def _hand(self, connection, pid, slot, queue):
+        """The next student to the worker on ``connection``, or its hang-up."""
+        if not queue:
+            self._stop(connection, pid)
+            return
+        student, assignments = queue.pop(0)
+        try:
+            connection.send((student, assignments))
+        except OSError:
+            pass  # it died already: its hang-up is read as a death while grading this one
+        self.running[connection] = (pid, slot, student, assignments)
+
+    @staticmethod
+    def _stop(connection, pid):
+        connection.close()
+        os.waitpid(pid, 0)
 
 
 def progress_bar(done, total, stream=sys.stderr):
@@ -290,28 +333,28 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     found, notes = submissions(root, students)
     if not found:
         return "No submissions in submitted/: nothing to grade."
-    expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
-    graded, rejected = [], []
-    for student, assignment in found:
-        lines, grade = precheck(root, student, assignment, expected[assignment])
-        notes += lines
-        (graded if grade else rejected).append((student, assignment))
-    record_zero(report.db_url(root), rejected)
-    per_student = {}
-    for student, _ in graded:
-        per_student[student] = per_student.get(student, 0) + 1
-    groups = split(per_student, jobs)
-    with tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
+    # The zygote imports torch while the submissions are checked and copied.
+    with zygote.serve() as zygote_env, \
+            tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
+        expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
+        graded, rejected = [], []
+        for student, assignment in found:
+            lines, grade = precheck(root, student, assignment, expected[assignment])
+            notes += lines
+            (graded if grade else rejected).append((student, assignment))
+        record_zero(report.db_url(root), rejected)
+        jobs = max(1, min(jobs, len({student for student, _ in graded})))
         for student, assignment in graded:
             shutil.copytree(os.path.join(root, "submitted", student, assignment),
                             os.path.join(staging, student, assignment))
-        failures = run_workers(root, staging, groups, len(graded), progress) if graded else {}
+        failures = (run_workers(root, staging, graded, jobs, zygote_env, progress)
+                    if graded else {})
     noted = {line.split(":")[0] for line in notes}
     notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(failures.items())
               if f"{s}/{a}" not in noted]
     table = report.format_table(report.problem_scores(report.db_url(root)))
     text_report = "\n".join(
-        [table, "", f"Graded {len(graded)} submissions with {len(groups)} jobs in "
+        [table, "", f"Graded {len(graded)} submissions with {jobs} jobs in "
                     f"{time.monotonic() - start:.1f} s.", f"Problems found: {len(notes)}"]
         + [f"  {line}" for line in notes])
     with open(os.path.join(root, "autograded", "report.txt"), "w") as f:
@@ -325,7 +368,9 @@ def main():
     parser.add_argument("--students", default="*", help="glob of student ids to grade")
     parser.add_argument("--root", default=COURSE_ROOT)
     args = parser.parse_args()
-    print(autograde(args.root, args.jobs, args.students))
+    print(autograde(args.root, args.jobs, args.students), flush=True)
+    sys.stderr.flush()
+    os._exit(0)  # the interpreter's teardown with torch loaded takes most of a second
 
 
 if __name__ == "__main__":

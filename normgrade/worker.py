@@ -1,17 +1,58 @@
-"""``python -m normgrade.worker autograde ...``: nbgrader's own command line (the entry
-point of the ``nbgrader`` script), then an exit without interpreter teardown, which
-takes about a second once torch is loaded; normgrade.autograde runs its workers so."""
+"""A grading worker: nbgrader's own ``Autograde``, one submission at a time.
+
+``normgrade.autograde`` imports this module (nbgrader, torch, the checks) once, then
+forks its workers: none pays the imports again, and two workers do not spend their
+first seconds importing side by side. Each worker is handed one submission at a time,
+so all stay busy until the last one. A worker is configured as ``nbgrader autograde
+--force`` run in the course directory (nbgrader_config.py included), reads the
+submissions from a staging copy, and writes its log to its own file.
+"""
 import os
 import sys
+import traceback
+import warnings
 
-from nbgrader.apps.nbgraderapp import main
+from nbgrader.apps.nbgraderapp import NbGraderApp
+from nbgrader.converters import Autograde
+from nbgrader.converters.base import NbGraderException
 
-if __name__ == "__main__":
+import normgrade.execute  # noqa: F401  (loaded before the fork, with torch)
+
+
+def serve(connection, root, staging, log_fd, env):
+    """Grade each (student, [assignments]) received on ``connection``; answer each with
+    {assignment: whether nbgrader graded it}. Returns when the connection closes."""
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.chdir(root)
+    os.environ.update(env)
+    warnings.simplefilter("ignore")  # SQLAlchemy's warnings about nbgrader's models: noise
+    cli = NbGraderApp.instance()
+    cli.initialize(["autograde", "--force", "--log-level=INFO",
+                    f"--CourseDirectory.submitted_directory={staging}"])
+    app = cli.subapp
+    while True:
+        try:
+            student, assignments = connection.recv()
+        except EOFError:
+            return
+        connection.send({assignment: grade(app, student, assignment)
+                         for assignment in assignments})
+
+
+def grade(app, student, assignment):
+    """Autograde one submission in the staging copy; True if nbgrader graded it."""
+    app.coursedir.student_id = student
+    app.coursedir.assignment_id = assignment
     try:
-        main()
-        code = 0
-    except SystemExit as exit:
-        code = exit.code if isinstance(exit.code, int) else 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        Autograde(coursedir=app.coursedir, parent=app).start()
+        return True
+    except NbGraderException:
+        return False  # nbgrader logged why
+    except Exception:
+        app.log.error("Could not grade %s/%s:\n%s", student, assignment,
+                      traceback.format_exc())
+        return False
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()

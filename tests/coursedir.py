@@ -29,6 +29,13 @@ class Course:
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
 
+    def clone(self, root):
+        """A copy of this course, submissions and gradebook included, in ``root``."""
+        shutil.copytree(self.root, root, symlinks=True)
+        twin = Course.__new__(Course)
+        twin.root, twin.env = root, self.env
+        return twin
+
     def nbgrader(self, *args):
         """Run an nbgrader command in the course; returns the completed process."""
         return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=self.root,

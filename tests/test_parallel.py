@@ -3,6 +3,11 @@
 The runs are made by the `parallel_runs` fixture (conftest.py)."""
 
 import copy
+import os
+import signal
+import subprocess
+import sys
+import time
 
 from conftest import MANUAL_SCORE
 
@@ -41,3 +46,63 @@ def test_mistakes_cost_points_in_parallel_too(parallel_runs):
     assert scores["par-reference", "normalization"]["p3"] == [5.0, 5.0]
     assert scores["par-p3_flipped_momentum", "normalization"]["p3"][0] < 5
     assert scores["par-bn_torch_momentum", "batchnorm"]["bn"][0] < 18
+
+
+def test_a_student_id_that_is_a_glob_pattern_is_not_graded(course):
+    """nbgrader globs paths with the student id: `gl[1]` would be graded from `gl1`'s
+    notebook. It is reported and scores zero; `gl1` is graded from its own."""
+    course.submit("gl[1]", "normalization", course.reference("normalization"))
+    course.submit("gl1", "normalization", {})
+    report = course.grade("gl*", jobs=2)
+    assert "gl[1]/normalization: the student id holds one of * ? [ ]" in report
+    scores = course.scores()
+    assert all(s == 0 for s, _ in scores["gl[1]", "normalization"].values())
+    assert all(s == 0 for s, _ in scores["gl1", "normalization"].values())
+    assert not os.path.exists(os.path.join(course.root, "autograded", "gl[1]"))
+    assert "Graded 1 submissions" in report
+
+
+def worker_pids(wrapper_pid):
+    """Children of the autograde wrapper that are its forked workers (same command line;
+    the zygote's is `python -m normgrade.sandbox`)."""
+    def cmdline(pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+    children = []
+    for task in os.listdir(f"/proc/{wrapper_pid}/task"):
+        with open(f"/proc/{wrapper_pid}/task/{task}/children") as f:
+            children += f.read().split()
+    return [int(c) for c in children if cmdline(c) == cmdline(wrapper_pid)]
+
+
+def test_a_worker_killed_mid_run_costs_only_its_student(course):
+    """A worker killed (the OOM killer, an operator) loses the student it was grading,
+    reported; another takes its place (one job: nobody else would grade the rest)."""
+    reference = course.reference("normalization")
+    students = [f"kill-{k}" for k in range(3)]
+    for student in students:
+        course.submit(student, "normalization", reference)
+    wrapper = subprocess.Popen(
+        [sys.executable, "-m", "normgrade.autograde", "--root", course.root, "--jobs", "1",
+         "--students", "kill-*"], cwd=course.root, env=course.env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (workers := worker_pids(wrapper.pid)):
+        assert wrapper.poll() is None and time.monotonic() < deadline, wrapper.communicate()
+        time.sleep(0.01)
+    os.kill(workers[0], signal.SIGKILL)
+    report, errors = wrapper.communicate(timeout=600)
+    assert wrapper.returncode == 0, errors[-3000:]
+    died = [line.split("/")[0].strip() for line in report.splitlines()
+            if "its grading worker died" in line]
+    assert len(died) == 1 and died[0] in students, report
+    scores = course.scores()
+    for student in set(students) - set(died):
+        assert (student, "normalization") in scores, f"{student} was never graded"
+        assert all(s == m for s, m in scores[student, "normalization"].values()), student
+    again = course.grade(died[0], jobs=2)
+    assert "Problems found: 0" in again
+    assert all(s == m for s, m in course.scores()[died[0], "normalization"].values())
