@@ -338,12 +338,16 @@ class Sandbox:
         try:
             _send(self.sock, buffer.getvalue())
             raw = _recv(self.sock, self.deadline, MAX_REPLY)
-            reply = torch.load(io.BytesIO(raw), weights_only=True)
         except TimeoutError:
             self.kill("did not finish within the time limit (an infinite loop?)")
         except Exception:
             self.kill("died: the Python process running it exited or crashed (os._exit, "
                       "sys.exit in a thread, a segfault or running out of memory)")
+        try:
+            reply = torch.load(io.BytesIO(raw), weights_only=True)
+        except Exception:
+            self.kill("sent the grader something other than plain data (code writing to "
+                      "the grader's socket?)")
         self.ops.update(reply.get("ops", ()))
         return reply
 

@@ -1,11 +1,11 @@
-"""A grading worker: nbgrader's own ``Autograde``, one submission at a time.
+"""A grading worker: nbgrader's own ``Autograde``, one student at a time.
 
 ``normgrade.autograde`` imports this module (nbgrader, torch, the checks) once, then
 forks its workers: none pays the imports again, and two workers do not spend their
-first seconds importing side by side. Each worker is handed one submission at a time,
-so all stay busy until the last one. A worker is configured as ``nbgrader autograde
---force`` run in the course directory (nbgrader_config.py included), reads the
-submissions from a staging copy, and writes its log to its own file.
+first seconds importing side by side. Each worker is handed one student (their
+submissions) at a time, so all stay busy until the last one. A worker is configured as
+``nbgrader autograde --force`` run in the course directory (nbgrader_config.py
+included), reads the submissions from a staging copy, and writes its log to its own file.
 """
 import os
 import sys

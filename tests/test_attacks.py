@@ -5,13 +5,20 @@ cells limited to 3 s), the few that could stop a whole run in a second one; mean
 the ``plain`` attacks run outside the sandbox, to show they are real. Each kind of
 expectation has its own test, parametrized over the attacks it applies to.
 """
+import io
 import os
+import pickle
 import re
+import socket
 
 import nbformat
 import pytest
+import torch
 
-from attacks import ATTACKS, CODE_PROBLEMS, MARK, grade_batch, report_lines
+from normgrade import sandbox
+
+from attacks import (ATTACKS, CODE_PROBLEMS, FORGED_MARKER, MARK, forge_reply, grade_batch,
+                     report_lines)
 from conftest import ASSIGNMENTS, REPO
 
 BATCHES = sorted({a.batch for a in ATTACKS})
@@ -175,6 +182,29 @@ def test_outputs_never_show_the_hidden_tests(course, runs, attack):
 @pytest.mark.parametrize("batch", BATCHES)
 def test_nothing_under_submitted_changes(runs, batch):
     assert runs[batch].changed == []
+
+
+def test_a_forged_reply_runs_no_code_in_the_grader(runs):
+    assert not os.path.exists(FORGED_MARKER)
+
+
+def test_the_forged_reply_is_real_and_the_grader_refuses_it(tmp_path):
+    """Unpickled as torch.load does with weights_only=False, the forged reply runs its
+    code; the grader's decoding (weights_only) refuses it."""
+    marker = str(tmp_path / "ran")
+    ours, theirs = socket.socketpair()
+
+    class _Server:  # what the attack looks for in the sandbox
+        sock = theirs
+
+    server = _Server()  # noqa: F841 (found through gc)
+    exec(forge_reply(marker), {"__name__": "forged_reply"})
+    raw = sandbox._recv(ours)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(io.BytesIO(raw), weights_only=True)
+    assert not os.path.exists(marker)
+    torch.load(io.BytesIO(raw), weights_only=False)
+    assert open(marker).read() == "the grader ran learner code"
 
 
 @pytest.mark.parametrize("attack", cases(lambda a: a.name == "orphan_process", "orphans"))
