@@ -27,6 +27,7 @@ import fnmatch
 import multiprocessing.connection
 import os
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -280,16 +281,21 @@ class WorkerPool:
         ours, theirs = multiprocessing.Pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        # Ctrl-C waits until the worker is known, so that it is stopped with the others.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             code = 1
             try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
                 ours.close()
                 for inherited in self.running:  # so each worker sees its own hang-up
                     inherited.close()
                 env = dict(self.env, NBGRADER_DB_URL=self.urls[slot])
                 self.worker.serve(theirs, self.root, self.staging, self.logs[slot].fileno(), env)
                 code = 0
+            except KeyboardInterrupt:
+                pass  # Ctrl-C: the wrapper says what to do
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -297,7 +303,10 @@ class WorkerPool:
                 sys.stderr.flush()
                 os._exit(code)  # no teardown: the interpreter holds torch
         theirs.close()
-        self._hand(ours, pid, slot, queue)
+        try:
+            self._hand(ours, pid, slot, queue)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     def _hand(self, connection, pid, slot, queue):
         """The next student to the worker on ``connection``, or its hang-up."""
@@ -368,9 +377,15 @@ def main():
     parser.add_argument("--students", default="*", help="glob of student ids to grade")
     parser.add_argument("--root", default=COURSE_ROOT)
     args = parser.parse_args()
-    print(autograde(args.root, args.jobs, args.students), flush=True)
+    try:
+        print(autograde(args.root, args.jobs, args.students), flush=True)
+        code = 0
+    except KeyboardInterrupt:
+        print("\nInterrupted. Grading again is safe: run the same command.", file=sys.stderr)
+        code = 130
+    sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)  # the interpreter's teardown with torch loaded takes most of a second
+    os._exit(code)  # the interpreter's teardown with torch loaded takes most of a second
 
 
 if __name__ == "__main__":

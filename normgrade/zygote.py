@@ -37,7 +37,7 @@ class Zygote:
             [sys.executable, "-m", "normgrade.sandbox", str(theirs.fileno())]
             + ([listen_path] if listen_path else []),
             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C: ends by hang-up
         self.pid = self.process.pid
         theirs.close()
 
@@ -92,6 +92,9 @@ def serve():
     with tempfile.TemporaryDirectory(prefix="normgrade-zygote-") as private:  # mode 0700
         path = os.path.join(private, "zygote.sock")
         zygote = Zygote(listen_path=path)
+        # The zygote ends when its owner hangs up: processes forked from the owner (its
+        # workers) must not hold the owner's end open.
+        os.register_at_fork(after_in_child=zygote.control.close)
         try:
             yield {SHARED_ENV: path}
         finally:

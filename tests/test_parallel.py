@@ -10,6 +10,7 @@ import sys
 import time
 
 from conftest import MANUAL_SCORE
+from normgrade import sandbox
 
 def test_two_jobs_rerun_gives_the_sequential_grades_and_outputs(parallel_runs):
     """The 2-job run re-grades what the 1-job run graded: same grades, same outputs."""
@@ -62,20 +63,38 @@ def test_a_student_id_that_is_a_glob_pattern_is_not_graded(course):
     assert "Graded 1 submissions" in report
 
 
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def children(pid):
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(child) for child in f.read().split()]
+    return found
+
+
 def worker_pids(wrapper_pid):
     """Children of the autograde wrapper that are its forked workers (same command line;
     the zygote's is `python -m normgrade.sandbox`)."""
-    def cmdline(pid):
+    return [c for c in children(wrapper_pid) if cmdline(c) == cmdline(wrapper_pid)]
+
+
+def sandbox_processes():
+    """Processes running as a sandbox's user id (as root, each sandbox has its own)."""
+    def uid(pid):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return f.read()
+            with open(f"/proc/{pid}/status") as status:
+                return next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
         except OSError:
             return None
-    children = []
-    for task in os.listdir(f"/proc/{wrapper_pid}/task"):
-        with open(f"/proc/{wrapper_pid}/task/{task}/children") as f:
-            children += f.read().split()
-    return [int(c) for c in children if cmdline(c) == cmdline(wrapper_pid)]
+    return [pid for pid in os.listdir("/proc") if pid.isdigit()
+            and (uid(pid) or 0) >= sandbox.SANDBOX_UID_BASE]
 
 
 def test_a_worker_killed_mid_run_costs_only_its_student(course):
@@ -106,3 +125,32 @@ def test_a_worker_killed_mid_run_costs_only_its_student(course):
     again = course.grade(died[0], jobs=2)
     assert "Problems found: 0" in again
     assert all(s == m for s, m in course.scores()[died[0], "normalization"].values())
+
+
+def test_ctrl_c_stops_everything_and_a_rerun_grades_all(course):
+    """Ctrl-C (SIGINT to the terminal's process group): the wrapper says what to do, no
+    worker, zygote or sandbox is left, and running it again grades every submission."""
+    students = [f"int-{k}" for k in range(3)]
+    for student in students:
+        course.submit(student, "normalization", course.reference("normalization"))
+    wrapper = subprocess.Popen(
+        [sys.executable, "-m", "normgrade.autograde", "--root", course.root, "--jobs", "2",
+         "--students", "int-*"], cwd=course.root, env=course.env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not worker_pids(wrapper.pid):
+        assert wrapper.poll() is None and time.monotonic() < deadline, wrapper.communicate()
+        time.sleep(0.01)
+    zygote = [c for c in children(wrapper.pid) if b"normgrade.sandbox" in cmdline(c)]
+    os.killpg(wrapper.pid, signal.SIGINT)
+    _, errors = wrapper.communicate(timeout=120)
+    assert wrapper.returncode == 130, errors[-3000:]
+    assert "Interrupted. Grading again is safe" in errors and "Traceback" not in errors
+    time.sleep(0.5)  # killed sandboxes may take a moment to go
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit()
+            and (course.root.encode() in cmdline(pid) or int(pid) in zygote)]
+    assert zygote and not left and not sandbox_processes(), (zygote, left)
+    report = course.grade("int-*", jobs=2)
+    assert "Problems found: 0" in report
+    for student in students:
+        assert all(s == m for s, m in course.scores()[student, "normalization"].values())
