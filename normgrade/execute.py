@@ -30,7 +30,7 @@ from traitlets import Integer
 
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
-from normgrade import normcheck, zygote
+from normgrade import normcheck, reach, zygote
 from normgrade.sandbox import AnswerFault, LearnerError, Remote, Sandbox
 
 sys.modules.setdefault("normcheck", normcheck)
@@ -122,17 +122,23 @@ class CellKinds:
                 nb.cells.insert(at, restored)
 
 
-def forbidden_names(source):
-    """Names of torch's normalization that ``source`` uses (attributes and imports)."""
-    from IPython.core.inputtransformer2 import TransformerManager
-    try:
-        tree = ast.parse(TransformerManager().transform_cell(source))
-    except SyntaxError:
-        return set()
+def forbidden_names(sources, roots):
+    """Names of torch's normalization that the code ``roots`` lead to uses (see
+    normgrade.reach): attributes read from anything but ``self``, imports, and bare names
+    the learner did not define."""
+    reached, defined = reach.reachable(sources, roots)
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and FORBIDDEN_NAME.match(node.attr):
-            found.add(node.attr)
+    for node in (n for statement in reached for n in ast.walk(statement)):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and \
+                FORBIDDEN_NAME.match(node.attr):
+            base = node.value
+            while isinstance(base, (ast.Attribute, ast.Call, ast.Subscript)):
+                base = base.func if isinstance(base, ast.Call) else base.value
+            if not (isinstance(base, ast.Name) and base.id == "self"):
+                found.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
+                FORBIDDEN_NAME.match(node.id) and node.id not in defined:
+            found.add(node.id)
         elif isinstance(node, ast.alias) and FORBIDDEN_NAME.match(node.name.split(".")[-1]):
             found.add(node.name)
     return found
@@ -292,10 +298,14 @@ class SandboxExecute(NbGraderPreprocessor):
 
     def _enforce_own_work(self, nb, roles, problem, session):
         """Zero a problem whose answer uses torch's own normalization."""
-        named = set()
-        for (role, owner), cell in zip(roles, nb.cells):
-            if role == "answer" and owner == problem:
-                named |= forbidden_names(cell.source)
+        last = max(i for i, (_, owner) in enumerate(roles) if owner == problem)
+        learner_side, tests = [], set()  # the code run in the problem's sandbox; what tests read
+        for (role, owner), cell in zip(roles[:last + 1], nb.cells):
+            if role == "learner" or (role == "answer" and owner == problem):
+                learner_side.append(cell.source)
+            elif role in ("test", "instructor") and owner == problem:
+                tests |= reach.names_read(cell.source)
+        named = forbidden_names(learner_side, tests)
         ran = set(normcheck.forbidden_ops(session.ops))
         if not (named or ran):
             return

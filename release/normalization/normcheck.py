@@ -5,15 +5,19 @@ class on some inputs, runs torch's reference layer on the same inputs, and raise
 ``AssertionError`` that says what differs (shape, dtype, largest error and where) and,
 when the difference looks like a known mistake, names it.
 
-Two rules hold for every problem:
+Rules that hold for every problem:
 - torch's own normalization (``nn.BatchNorm1d``, ``F.layer_norm``, ``torch.ops.aten...``)
   must not be used: the checks watch the operators your code runs.
-- your answer must keep the input's dtype, leave the input unchanged and keep the
-  autograd graph (gradients are compared with torch's in float64).
+- a float32 input gives a float32 output, the input is left unchanged and the output
+  keeps the autograd graph.
+- gradients are compared with torch's on float64 inputs, at the precision your answer
+  computes in: float64 to 1e-6, or, when it computes in float32 (a ``torch.zeros(shape)``
+  buffer, ``.float()``), at float32 precision. That costs no points; the check prints a note.
 """
 import contextlib
 import io
 import re
+import textwrap
 import warnings
 
 import torch
@@ -29,6 +33,13 @@ __all__ = [
 FORBIDDEN_OP = re.compile(r"(batch|layer|group|instance)_norm")
 RTOL, ATOL = 1e-4, 1e-4
 GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-8
+# An output this close to torch's float64 result was computed in float64; a farther one
+# (within RTOL/ATOL) in float32, whose gradients are then compared with an error allowed of
+# FLOAT32_GRAD_RTOL times (|torch's gradient| + its largest magnitude): float32 rounding,
+# while every real gradient mistake is off by a sizeable fraction of the gradient.
+FLOAT64_RTOL, FLOAT64_ATOL = 1e-10, 1e-10
+FLOAT32_GRAD_RTOL = 1e-4
+LINE_WIDTH = 100  # messages are shown in dialogs and feedback pages
 
 
 class OpRecorder(TorchDispatchMode):
@@ -114,11 +125,16 @@ def scenario_grads(fn, args, grad_output):
     """Backpropagate ``grad_output`` through ``fn(*args)``; report the tensor args' grads."""
     args = [a.requires_grad_(True) if isinstance(a, torch.Tensor) else a
             for a in _copies(args)]
-    out = fn(*args)
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
-        return {"grads": None}
+    return _backward(fn(*args), grad_output, args)
+
+
+def _backward(out, grad_output, leaves):
+    """The output (described) and the grads of ``leaves`` after backpropagating into it."""
+    if not isinstance(out, torch.Tensor) or not out.requires_grad or out.shape != grad_output.shape:
+        return {"output": _describe(out), "grads": None}
     out.backward(grad_output)
-    return {"grads": [a.grad if isinstance(a, torch.Tensor) else None for a in args]}
+    return {"output": _describe(out),
+            "grads": [a.grad if isinstance(a, torch.Tensor) else None for a in leaves]}
 
 
 def _stat(value):
@@ -148,11 +164,7 @@ def scenario_running(cls, weight, bias, eps, momentum, train_batches, eval_batch
 def scenario_running_grads(cls, weight, bias, eps, momentum, x, grad_output):
     """P3 in float64: grads of the input, weight and bias after one training step."""
     weight, bias, x = (t.requires_grad_(True) for t in _copies([weight, bias, x]))
-    out = cls(weight, bias, eps, momentum)(x)
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
-        return {"grads": None}
-    out.backward(grad_output)
-    return {"grads": [x.grad, weight.grad, bias.grad]}
+    return _backward(cls(weight, bias, eps, momentum)(x), grad_output, [x, weight, bias])
 
 
 def scenario_module(cls, shape, eps, momentum, train_batches, eval_batches):
@@ -180,11 +192,10 @@ def scenario_module_grads(cls, shape, x, grad_output, gamma, beta):
         module.gamma.copy_(gamma.view_as(module.gamma))
         module.beta.copy_(beta.view_as(module.beta))
     x = x.requires_grad_(True)
-    out = module(x)
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
-        return {"grads": None}
-    out.backward(grad_output)
-    return {"grads": [x.grad, module.gamma.grad, module.beta.grad]}
+    evidence = _backward(module(x), grad_output, [x])
+    if evidence["grads"] is not None:
+        evidence["grads"] += [module.gamma.grad, module.beta.grad]
+    return evidence
 
 
 SCENARIOS = {f.__name__: f for f in (scenario_calls, scenario_grads, scenario_running,
@@ -404,8 +415,37 @@ def _name_mistake(actual, suspects):
 # Comparisons
 # ---------------------------------------------------------------------------
 
+class CheckFailed(AssertionError):
+    """A check that failed. A notebook shows its message only, not normcheck's traceback."""
+
+    def _render_traceback_(self):  # IPython's hook: the lines shown for the exception
+        lines = str(self).splitlines() or [""]
+        return [f"{type(self).__name__}: {lines[0]}"] + lines[1:]
+
+
+# Shown as AssertionError, in a notebook as in the grader's outputs: what it is.
+CheckFailed.__name__ = "AssertionError"
+
+
+def _wrap(text):
+    return "\n".join(textwrap.fill(part, LINE_WIDTH, break_long_words=False,
+                                    break_on_hyphens=False) for part in text.split("\n"))
+
+
 def _fail(where, message):
-    raise AssertionError(f"{where}: {message}")
+    raise CheckFailed(_wrap(f"{where}:\n{message}"))
+
+
+def _num(value):
+    """A number in a message: four significant digits, everywhere."""
+    return f"{value:.4g}"
+
+
+def _note(where, messages):
+    """Print the first of ``messages`` that is not None: a remark that costs no points."""
+    message = next((m for m in messages if m), None)
+    if message:
+        print(_wrap(f"Note ({where}): {message}"))
 
 
 def forbidden_ops(ops):
@@ -413,9 +453,15 @@ def forbidden_ops(ops):
     return sorted(op for op in ops if FORBIDDEN_OP.search(op))
 
 
-FORBIDDEN_MESSAGE = ("your code runs torch's own normalization ({}). This problem asks you "
-                     "to write it yourself with elementary operations (mean, var, sqrt, ...); "
-                     "it scores zero.")
+FORBIDDEN_MESSAGE = ("your answer uses torch's own normalization ({}), so it scores zero. This "
+                     "problem asks you to write it yourself with elementary operations (mean, "
+                     "var, sqrt, ...).")
+# Errors that have a known cause, with the sentence that names it.
+KNOWN_ERRORS = {
+    "numpy() on Tensor that requires grad":
+        "NumPy functions (np.sqrt, np.sum, np.array, ...) cannot follow autograd: use the torch "
+        "ones (torch.sqrt, torch.sum, ...) so that gradients flow.",
+}
 
 
 def _check_clean(where, evidence):
@@ -427,7 +473,9 @@ def _check_clean(where, evidence):
     if forbidden_ops(evidence.get("ops", ())):
         _fail(where, FORBIDDEN_MESSAGE.format(", ".join(forbidden_ops(evidence["ops"]))))
     if "error" in evidence:
-        _fail(where, f"your code raised {evidence['error']}")
+        error = evidence["error"].replace(" Use tensor.detach().numpy() instead.", "")
+        cause = next((text for known, text in KNOWN_ERRORS.items() if known in error), "")
+        _fail(where, f"your code raised {error}" + (f"\n{cause}" if cause else ""))
     if not evidence.get("ops"):
         _fail(where, "no operators were recorded while your code ran: it interfered with "
                      "the checks' tools (torch's dispatch or this module); it scores zero.")
@@ -443,6 +491,8 @@ def _check_tensor(where, described, expected, suspects=dict, dtype=None):
         hint = " Did you forget `return`?" if got == "NoneType" else ""
         _fail(where, f"expected a tensor, got {got}.{hint}")
     actual = described["tensor"]
+    if not actual.is_floating_point():
+        _fail(where, f"dtype {actual.dtype}: the output is a floating-point tensor, like the input.")
     if actual.shape != expected.shape:
         _fail(where, f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
                      " (the output has the input's shape).")
@@ -455,9 +505,9 @@ def _check_tensor(where, described, expected, suspects=dict, dtype=None):
     bad = ~torch.isclose(actual, expected, rtol=RTOL, atol=ATOL)
     first = tuple(int(i) for i in bad.nonzero()[0])
     error = (actual - expected).abs().nan_to_num(nan=float("inf")).max().item()
-    message = (f"{int(bad.sum())} of {actual.numel()} values differ, max abs error {error:.3g}, "
-               f"first at index {first}: got {actual[first].item():.6g}, "
-               f"expected {expected[first].item():.6g}.")
+    message = (f"{int(bad.sum())} of {actual.numel()} values differ, max abs error {_num(error)}, "
+               f"first at index {first}: got {_num(actual[first].item())}, "
+               f"expected {_num(expected[first].item())}.")
     if not torch.isfinite(actual).all():
         message += " Your output has nan or inf: is eps inside the square root?"
     _fail(where, message + _name_mistake(actual, suspects()))
@@ -520,11 +570,14 @@ def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_
 
 
 def gradients_match(problem, fn, shapes, eps=1e-5, seed=0, groups=None):
-    """Gradients of ``fn`` (input and, for p2, weight and bias) equal torch's in float64."""
+    """Gradients of ``fn`` (input and, for p2, weight and bias) on float64 inputs equal
+    torch's, at the precision ``fn`` computes in (see ``_compare_grads``)."""
     names = ["input", "weight", "bias"] if PROBLEMS[problem]["affine"] else ["input"]
+    notes = []
     for x, e, case_seed in _cases(shapes, [eps], seed, dtype=torch.float64):
         params = _params(problem, x, case_seed, groups)
-        where = f"{problem} gradients on input {tuple(x.shape)}"
+        where = f"{problem} gradients on float64 input {tuple(x.shape)}, eps={e:g}" + (
+            f", groups={groups}" if groups is not None else "")
         args = PROBLEMS[problem]["args"](x, eps=e, **params)
         grad_output = make_input(tuple(x.shape), case_seed + 1, dtype=torch.float64)
         evidence = run_scenario(scenario_grads, fn, args, grad_output)
@@ -536,24 +589,55 @@ def gradients_match(problem, fn, shapes, eps=1e-5, seed=0, groups=None):
         actual = evidence["grads"]
         if actual is not None:  # keep the tensor arguments only, in the order of `names`
             actual = [g for a, g in zip(args, actual) if isinstance(a, torch.Tensor)]
-        _compare_grads(where, actual, expected, names)
+        notes.append(_compare_grads(where, evidence["output"], out, actual, expected, names,
+                                    lambda: _suspects(problem, x, e, **params)))
+    _note(f"{problem} gradients", notes)
 
 
-def _compare_grads(where, actual, expected, names):
+def _compare_grads(where, output, expected_output, actual, expected, names, suspects=dict):
+    """The output of a float64 input, then its gradients, against torch's.
+
+    The output is compared first, so a wrong formula is named once, as a wrong value.
+    Its precision decides the gradients' tolerance: float64 (GRAD_RTOL, GRAD_ATOL) when
+    it equals torch's float64 output to FLOAT64_RTOL, else float32 (FLOAT32_GRAD_RTOL),
+    with a note: computing in float32 costs no points.
+    """
+    _check_tensor(where, output, expected_output, suspects)
+    got_output = output["tensor"]
+    in_float64 = got_output.dtype == torch.float64 and torch.allclose(
+        got_output, expected_output.detach(), rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
     if actual is None:
         _fail(where, "the output does not depend on the input through autograd: no "
-                     ".detach(), .data, .item() or numpy inside your answer.")
+                     ".detach(), .data, .item(), torch.tensor(...) or numpy inside your answer.")
     for name, got, want in zip(names, actual, expected):
         if want is None:
             continue
         if got is None:
-            _fail(where, f"no gradient reached the {name}: keep it in the autograd graph.")
-        if got.shape != want.shape or not torch.allclose(got, want, rtol=GRAD_RTOL,
-                                                         atol=GRAD_ATOL):
-            error = (got - want).abs().max().item() if got.shape == want.shape else "n/a"
-            _fail(where, f"the gradient of the {name} differs from torch's (max abs error "
-                         f"{error}): the output must be computed from the input with "
-                         "differentiable operations only.")
+            _fail(where, f"no gradient reached the {name}: keep it in the autograd graph "
+                         "(no .detach() or .data on it).")
+        if got.shape != want.shape:
+            _fail(where, f"the gradient of the {name} has shape {tuple(got.shape)}, expected "
+                         f"{tuple(want.shape)}.")
+        error = (got.double() - want).abs()
+        if in_float64:
+            close = torch.allclose(got.double(), want, rtol=GRAD_RTOL, atol=GRAD_ATOL)
+        else:
+            allowed = FLOAT32_GRAD_RTOL * (want.abs() + want.abs().max())
+            close = bool((error <= allowed).all())
+        if not close:
+            _fail(where, f"the output matches torch's but the gradient of the {name} does not "
+                         f"(max abs error {_num(error.max().item())}, largest gradient "
+                         f"{_num(want.abs().max().item())}): part of the computation is "
+                         "hidden from autograd (.detach(), .data, an in-place change of a "
+                         "tensor autograd needs, or a value computed outside torch).")
+    if not in_float64:
+        how = ("returns float32" if got_output.dtype != torch.float64 else
+               "returns float64 but computes in float32")
+        return (f"for a float64 input your answer {how}, so its values and gradients were "
+                "compared at float32 precision. This costs no points. To compute at the input's "
+                "precision, create tensors with torch.zeros_like(input_tensor) or "
+                "input_tensor.new_zeros(...), not torch.zeros(shape), and drop .float().")
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -662,21 +746,18 @@ def running_gradients_match(cls, size, batch, eps, momentum, seed=0):
     evidence = run_scenario(scenario_running_grads, cls, weight, bias, eps, momentum, x,
                             grad_output)
     _check_clean(where, evidence)
-    reference = scenario_running_grads(_DoubleRunningBatchNorm, weight, bias, eps, momentum, x,
-                                       grad_output)
-    _compare_grads(where, evidence["grads"], reference["grads"], ["input", "weight", "bias"])
+    reference = _running_grads_reference(weight, bias, eps, x, grad_output)
+    _note(where, [_compare_grads(where, evidence["output"], reference["output"],
+                                 evidence["grads"], reference["grads"], ["input", "weight", "bias"],
+                                 lambda: _suspects("p2", x, eps, weight=weight, bias=bias))])
 
 
-class _DoubleRunningBatchNorm(TorchRunningBatchNorm):
-    """The P3 reference in float64, with weight and bias kept in the autograd graph."""
-
-    def __init__(self, weight, bias, eps, momentum):
-        self.layer = nn.BatchNorm1d(weight.numel(), eps=eps, momentum=momentum,
-                                    affine=False).double()
-        self.weight, self.bias = weight, bias
-
-    def __call__(self, x):
-        return self.layer(x) * self.weight + self.bias
+def _running_grads_reference(weight, bias, eps, x, grad_output):
+    """torch's float64 output and grads of input, weight and bias for one training step."""
+    weight, bias, x = (t.clone().requires_grad_(True) for t in (weight, bias, x))
+    out = torch.nn.functional.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
+    out.backward(grad_output)
+    return {"output": out.detach(), "grads": [x.grad, weight.grad, bias.grad]}
 
 
 def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0):
@@ -719,7 +800,10 @@ def module_gradients_match(cls, shape, seed=0):
     _check_clean(where, evidence)
     expected = scenario_module_grads(TorchSkeletonBatchNorm, tuple(shape), x, grad_output,
                                      gamma, beta)
-    _compare_grads(where, evidence["grads"],
-                   [g.reshape(a.shape) if a is not None and g is not None else g
-                    for g, a in zip(expected["grads"], evidence["grads"] or [None] * 3)],
-                   names=["input", "gamma", "beta"])
+    stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+    _note(where, [_compare_grads(
+        where, evidence["output"], expected["output"]["tensor"], evidence["grads"],
+        [g.reshape(a.shape) if a is not None and g is not None else g
+         for g, a in zip(expected["grads"], evidence["grads"] or [None] * 3)],
+        ["input", "gamma", "beta"],
+        lambda: _suspects("p2", x, 1e-5, weight=gamma.view(stat_shape), bias=beta.view(stat_shape)))])
