@@ -453,11 +453,14 @@ def forbidden_ops(ops):
     return sorted(op for op in ops if FORBIDDEN_OP.search(op))
 
 
-FORBIDDEN_MESSAGE = ("your answer uses torch's own normalization ({}), so it scores zero. This "
-                     "problem asks you to write it yourself with elementary operations (mean, "
-                     "var, sqrt, ...).")
+FORBIDDEN_MESSAGE = ("your answer uses torch's own normalization ({}), so it scores zero.\n"
+                     "This problem asks you to write it yourself with elementary operations\n"
+                     "(mean, var, sqrt, ...).")
 # Errors that have a known cause, with the sentence that names it.
 KNOWN_ERRORS = {
+    "is invalid for input of size":
+        "A reshape to sizes that do not fit this input: take every size from input_tensor.shape, "
+        "not from notebook globals or the example's sizes.",
     "numpy() on Tensor that requires grad":
         "NumPy functions (np.sqrt, np.sum, np.array, ...) cannot follow autograd: use the torch "
         "ones (torch.sqrt, torch.sum, ...) so that gradients flow.",
@@ -508,9 +511,12 @@ def _check_tensor(where, described, expected, suspects=dict, dtype=None):
     message = (f"{int(bad.sum())} of {actual.numel()} values differ, max abs error {_num(error)}, "
                f"first at index {first}: got {_num(actual[first].item())}, "
                f"expected {_num(expected[first].item())}.")
-    if not torch.isfinite(actual).all():
-        message += " Your output has nan or inf: is eps inside the square root?"
-    _fail(where, message + _name_mistake(actual, suspects()))
+    with warnings.catch_warnings():  # a suspect's N-1 variance of one value warns
+        warnings.simplefilter("ignore")
+        named = _name_mistake(actual, suspects())
+    if not named and not torch.isfinite(actual).all():
+        named = " Your output has nan or inf: is eps inside the square root?"
+    _fail(where, message + named)
 
 
 def _cases(shapes, eps, seed, constant_channel=False, dtype=torch.float32):

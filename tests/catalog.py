@@ -15,8 +15,9 @@ exact name and signature of the seed:
     bn  BatchNorm(shape, eps=1e-5, momentum=0.9)               nn.Module of seed 004
 
 A good test suite must fail every entry of MUTANTS and pass every entry of
-CORRECT (matching torch within rtol 1e-4 / atol 1e-5 in float32, gradients in
-float64 to 1e-6, dtype kept, input not mutated, autograd kept).
+CORRECT (matching torch within rtol 1e-4 / atol 1e-4 in float32; gradients on float64
+inputs to rtol 1e-6 / atol 1e-8, or at float32 precision for an answer that computes in
+float32; a float32 input gives float32; input not mutated; autograd kept).
 
 Mutant families:
     estimator  wrong variance estimator, std for var, eps misplaced or missing
@@ -2707,7 +2708,88 @@ class BatchNorm(nn.Module):
         return self.gamma * x_hat + self.beta
 """,
     ),
+    # ------------------------------------------- patterns from real learners' answers
+    Answer(
+        name="p2_np_sqrt",
+        problem="p2",
+        family="contract",
+        why="np.sqrt on a tensor: right values without grad, an error once the input requires grad",
+        code="""\\
+import numpy as np
+import torch
+
+
+def custom_batch_norm1d(input_tensor, weight, bias, eps):
+    mean = input_tensor.mean(dim=0)
+    var = ((input_tensor - mean) ** 2).mean(dim=0)
+    return weight * (input_tensor - mean) / np.sqrt(var + eps) + bias
+""",
+    ),
+    Answer(
+        name="p2_global_batch_size",
+        problem="p2",
+        family="contract",
+        why="divides by the notebook's global batch_size = 5 (the example's) instead of N",
+        code="""\\
+import torch
+
+input_size = 7
+batch_size = 5
+
+
+def custom_batch_norm1d(input_tensor, weight, bias, eps):
+    mean = input_tensor.sum(dim=0) / batch_size
+    var = ((input_tensor - mean) ** 2).sum(dim=0) / batch_size
+    return weight * (input_tensor - mean) / torch.sqrt(var + eps) + bias
+""",
+    ),
+    Answer(
+        name="p1_forbidden_untaken_branch",
+        problem="p1",
+        family="contract",
+        why="calls F.batch_norm through a helper, in a branch the tests never take: still zero",
+        code="""\\
+import torch
+import torch.nn.functional as F
+
+
+def reference(input_tensor, eps):
+    return F.batch_norm(input_tensor, None, None, training=True, eps=eps)
+
+
+def custom_batch_norm1d(input_tensor, eps):
+    if input_tensor.dim() != 2:
+        return reference(input_tensor, eps)
+    mean = input_tensor.mean(dim=0)
+    var = input_tensor.var(dim=0, unbiased=False)
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p6_detached_output",
+        problem="p6",
+        family="contract",
+        why="returns .detach() of the right values: no gradient reaches the input",
+        code="""\\
+import torch
+
+
+def custom_instance_norm1d(input_tensor, eps):
+    mean = input_tensor.mean(dim=2, keepdim=True)
+    var = input_tensor.var(dim=2, unbiased=False, keepdim=True)
+    return ((input_tensor - mean) / torch.sqrt(var + eps)).detach()
+""",
+    ),
 ]
+
+# Mutants the visible checks cannot flag in a learner's own notebook, and why. (Answers
+# that merely fit the visible inputs would be listed here too: the visible checks run
+# several inputs of their own, and none in this catalog gets past them.)
+VISIBLE_BLIND = {
+    "p1_forbidden_untaken_branch": "torch's layer sits in a branch no input takes: the grader "
+                                   "zeroes it from the code it reaches (the notebook says so); "
+                                   "a check only sees what runs",
+}
 
 
 CORRECT = [
@@ -3100,6 +3182,337 @@ class BatchNorm(nn.Module):
             self._tmp_moving_sigma = self.moving_sigma
 
         return self.gamma * x_hat + self.beta
+""",
+    ),
+    # ------------------------------------------- patterns from real learners' answers
+    Answer(
+        name="p1_float32_buffer_loop",
+        problem="p1",
+        family="correct",
+        why="fills a torch.zeros(shape) buffer (always float32) column by column: float32 precision",
+        code="""\\
+import torch
+
+
+def custom_batch_norm1d(input_tensor, eps):
+    normed_tensor = torch.zeros(input_tensor.shape)
+    for i in range(input_tensor.shape[1]):
+        column = input_tensor[:, i]
+        mean = torch.sum(column) / len(column)
+        var = torch.sum((column - mean) ** 2) / len(column)
+        normed_tensor[:, i] = (column - mean) / torch.sqrt(var + eps)
+    return normed_tensor
+""",
+    ),
+    Answer(
+        name="p1_loop_at_input_dtype",
+        problem="p1",
+        family="correct",
+        why="the same loop into torch.zeros_like(input_tensor): computed at the input's dtype",
+        code="""\\
+import torch
+
+
+def custom_batch_norm1d(input_tensor, eps):
+    normed_tensor = torch.zeros_like(input_tensor)
+    for i in range(input_tensor.shape[1]):
+        column = input_tensor[:, i]
+        mean = torch.sum(column) / len(column)
+        var = torch.sum((column - mean) ** 2) / len(column)
+        normed_tensor[:, i] = (column - mean) / torch.sqrt(var + eps)
+    return normed_tensor
+""",
+    ),
+    Answer(
+        name="p2_float_then_affine",
+        problem="p2",
+        family="correct",
+        why=".float() on the input; the float64 weight promotes the output back: float32 precision",
+        code="""\\
+import torch
+
+
+def custom_batch_norm1d(input_tensor, weight, bias, eps):
+    x = input_tensor.float()
+    mean = x.mean(dim=0)
+    var = ((x - mean) ** 2).mean(dim=0)
+    return weight * (x - mean) / torch.sqrt(var + eps) + bias
+""",
+    ),
+    Answer(
+        name="p3_method_named_batch_norm",
+        problem="p3",
+        family="correct",
+        why="its own method and attribute named batch_norm / layer_norm: names alone are no use",
+        code="""\\
+import torch
+
+
+class CustomBatchNorm1d:
+    def __init__(self, weight, bias, eps, momentum):
+        self.weight, self.bias, self.eps, self.momentum = weight, bias, eps, momentum
+        self.running_mean = torch.zeros_like(weight)
+        self.running_var = torch.ones_like(weight)
+        self.training = True
+        self.layer_norm = None  # a learner's leftover attribute
+
+    def batch_norm(self, input_tensor, mean, var):
+        return self.weight * (input_tensor - mean) / torch.sqrt(var + self.eps) + self.bias
+
+    def __call__(self, input_tensor):
+        if not self.training:
+            return self.batch_norm(input_tensor, self.running_mean, self.running_var)
+        mean = input_tensor.mean(dim=0)
+        var = input_tensor.var(dim=0, unbiased=False)
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean = (1 - m) * self.running_mean + m * mean
+            self.running_var = (1 - m) * self.running_var + m * input_tensor.var(dim=0)
+        return self.batch_norm(input_tensor, mean, var)
+
+    def eval(self):
+        self.training = False
+""",
+    ),
+    Answer(
+        name="p5_prints_inside",
+        problem="p5",
+        family="correct",
+        why="prints the shape and the statistics on every call",
+        code="""\\
+import torch
+
+
+def custom_layer_norm(input_tensor, eps):
+    print("input", input_tensor.shape)
+    dims = tuple(range(1, input_tensor.dim()))
+    mean = input_tensor.mean(dim=dims, keepdim=True)
+    var = input_tensor.var(dim=dims, unbiased=False, keepdim=True)
+    print("mean", mean.flatten()[:3], "var", var.flatten()[:3])
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p6_ones_buffer_loop",
+        problem="p6",
+        family="correct",
+        why="fills a torch.ones(N, C, L) buffer (float32) instance by instance: float32 precision",
+        code="""\\
+import torch
+
+
+def custom_instance_norm1d(input_tensor, eps):
+    N, C, L = input_tensor.shape
+    out = torch.ones(N, C, L)
+    for n in range(N):
+        for c in range(C):
+            row = input_tensor[n, c]
+            out[n, c] = (row - row.mean()) / torch.sqrt(row.var(unbiased=False) + eps)
+    return out
+""",
+    ),
+    # ------------------------------------- the original course's cells, pasted whole
+    Answer(
+        name="p1_seed_cell",
+        problem="p1",
+        family="correct",
+        why="the original course's answer cell pasted whole, its scaffolding included",
+        code="""\\
+import numpy as np
+import torch
+import torch.nn as nn
+
+def custom_batch_norm1d(input_tensor, eps):
+    mean = torch.mean(input_tensor, dim=0)
+    var = torch.var(input_tensor, dim=0, unbiased=False)
+    normed_tensor = (input_tensor - mean) / torch.sqrt(var + eps)
+    return normed_tensor
+
+input_tensor = torch.Tensor([[0.0, 0, 1, 0, 2], [0, 1, 1, 0, 10]])
+batch_norm = nn.BatchNorm1d(input_tensor.shape[1], affine=False)
+""",
+    ),
+    Answer(
+        name="p2_seed_cell",
+        problem="p2",
+        family="correct",
+        why="the original course's answer cell pasted whole, its scaffolding included",
+        code="""\\
+import torch
+import torch.nn as nn
+
+input_size = 7
+batch_size = 5
+input_tensor = torch.randn(batch_size, input_size, dtype=torch.float)
+
+eps = 1e-3
+
+def custom_batch_norm1d(input_tensor, weight, bias, eps):
+    mean = torch.mean(input_tensor, dim=0)
+    var = torch.var(input_tensor, dim=0, unbiased=False)
+    normed_tensor = (input_tensor - mean) / torch.sqrt(var + eps)
+    return weight * normed_tensor + bias
+""",
+    ),
+    Answer(
+        name="p3_seed_cell",
+        problem="p3",
+        family="correct",
+        why="the original course's answer cell pasted whole, its scaffolding included",
+        code="""\\
+import torch
+import torch.nn as nn
+
+
+input_size = 3
+batch_size = 5
+eps = 1e-1
+
+
+class CustomBatchNorm1d:
+    def __init__(self, weight, bias, eps, momentum):
+        self.weight = weight
+        self.bias = bias
+        self.eps = eps
+        self.momentum = momentum
+        self.running_mean = torch.zeros_like(weight)
+        self.running_var = torch.ones_like(weight)
+        self.training = True
+
+    def __call__(self, input_tensor):
+        if self.training:
+            mean = torch.mean(input_tensor, dim=0)
+            var = torch.var(input_tensor, dim=0, unbiased=False)
+
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mean
+                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * torch.var(input_tensor, dim=0, unbiased=True)
+
+            normed_tensor = (input_tensor - mean) / torch.sqrt(var + self.eps)
+        else:
+            normed_tensor = (input_tensor - self.running_mean) / torch.sqrt(self.running_var + self.eps)
+
+        return self.weight * normed_tensor + self.bias
+
+    def eval(self):
+        self.training = False
+
+batch_norm = nn.BatchNorm1d(input_size, eps=eps)
+batch_norm.bias.data = torch.randn(input_size, dtype=torch.float)
+batch_norm.weight.data = torch.randn(input_size, dtype=torch.float)
+batch_norm.momentum = 0.5
+
+custom_batch_norm1d = CustomBatchNorm1d(batch_norm.weight.data,
+                                        batch_norm.bias.data, eps, batch_norm.momentum)
+""",
+    ),
+    Answer(
+        name="p4_seed_cell",
+        problem="p4",
+        family="correct",
+        why="the original course's answer cell pasted whole, its scaffolding included",
+        code="""\\
+import torch
+import torch.nn as nn
+
+eps = 1e-3
+
+input_channels = 3
+batch_size = 3
+height = 10
+width = 10
+
+batch_norm_2d = nn.BatchNorm2d(input_channels, affine=False, eps=eps)
+
+input_tensor = torch.randn(batch_size, input_channels, height, width, dtype=torch.float)
+
+
+def custom_batch_norm2d(input_tensor, eps):
+    mean = torch.mean(input_tensor, dim=(0, 2, 3), keepdim=True)
+    var = torch.var(input_tensor, dim=(0, 2, 3), unbiased=False, keepdim=True)
+
+    normed_tensor = (input_tensor - mean) / torch.sqrt(var + eps)
+    return normed_tensor
+""",
+    ),
+    Answer(
+        name="p5_seed_cell",
+        problem="p5",
+        family="correct",
+        why="the original course's answer cell pasted whole, its scaffolding included",
+        code="""\\
+import torch
+import torch.nn as nn
+
+
+eps = 1e-10
+
+
+def custom_layer_norm(input_tensor, eps):
+    normalize_dims = tuple(range(1, input_tensor.dim()))
+    mean = torch.mean(input_tensor, dim=normalize_dims, keepdim=True)
+    var = torch.var(input_tensor, dim=normalize_dims, unbiased=False, keepdim=True)
+
+    normed_tensor = (input_tensor - mean) / torch.sqrt(var + eps)
+    return normed_tensor
+""",
+    ),
+    Answer(
+        name="p6_seed_cell",
+        problem="p6",
+        family="correct",
+        why="the original course's answer cell pasted whole, its scaffolding included",
+        code="""\\
+import torch
+import torch.nn as nn
+
+eps = 1e-3
+
+batch_size = 5
+input_channels = 2
+input_length = 30
+
+instance_norm = nn.InstanceNorm1d(input_channels, affine=False, eps=eps)
+
+input_tensor = torch.randn(batch_size, input_channels, input_length, dtype=torch.float)
+
+
+def custom_instance_norm1d(input_tensor, eps):
+    mean = torch.mean(input_tensor, dim=2, keepdim=True)
+    var = torch.var(input_tensor, dim=2, unbiased=False, keepdim=True)
+
+    normed_tensor = (input_tensor - mean) / torch.sqrt(var + eps)
+    return normed_tensor
+""",
+    ),
+    Answer(
+        name="p7_seed_cell",
+        problem="p7",
+        family="correct",
+        why="the original course's answer cell pasted whole, its scaffolding included",
+        code="""\\
+import torch
+import torch.nn as nn
+
+channel_count = 6
+eps = 1e-3
+batch_size = 20
+input_size = 2
+
+input_tensor = torch.randn(batch_size, channel_count, input_size)
+
+
+def custom_group_norm(input_tensor, groups, eps):
+    N, C, L = input_tensor.shape
+    reshaped_input = input_tensor.view(N, groups, C // groups, L)
+
+    mean = torch.mean(reshaped_input, dim=(2, 3), keepdim=True)
+    var = torch.var(reshaped_input, dim=(2, 3), unbiased=False, keepdim=True)
+
+    normed_tensor = (reshaped_input - mean) / torch.sqrt(var + eps)
+    normed_tensor = normed_tensor.view(N, C, L)
+
+    return normed_tensor
 """,
     ),
 ]

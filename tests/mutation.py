@@ -6,18 +6,26 @@ Answers are batched: each submission carries at most one catalog answer per prob
 spread so that every submission also keeps reference answers in other problems. A
 mutant must lose points on its own problem, and the reference problems beside it must
 keep every point (so a mutant costs nowhere else); a correct alternative keeps every
-point.
+point. The column "visible" says whether the problem's visible check (its cells without
+hidden tests) flagged the answer, as it does in the learner's own notebook.
 """
+import os
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from catalog import CORRECT, MUTANTS
-from coursedir import ASSIGNMENTS, Course
+import nbformat
+
+from catalog import CORRECT, MUTANTS, VISIBLE_BLIND
+from coursedir import ASSIGNMENTS, REPO, Course
 
 ASSIGNMENT_OF = {**{f"p{k}": "normalization" for k in range(1, 8)}, "bn": "batchnorm"}
+HIDDEN = {c.metadata["nbgrader"]["grade_id"] for a, notebook in ASSIGNMENTS.items()
+          for c in nbformat.read(os.path.join(REPO, "source", a, notebook), as_version=4).cells
+          if "BEGIN HIDDEN TESTS" in c.source}
+GRADER_RULE = "ForbiddenNormalization"  # the grader's own verdict, not a check's
 
 
 @dataclass
@@ -28,6 +36,13 @@ class Outcome:
     max_score: float = 0.0
     caught_by: list = field(default_factory=list)
     messages: list = field(default_factory=list)  # of the failed checks, in notebook order
+    printed: str = ""  # what the problem's checks printed (notes included)
+    visible: bool = False  # a visible check failed, by its own judgement
+    message_lines: list = field(default_factory=list)  # of the failed checks, as shown
+
+    @property
+    def hidden_failed(self):
+        return any(g in HIDDEN for g in self.caught_by)
 
 
 @dataclass
@@ -62,17 +77,18 @@ def schedule(answers, prefix):
     return plan
 
 
-def failing_checks(nb, problem):
-    """[(grade_id, message)] of the problem's test cells that failed."""
-    failed = []
+def checks(nb, problem):
+    """[(grade_id, error output or None, printed text)] of the problem's check cells: its
+    test cells and its locked instructor cells."""
+    found = []
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade") and \
-                meta["grade_id"].split("_")[0] == problem:
+        if cell.cell_type == "code" and meta.get("grade_id", "").split("_")[0] == problem and \
+                (meta.get("grade") or meta.get("locked")):
             errors = [o for o in cell.outputs if o.output_type == "error"]
-            if errors:
-                failed.append((meta["grade_id"], errors[0].evalue))
-    return failed
+            printed = "".join(o.text for o in cell.outputs if o.output_type == "stream")
+            found.append((meta["grade_id"], errors[0] if errors else None, printed))
+    return found
 
 
 def run(course, answers=MUTANTS + CORRECT):
@@ -98,32 +114,48 @@ def run(course, answers=MUTANTS + CORRECT):
                     if problem not in ASSIGNMENT_OF:
                         continue  # written answers: graded by hand
                     if problem in chosen:
-                        failed = failing_checks(nb, problem)
-                        outcomes.append(Outcome(chosen[problem], student, max_score - score,
-                                                max_score, [g for g, _ in failed],
-                                                [m for _, m in failed]))
+                        found = checks(nb, problem)
+                        failed = [(g, e) for g, e, _ in found if e is not None]
+                        outcomes.append(Outcome(
+                            chosen[problem], student, max_score - score, max_score,
+                            [g for g, _ in failed], [" ".join(e.evalue.split()) for _, e in failed],
+                            "".join(p for _, _, p in found),
+                            any(g not in HIDDEN and e.ename != GRADER_RULE for g, e in failed),
+                            [line for _, e in failed for line in e.evalue.splitlines()]))
                     elif score != max_score:
                         collateral.append((student, problem, score, max_score))
     return Results(outcomes, collateral, time.monotonic() - start)
 
 
+def visible_misses(results):
+    """Answers that lose hidden points while their visible check passes, VISIBLE_BLIND aside."""
+    return [o.answer.name for o in results.outcomes
+            if o.hidden_failed and not o.visible and o.answer.name not in VISIBLE_BLIND]
+
+
 def kill_table(results):
-    lines = [f"{'answer':<32} {'problem':<7} {'lost':>7}  caught by / first message"]
+    lines = [f"{'answer':<32} {'problem':<7} {'lost':>7} {'visible':<8} caught by / first message"]
     for o in sorted(results.outcomes, key=lambda o: (o.answer.family == "correct",
                                                      o.answer.problem, o.answer.name)):
         lost = f"{o.lost:g}/{o.max_score:g}"
         verdict = ", ".join(o.caught_by) or ("SURVIVED" if o.answer.family != "correct"
                                               else "kept every point")
-        lines.append(f"{o.answer.name:<32} {o.answer.problem:<7} {lost:>7}  {verdict}")
+        visible = "yes" if o.visible else "-" if o.answer.family == "correct" else "NO"
+        lines.append(f"{o.answer.name:<32} {o.answer.problem:<7} {lost:>7} {visible:<8} {verdict}")
         if o.messages:
-            lines.append(f"{'':<49}{o.messages[0][:150]}")
-    killed = sum(1 for o in results.outcomes if o.answer.family != "correct" and o.lost > 0)
-    mutants = sum(1 for o in results.outcomes if o.answer.family != "correct")
+            lines.append(f"{'':<58}{o.messages[0][:150]}")
+    mutants = [o for o in results.outcomes if o.answer.family != "correct"]
+    killed = sum(1 for o in mutants if o.lost > 0)
     alive = sum(1 for o in results.outcomes if o.answer.family == "correct" and o.lost == 0)
     correct = sum(1 for o in results.outcomes if o.answer.family == "correct")
-    lines.append(f"\n{killed}/{mutants} mutants lose points; {alive}/{correct} correct "
+    hidden = [o for o in results.outcomes if o.hidden_failed]
+    flagged = sum(1 for o in hidden if o.visible)
+    lines.append(f"\n{killed}/{len(mutants)} mutants lose points; {alive}/{correct} correct "
                  f"alternatives keep every point; {len(results.collateral)} reference problems "
                  f"lost points beside a mutant; {results.seconds:.0f} s")
+    lines.append(f"{flagged}/{len(hidden)} answers that lose hidden points are flagged by their "
+                 f"visible check; not flagged, by design: {', '.join(sorted(VISIBLE_BLIND))}; "
+                 f"missed: {', '.join(visible_misses(results)) or 'none'}")
     return "\n".join(lines)
 
 
@@ -134,4 +166,5 @@ if __name__ == "__main__":
         results = run(course)
     print(kill_table(results))
     sys.exit(0 if all((o.lost > 0) == (o.answer.family != "correct")
-                      for o in results.outcomes) and not results.collateral else 1)
+                      for o in results.outcomes) and not results.collateral
+             and not visible_misses(results) else 1)

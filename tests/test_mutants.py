@@ -2,9 +2,9 @@
 import nbformat
 import pytest
 
-from catalog import CORRECT, MUTANTS
+from catalog import CORRECT, MUTANTS, VISIBLE_BLIND
 from conftest import ASSIGNMENTS, REPO
-from mutation import ASSIGNMENT_OF, kill_table, run
+from mutation import ASSIGNMENT_OF, kill_table, run, visible_misses
 
 FAMILIES = {"estimator", "reduction", "running", "affine", "contract"}
 
@@ -51,6 +51,62 @@ def test_every_hidden_test_fails_on_some_mutant(results):
     assert hidden - caught == set(), sorted(hidden - caught)
 
 
+def test_visible_checks_flag_every_answer_that_loses_hidden_points(results):
+    """A learner alone, with the visible checks only, finds every kind of mistake."""
+    assert not visible_misses(results), visible_misses(results)
+    blind = {o.answer.name: o for o in results.outcomes if o.answer.name in VISIBLE_BLIND}
+    assert set(blind) == set(VISIBLE_BLIND)
+    assert all(o.hidden_failed and not o.visible for o in blind.values())  # the list is exact
+
+
+def test_visible_checks_pass_on_correct_alternatives(results):
+    flagged = [o.answer.name for o in results.outcomes if o.answer.family == "correct"
+               and o.caught_by]
+    assert not flagged, flagged
+
+
+# Correct answers that compute in float32 for a float64 input: every point, and a note.
+FLOAT32_ANSWERS = ["p1_float32_buffer_loop", "p2_float_then_affine", "p6_ones_buffer_loop"]
+
+
+@pytest.mark.parametrize("name", FLOAT32_ANSWERS)
+def test_float32_computation_is_noted_without_cost(results, name):
+    outcome = next(o for o in results.outcomes if o.answer.name == name)
+    assert outcome.lost == 0
+    assert "compared at float32 precision" in " ".join(outcome.printed.split())
+
+
+def test_float64_answers_get_no_note(results):
+    noted = [o.answer.name for o in results.outcomes if o.answer.family == "correct"
+             and o.answer.name not in FLOAT32_ANSWERS and "float32 precision" in o.printed]
+    assert not noted, noted
+
+
+# One mistake, one diagnosis: every failed check of these names the same cause, values
+# and gradients alike.
+ONE_CAUSE = {
+    "p1_unbiased_var": "unbiased (N-1) variance",
+    "p2_weight_bias_swapped": "weight and bias swapped",
+    "p2_np_sqrt": "NumPy functions",
+    "p1_detached_stats": "hidden from autograd",
+    "p7_global_channels": "take every size from input_tensor.shape",
+}
+
+
+@pytest.mark.parametrize("name", ONE_CAUSE)
+def test_every_failed_check_names_the_same_cause(results, name):
+    outcome = next(o for o in results.outcomes if o.answer.name == name)
+    assert outcome.messages and all(ONE_CAUSE[name] in m for m in outcome.messages), \
+        outcome.messages
+
+
+def test_message_lines_fit_a_dialog(results):
+    """No line of a check's message is longer than 100 characters, but a quoted error."""
+    long = [(o.answer.name, line) for o in results.outcomes for line in o.message_lines
+            if len(line) > 100 and "your code raised" not in line]
+    assert not long, long
+
+
 def test_partial_credit_is_possible(results):
     """Some mutants keep part of their problem's points: checks are graded separately."""
     partial = [o for o in results.outcomes if 0 < o.lost < o.max_score]
@@ -73,6 +129,8 @@ NAMED = {
     "p7_interleaved_groups": "(interleaved)",
     "bn_torch_momentum": "momentum weights the history",
     "bn_moving_keeps_graph": "keeps autograd history",
+    "bn_beta_ones": "beta (shape (1, 7))",
+    "p1_forbidden_untaken_branch": "uses torch's own normalization (batch_norm)",
 }
 
 
