@@ -128,11 +128,17 @@ def scenario_grads(fn, args, grad_output):
     return _backward(fn(*args), grad_output, args)
 
 
+def backpropagate(out, grad_output):
+    """``out.backward(grad_output)``, through a scalar: the same gradients, without the
+    import of sympy (a second) that torch's check of ``grad_output`` costs on first use."""
+    (out * grad_output).sum().backward()
+
+
 def _backward(out, grad_output, leaves):
     """The output (described) and the grads of ``leaves`` after backpropagating into it."""
     if not isinstance(out, torch.Tensor) or not out.requires_grad or out.shape != grad_output.shape:
         return {"output": _describe(out), "grads": None}
-    out.backward(grad_output)
+    backpropagate(out, grad_output)
     return {"output": _describe(out),
             "grads": [a.grad if isinstance(a, torch.Tensor) else None for a in leaves]}
 
@@ -590,7 +596,7 @@ def gradients_match(problem, fn, shapes, eps=1e-5, seed=0, groups=None):
         _check_clean(where, evidence)
         x_ref = x.clone().requires_grad_(True)
         out, layer = _reference(problem, x_ref, eps=e, **params)
-        out.backward(grad_output)
+        backpropagate(out, grad_output)
         expected = [x_ref.grad] + ([layer.weight.grad, layer.bias.grad] if len(names) > 1 else [])
         actual = evidence["grads"]
         if actual is not None:  # keep the tensor arguments only, in the order of `names`
@@ -762,7 +768,7 @@ def _running_grads_reference(weight, bias, eps, x, grad_output):
     """torch's float64 output and grads of input, weight and bias for one training step."""
     weight, bias, x = (t.clone().requires_grad_(True) for t in (weight, bias, x))
     out = torch.nn.functional.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
-    out.backward(grad_output)
+    backpropagate(out, grad_output)
     return {"output": out.detach(), "grads": [x.grad, weight.grad, bias.grad]}
 
 
