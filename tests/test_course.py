@@ -1,7 +1,10 @@
 """The course as stored: clean notebooks, readable grade_ids, points, an honest release."""
+import ast
 import filecmp
 import os
 import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -101,3 +104,60 @@ def test_release_equals_a_fresh_generation(course):
         walk(compare)
         _, mismatch, errors = filecmp.cmpfiles(fresh, stored, compare.common_files, shallow=False)
         assert not differ and not mismatch and not errors, (assignment, differ, mismatch)
+
+
+def check_cells(assignment):
+    """{problem: ([visible check sources], [hidden test sources])} of the instructor notebook."""
+    found = {}
+    for cell in cells(NOTEBOOKS[assignment]):
+        meta = nbgrader_meta(cell)
+        if cell.cell_type == "code" and meta.get("locked") and meta["grade_id"] != "setup":
+            visible, hidden = found.setdefault(meta["grade_id"].split("_")[0], ([], []))
+            (hidden if "BEGIN HIDDEN TESTS" in cell.source else visible).append(cell.source)
+    return found
+
+
+SHAPE = re.compile(r"\((\d+(?:, \d+)+)\)|size=(\d+), batch=(\d+)")
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_visible_checks_run_inputs_of_their_own_and_gradients(assignment):
+    """Beyond the example, each visible check runs other inputs, none of the hidden ones,
+    and compares gradients, as the hidden tests do."""
+    for problem, (visible, hidden) in check_cells(assignment).items():
+        seen = "\n".join(visible)
+        assert re.search(r"gradients_match\(", seen), problem
+        shapes = lambda sources: {m.group(0) for s in sources for m in SHAPE.finditer(s)}
+        assert len(shapes(visible)) >= 3, (problem, shapes(visible))
+        assert not shapes(visible) & shapes(hidden), (problem, shapes(visible) & shapes(hidden))
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_released_hidden_test_cells_show_nothing(assignment):
+    """What ClearHiddenTests leaves of a hidden test cell ends in a statement, not an
+    expression, so running it shows no Out[] (which `nbgrader validate` would try to read
+    as a score)."""
+    released = {nbgrader_meta(c).get("grade_id"): c.source for c in cells(RELEASED[assignment])}
+    for cell in cells(NOTEBOOKS[assignment]):
+        if "BEGIN HIDDEN TESTS" in cell.source:
+            tree = ast.parse(released[nbgrader_meta(cell)["grade_id"]])
+            assert not isinstance(tree.body[-1], ast.Expr), nbgrader_meta(cell)["grade_id"]
+
+
+def test_validate_shows_the_checks_message_only(course, tmp_path):
+    """`nbgrader validate` on reference answers with two real learners' patterns: the float32
+    buffer passes, the flipped momentum fails with the check's message and no traceback of
+    normcheck, and no cell output is mistaken for a score."""
+    from catalog import CORRECT, MUTANTS
+    chosen = {a.name: a for a in MUTANTS + CORRECT}
+    answers = {**course.reference("normalization"), **{
+        f"{chosen[n].problem}_answer": chosen[n].code
+        for n in ("p1_float32_buffer_loop", "p3_flipped_momentum")}}
+    path = course.submit("validate-learner", "normalization", answers)
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "validate", path], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    shown = done.stdout + done.stderr
+    assert "VALIDATION FAILED ON 1 CELL(S)" in shown, shown
+    assert "running_mean moved by 1 - momentum instead of momentum" in shown, shown
+    assert "cannot be converted to a float" not in shown
+    assert "Traceback" not in shown and "normcheck.py" not in shown, shown

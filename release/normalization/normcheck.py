@@ -39,7 +39,9 @@ GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-8
 # while every real gradient mistake is off by a sizeable fraction of the gradient.
 FLOAT64_RTOL, FLOAT64_ATOL = 1e-10, 1e-10
 FLOAT32_GRAD_RTOL = 1e-4
-LINE_WIDTH = 100  # messages are shown in dialogs and feedback pages
+# Messages are shown in dialogs, feedback pages and `nbgrader validate`, which cuts lines
+# longer than 83 characters; the first line follows "AssertionError: ".
+LINE_WIDTH, FIRST_LINE_WIDTH = 80, 64
 
 
 class OpRecorder(TorchDispatchMode):
@@ -434,8 +436,14 @@ CheckFailed.__name__ = "AssertionError"
 
 
 def _wrap(text):
-    return "\n".join(textwrap.fill(part, LINE_WIDTH, break_long_words=False,
-                                    break_on_hyphens=False) for part in text.split("\n"))
+    """``text`` in lines of at most LINE_WIDTH characters (FIRST_LINE_WIDTH for the first)."""
+    first, _, rest = text.partition("\n")
+    lines = textwrap.wrap(first, FIRST_LINE_WIDTH, break_long_words=False, break_on_hyphens=False)
+    lines[1:] = textwrap.wrap(" ".join(lines[1:]), LINE_WIDTH, break_long_words=False,
+                              break_on_hyphens=False)
+    for part in rest.split("\n") if rest else []:
+        lines += textwrap.wrap(part, LINE_WIDTH, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def _fail(where, message):
