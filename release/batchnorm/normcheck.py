@@ -130,7 +130,7 @@ def scenario_grads(fn, args, grad_output):
     return _backward(fn(*args), grad_output, args)
 
 
-def backpropagate(out, grad_output):
+def _backpropagate(out, grad_output):
     """``out.backward(grad_output)``, through a scalar: the same gradients, without the
     import of sympy (a second) that torch's check of ``grad_output`` costs on first use."""
     (out * grad_output).sum().backward()
@@ -140,7 +140,7 @@ def _backward(out, grad_output, leaves):
     """The output (described) and the grads of ``leaves`` after backpropagating into it."""
     if not isinstance(out, torch.Tensor) or not out.requires_grad or out.shape != grad_output.shape:
         return {"output": _describe(out), "grads": None}
-    backpropagate(out, grad_output)
+    _backpropagate(out, grad_output)
     return {"output": _describe(out),
             "grads": [a.grad if isinstance(a, torch.Tensor) else None for a in leaves]}
 
@@ -604,7 +604,7 @@ def gradients_match(problem, fn, shapes, eps=1e-5, seed=0, groups=None):
         _check_clean(where, evidence)
         x_ref = x.clone().requires_grad_(True)
         out, layer = _reference(problem, x_ref, eps=e, **params)
-        backpropagate(out, grad_output)
+        _backpropagate(out, grad_output)
         expected = [x_ref.grad] + ([layer.weight.grad, layer.bias.grad] if len(names) > 1 else [])
         actual = evidence["grads"]
         if actual is not None:  # keep the tensor arguments only, in the order of `names`
@@ -686,8 +686,9 @@ def _diagnose_running(where, evidence, train, history_weight, stat_names, flippe
     train_steps = steps[:len(train)]
     for stat, label in stat_names.items():
         got = [s[stat].get("tensor") for s in train_steps]
-        if any(g is None for g in got):
-            continue
+        channels = train[0].shape[1] if train else 0
+        if any(g is None or g.numel() != channels for g in got):
+            continue  # not a statistic per channel: the comparison names its shape
         got = [g.double().reshape(-1) for g in got]
         start = torch.full_like(got[0], 0.0 if stat == "running_mean" else 1.0)
 
@@ -776,7 +777,7 @@ def _running_grads_reference(weight, bias, eps, x, grad_output):
     """torch's float64 output and grads of input, weight and bias for one training step."""
     weight, bias, x = (t.clone().requires_grad_(True) for t in (weight, bias, x))
     out = torch.nn.functional.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
-    backpropagate(out, grad_output)
+    _backpropagate(out, grad_output)
     return {"output": out.detach(), "grads": [x.grad, weight.grad, bias.grad]}
 
 
