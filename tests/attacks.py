@@ -643,9 +643,17 @@ ATTACKS = [
                       edit=_delete("bn_seed_tests")),
            plain=True),
     Attack("tamper_shadow_range", "normalization", "p5",
-           "a global named `range` that yields nothing empties the example's loop over ranks",
-           submission("normalization", wrong("p5", "range = lambda *args: []")),
-           plain=True),
+           "a global named `range` that yields nothing empties the example's loop over ranks "
+           "2 to 7; the answer is wrong for ranks 6 and 7 only",
+           submission("normalization", {"p5_answer": (
+               "range = lambda *args: []\n\n\n"
+               "def custom_layer_norm(input_tensor, eps):\n"
+               "    if input_tensor.dim() > 5:\n"
+               "        return input_tensor\n"
+               "    rows = input_tensor.reshape(input_tensor.shape[0], -1)\n"
+               "    var, mean = torch.var_mean(rows, dim=1, keepdim=True, correction=0)\n"
+               "    return ((rows - mean) / torch.sqrt(var + eps)).reshape(input_tensor.shape)\n")}),
+           target_score=4.0, plain=True),
 
     # --- reading the instructor's solution ----------------------------------------------
     Attack("read_solution_notebook", "normalization", "p3",
