@@ -39,7 +39,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
+    "normgrade.regrade.KeepHandGrades",  # SaveAutoGrades, hand grades left unflagged
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
@@ -47,6 +47,14 @@ c.SandboxExecute.timeout = int(os.environ.get("NORMGRADE_CELL_TIMEOUT", "10"))
 if sys.argv[1:2] == ["autograde"]:  # the zygote imports torch while nbgrader loads
     from normgrade import zygote
     zygote.shared()
+# OverwriteCells, quiet about untouched hidden-test cells (normgrade/regrade.py).
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "normgrade.regrade.QuietOverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 c.OverwriteCells.add_missing_cells = True
 
 c.GenerateFeedback.preprocessors = [
