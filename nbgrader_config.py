@@ -4,11 +4,15 @@ import sys
 
 COURSE_ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, COURSE_ROOT)  # the grading package, normgrade
+from normgrade import exchange  # noqa: E402
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
 c.CourseDirectory.root = COURSE_ROOT
-c.CourseDirectory.course_id = "normalization-layers"
+c.CourseDirectory.course_id = exchange.COURSE_ID
+# The exchange students fetch from and submit to: NBGRADER_EXCHANGE, else see
+# normgrade/exchange.py (`make exchange` creates it).
+c.Exchange.root = exchange.default_root(COURSE_ROOT)
 c.CourseDirectory.db_url = os.environ.get(
     "NBGRADER_DB_URL", "sqlite:///" + os.path.join(COURSE_ROOT, "gradebook.db"))
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_Store"]
