@@ -345,7 +345,7 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     # The zygote imports torch while the submissions are checked and copied.
     with zygote.serve() as zygote_env, \
             tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
-        notes += regrade.prepare_gradebook(root, report.db_url(root))  # a fresh clone's too
+        notes += regrade.prepare_gradebook(root, report.db_url(root), {a for _, a in found})
         expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
         graded, rejected = [], []
         for student, assignment in found:

@@ -42,11 +42,11 @@ def notebook_id(assignment):
     return os.path.splitext(ASSIGNMENTS[assignment])[0]
 
 
-def missing_assignments(db_url):
-    """The course's assignments whose notebook the gradebook lacks."""
+def missing_assignments(db_url, assignments):
+    """Those of ``assignments`` whose notebook the gradebook lacks."""
     missing = []
     with Gradebook(db_url) as gb:
-        for assignment in ASSIGNMENTS:
+        for assignment in sorted(assignments):
             try:
                 gb.find_notebook(notebook_id(assignment), assignment)
             except MissingEntry:
@@ -60,13 +60,13 @@ def cells(path):
             for c in nbformat.read(path, as_version=4).cells]
 
 
-def prepare_gradebook(root, db_url):
-    """Fill the gradebook with the assignments it lacks; returns report lines."""
+def prepare_gradebook(root, db_url, assignments=ASSIGNMENTS):
+    """Put those of ``assignments`` the gradebook lacks in it; returns report lines."""
     with Gradebook(db_url) as gb:
         gb.db.execute(text(CREATE_HAND_GRADES))
         gb.db.commit()
     notes = []
-    for assignment in missing_assignments(db_url):
+    for assignment in missing_assignments(db_url, assignments):
         with tempfile.TemporaryDirectory(prefix="normgrade-release-") as scratch:
             done = subprocess.run(
                 [sys.executable, "-m", "nbgrader", "generate_assignment", assignment,

@@ -15,7 +15,7 @@ from nbgrader.api import Gradebook
 
 from conftest import MANUAL_SCORE, REPO
 from normgrade import examples
-from normgrade.exchange import COURSE_ID
+from normgrade.exchange import COURSE_ID, SERVER_ROOT, default_root
 
 VENV = os.path.dirname(os.path.dirname(sys.executable))
 MISTAKE = "bn_biased_moving_var"  # tests/catalog.py: loses the moving-variance points
@@ -35,6 +35,16 @@ WRITABLE = """
 import json, os, sys
 print(json.dumps([p for p in json.load(open(sys.argv[1])) if os.access(p, os.W_OK)]))
 """
+# Run as the instructor: grade two written answers of `tampered` by hand (as the
+# Formgrader's API stores a score).
+HAND_GRADE = """
+import sys
+from nbgrader.api import Gradebook
+with Gradebook(sys.argv[1]) as gb:
+    for grade_id in ("q1_answer", "q2_answer"):
+        gb.find_grade(grade_id, "batchnorm", "batchnorm", "tampered").manual_score = 1.5
+    gb.db.commit()
+"""
 
 
 def test_demo_submissions_hold_no_solution_markers(tmp_path):
@@ -43,6 +53,14 @@ def test_demo_submissions_hold_no_solution_markers(tmp_path):
         nb = nbformat.read(tmp_path / "demo-complete" / assignment / name, as_version=4)
         text = "\n".join(cell.source for cell in nb.cells)
         assert "SOLUTION" not in text and not re.search(r"^\s*#> ", text, re.M), assignment
+
+
+def test_exchange_root_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("NBGRADER_EXCHANGE", str(tmp_path / "x"))
+    assert default_root("/any/course") == str(tmp_path / "x")
+    monkeypatch.delenv("NBGRADER_EXCHANGE")
+    server = os.geteuid() == 0 or os.path.isdir(SERVER_ROOT)
+    assert default_root("/any/course") == (SERVER_ROOT if server else "/any/nbgrader-exchange")
 
 
 def test_hand_grade_survives_regrading_unflagged(course, parallel_runs):
@@ -180,8 +198,30 @@ def test_round_trip_between_an_instructor_and_a_student(users):
         assert re.search(rf"\b{auto:g}(\.0)?\s*/\s*({out_of})\b", html), (auto, out_of)
 
         check_exchange_permissions(student, exchange)
+        check_regrading_keeps_hand_grades(instructor, course, tampered)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_regrading_keeps_hand_grades(instructor, course, submission):
+    """q1 and q2 graded by hand, then q1's answer changed (resubmitted) and graded again:
+    q2 keeps its grade unflagged, q1 keeps it but is flagged for review."""
+    db_url = "sqlite:///" + os.path.join(course, "gradebook.db")
+    instructor.run(sys.executable, "-c", HAND_GRADE, db_url)
+    path = os.path.join(submission, "batchnorm.ipynb")
+    nb = nbformat.read(path, 4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "q1_answer":
+            cell.source += " Resubmitted with more detail."
+    nbformat.write(nb, path)
+    instructor.run(sys.executable, "-m", "normgrade.autograde", "--jobs", "1",
+                   "--students", "tampered", cwd=course)
+    with Gradebook(db_url) as gb:
+        flags = {grade_id: (grade.manual_score, grade.needs_manual_grade)
+                 for grade_id in ("q1_answer", "q2_answer", "q3_answer")
+                 for grade in [gb.find_grade(grade_id, "batchnorm", "batchnorm", "tampered")]}
+    assert flags == {"q1_answer": (1.5, True), "q2_answer": (1.5, False),
+                     "q3_answer": (None, True)}, flags
 
 
 def check_exchange_permissions(student, exchange):
