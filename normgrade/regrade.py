@@ -122,12 +122,14 @@ class KeepHandGrades(SaveAutoGrades):
     """
 
     def preprocess(self, nb, resources):
-        with Gradebook(resources["nbgrader"]["db_url"]) as gb:
-            gb.db.execute(text(CREATE_HAND_GRADES))
-            gb.db.commit()
+        self.table_ready = False  # created on the first grade (plain `nbgrader autograde`)
         return super().preprocess(nb, resources)
 
     def _add_score(self, cell, resources):
+        db = self.gradebook.db
+        if not self.table_ready:
+            db.execute(text(CREATE_HAND_GRADES))
+            self.table_ready = True
         grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"],
                                           self.notebook_id, self.assignment_id,
                                           self.student_id)
@@ -135,7 +137,6 @@ class KeepHandGrades(SaveAutoGrades):
         super()._add_score(cell, resources)
         content = (utils.compute_checksum(cell) if utils.is_solution(cell)
                    else f"auto {grade.auto_score}")
-        db = self.gradebook.db
         row = db.execute(text(f"SELECT graded, last, score FROM {HAND_GRADES} "
                               "WHERE grade_id = :id"), {"id": grade.id}).first()
         graded = row.graded if row else None
