@@ -44,9 +44,14 @@ def closed_ancestors(path):
 
 def create(root, course_root):
     """Create (or repair) the exchange root; returns what to tell the instructor."""
-    os.makedirs(root, exist_ok=True)
-    if stat.S_IMODE(os.stat(root).st_mode) != ROOT_MODE:
-        os.chmod(root, ROOT_MODE)
+    try:
+        os.makedirs(root, exist_ok=True)
+        if stat.S_IMODE(os.stat(root).st_mode) != ROOT_MODE:
+            os.chmod(root, ROOT_MODE)
+    except OSError as exc:
+        raise SystemExit(f"make exchange: cannot create {root} with mode 1777 ({exc.strerror}); "
+                         "its owner or root can (`make exchange EXCHANGE=DIR`), or choose "
+                         "another EXCHANGE=DIR") from None
     lines = [f"nbgrader exchange: {root} (mode 1777: anyone creates, no one removes "
              "another's files)"]
     closed = closed_ancestors(root)
