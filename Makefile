@@ -10,7 +10,7 @@ NBGRADER := $(VENV)/bin/nbgrader
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench
+.PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench guard
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -63,6 +63,9 @@ clean:  ## remove generated grading state (gradebook, autograded/, feedback/, de
 
 mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
 	$(PY) tests/mutation.py
+
+guard: $(STAMP)  ## break the grader on purpose (tests/guard.py): every breakage must be caught
+	$(PY) tests/guard.py
 
 bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor
 	$(PY) tests/bench.py $(N)
