@@ -64,7 +64,8 @@ BREAKAGES = [
              [(NORMCHECK, "RTOL, ATOL = 1e-4, 1e-4", "RTOL, ATOL = 1e-2, 1e-2")],
              ["tests/test_tolerances.py"]),
     Breakage("gradient_tolerance_1e-4", "gradients within rtol 1e-4 instead of 1e-6",
-             [(NORMCHECK, "GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-8", "GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-8")],
+             [(NORMCHECK, "GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-8",
+               "GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-8")],
              ["tests/test_tolerances.py"]),
     Breakage("edited_cells_kept", "edited test cells are graded as the student left them "
              "(both restorations off: nbgrader's and the grader's)",

@@ -17,6 +17,7 @@ from conftest import ASSIGNMENTS, REPO
 from normgrade import examples
 
 WRITTEN = {f"q{k}" for k in range(1, 7)}
+CODE = {"normalization": [f"p{k}" for k in range(1, 8)], "batchnorm": ["bn"]}
 
 
 def code_outputs(nb):
@@ -30,6 +31,7 @@ def code_outputs(nb):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_reference_answers_get_every_point(graded, assignment):
     scores = graded.scores()[("reference", assignment)]
+    assert set(CODE[assignment]) <= set(scores), scores
     for problem, (score, max_score) in scores.items():
         if problem in WRITTEN:
             assert score is None, f"{problem} must wait for manual grading"
@@ -40,6 +42,7 @@ def test_reference_answers_get_every_point(graded, assignment):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_untouched_release_gets_nothing(graded, assignment):
     scores = graded.scores()[("blank", assignment)]
+    assert set(CODE[assignment]) <= set(scores), scores
     assert all(score == 0 for score, _ in scores.values()), scores
 
 
@@ -143,7 +146,6 @@ def test_feedback_hides_hidden_tests(graded, assignment):
 # One run of the wrapper over many unusual submissions (students `edge*`)
 # ---------------------------------------------------------------------------
 
-CODE = {"normalization": [f"p{k}" for k in range(1, 8)], "batchnorm": ["bn"]}
 GLOB_IDS = ("edge[1]", "edge*2", "edge?3")
 UNGRADABLE = {  # student: the report line saying why its normalization scores zero
     "edge-missing": "normalization.ipynb is missing; it scores zero",
