@@ -179,7 +179,8 @@ P1_FORBIDDEN = (  # torch's own batch norm, reached by a name no source check ca
     "def custom_batch_norm1d(input_tensor, eps):\n"
     "    layer = getattr(torch.nn.functional, 'batch' + '_norm')\n"
     "    return layer(input_tensor, None, None, training=True, eps=eps)\n")
-MEMORY_HOG = "_hog = bytearray(6 * 2**30)  # more than a sandbox's 4 GiB\n"
+# 6 GiB mapped, never touched: past a sandbox's 4 GiB of address space, costs no memory.
+MEMORY_HOG = "import mmap\n_hog = mmap.mmap(-1, 6 * 2**30)\n"
 SLEEPER = "import time\ntime.sleep(40)  # longer than a cell's 10 s\n"
 
 
@@ -369,7 +370,7 @@ def test_torch_normalization_reached_by_a_computed_name_scores_zero(edge):
 
 
 def test_a_sandbox_past_its_memory_limit_costs_its_problem(edge):
-    """6 GiB asked for (and never touched): past the 4 GiB limit, the answer cell fails."""
+    """6 GiB mapped (never touched): past the 4 GiB limit, the answer cell fails."""
     assert assert_full_but(edge, "edge-memory", "p7") == [0, 5]
 
 
