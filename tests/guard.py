@@ -135,9 +135,10 @@ def run(breakage):
                                   cwd=root, capture_output=True, text=True, timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             return "killed (timed out)", time.monotonic() - start, ""
-        last = (done.stdout.strip().splitlines() or [""])[-1]
+        lines = done.stdout.strip().splitlines() or [""]
+        failed = [line.split(" - ")[0] for line in lines if line.startswith("FAILED ")]
         outcome = {0: "SURVIVED", 1: "killed"}.get(done.returncode, "TESTS DID NOT RUN")
-        return outcome, time.monotonic() - start, last
+        return outcome, time.monotonic() - start, (failed or lines)[-1]
 
 
 def main(names):
@@ -152,7 +153,9 @@ def main(names):
         rows.append(outcome)
         tests = " ".join(breakage.tests).replace("tests/", "")
         print(f"{breakage.name:<34} {tests:<58} {outcome:<18} {seconds:5.0f}", flush=True)
-        if not outcome.startswith("killed"):
+        if outcome == "killed":
+            print(f"    by {detail}", flush=True)
+        elif detail:
             print(f"    {breakage.why}: {detail}", flush=True)
     bad = [o for o in rows if not o.startswith("killed")]
     print(f"{len(rows) - len(bad)} of {len(rows)} breakages killed in "
