@@ -16,7 +16,7 @@ export NBGRADER_EXCHANGE := $(abspath $(EXCHANGE))
 endif
 
 .PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench \
-	exchange publish collect return
+	guard exchange publish collect return
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -81,6 +81,9 @@ clean:  ## remove generated grading state (gradebook, autograded/, feedback/, de
 
 mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
 	$(PY) tests/mutation.py
+
+guard: $(STAMP)  ## break the grader on purpose (tests/guard.py): every breakage must be caught
+	$(PY) tests/guard.py
 
 bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor
 	$(PY) tests/bench.py $(N)

@@ -55,8 +55,9 @@ def student_folders(root):
 
 
 def submissions(root, students="*"):
-    """[(student, assignment)] found in submitted/, plus report lines for unknown folders."""
-    found, notes = [], []
+    """([(student, assignment)] to check and grade, report lines for unknown folders and
+    ones that are not folders, [(student, assignment)] of the latter: they score zero)."""
+    found, notes, unusable = [], [], []
     for student in student_folders(root):
         if not fnmatch.fnmatch(student, students):
             continue
@@ -67,10 +68,11 @@ def submissions(root, students="*"):
                 found.append((student, assignment))
             elif assignment in ASSIGNMENTS:
                 notes.append(f"{student}/{assignment}: not a folder; it scores zero")
+                unusable.append((student, assignment))
             else:
                 notes.append(f"{student}/{assignment}: not an assignment of this course "
                              f"({', '.join(ASSIGNMENTS)}): ignored")
-    return found, notes
+    return found, notes, unusable
 
 
 def release_test_cells(root, assignment):
@@ -178,13 +180,17 @@ def merge_gradebook(path, copy, students):
 
 
 def record_zero(db_url, submissions):
-    """Put submissions that are not graded in the gradebook, so they show with zero."""
+    """Record zero for every graded cell of submissions that could not be graded, so they
+    show (and export) with zero; a score given by hand is kept."""
     if not submissions:
         return
     with Gradebook(db_url) as gb:
         for student, assignment in submissions:
             gb.update_or_create_student(student)
-            gb.update_or_create_submission(assignment, student)
+            for notebook in gb.update_or_create_submission(assignment, student).notebooks:
+                for grade in notebook.grades:  # as nbgrader does for a missing notebook
+                    grade.auto_score, grade.needs_manual_grade = 0, False
+        gb.db.commit()
 
 
 def run_workers(root, staging, graded, jobs, zygote_env, progress):
@@ -212,6 +218,7 @@ def run_workers(root, staging, graded, jobs, zygote_env, progress):
         if sqlite_path:
             for slot, students in enumerate(pool.students):
                 merge_gradebook(sqlite_path, urls[slot][len("sqlite:///"):], students)
+        record_zero(url, pool.ungradable)
     finally:
         if scratch:
             shutil.rmtree(scratch)
@@ -234,6 +241,7 @@ class WorkerPool:
         self.env = dict(zygote_env, PATH=os.path.dirname(sys.executable) + os.pathsep
                         + os.environ.get("PATH", ""))
         self.students = [[] for _ in urls]  # graded by each slot
+        self.ungradable = []  # [(student, assignment)] nbgrader could not grade
         self.running = {}  # connection -> (pid, slot, student, assignments)
         logs = os.path.join(root, "autograded", "logs")
         os.makedirs(logs, exist_ok=True)
@@ -259,6 +267,8 @@ class WorkerPool:
                     for assignment in assignments:
                         if not (graded or {}).get(assignment):
                             failures[student, assignment] = why
+                        if graded is not None and not graded.get(assignment):
+                            self.ungradable.append((student, assignment))
                     self.students[slot].append(student)
                     done += len(assignments)
                     progress(done, total)
@@ -339,15 +349,15 @@ def progress_bar(done, total, stream=sys.stderr):
 def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=progress_bar):
     """Grade every submission; returns the report text."""
     start = time.monotonic()
-    found, notes = submissions(root, students)
-    if not found:
+    found, notes, unusable = submissions(root, students)
+    if not found and not unusable:
         return "No submissions in submitted/: nothing to grade."
     # The zygote imports torch while the submissions are checked and copied.
     with zygote.serve() as zygote_env, \
             tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
         notes += regrade.prepare_gradebook(root, report.db_url(root), {a for _, a in found})
         expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
-        graded, rejected = [], []
+        graded, rejected = [], list(unusable)
         for student, assignment in found:
             lines, grade = precheck(root, student, assignment, expected[assignment])
             notes += lines

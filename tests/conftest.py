@@ -1,5 +1,6 @@
 """Fixtures: a released scratch course, its autograded reference and blank students,
 and parallel autograde runs."""
+import fnmatch
 import hashlib
 import os
 
@@ -29,6 +30,8 @@ def graded(course):
 
 
 MANUAL_SCORE = 1.5
+REGRADED, REGRADED_GLOB = ("par-blank", "par-reference"), "par-[br][el]*"
+STALE_SCORE = 0.25  # no cell scores it: a regrade that skips a student shows
 PICKS = ["p1_unbiased_var", "p3_flipped_momentum", "p7_interleaved_groups", "bn_torch_momentum"]
 
 
@@ -62,22 +65,40 @@ def submit_parallel_students(course):
                               {**reference, f"{mutant.problem}_answer": mutant.code})
 
 
+def grade_run(course, jobs, students="par-*"):
+    """Grade ``students`` (a glob) of ``course`` with ``jobs`` jobs: (report, their
+    scores, their autograded outputs)."""
+    report = course.grade(students, jobs=jobs)
+    scores = {k: v for k, v in course.scores().items() if fnmatch.fnmatch(k[0], students)}
+    return report, scores, {(s, a): outputs(course, s, a) for s, a in scores}
+
+
 @pytest.fixture(scope="session")
-def parallel_runs(course):
+def parallel_runs(course, tmp_path_factory):
+    """The par- students graded in two fresh copies of the course, one with 1 job and
+    one with 2; then par-reference and par-blank regraded there with 2 jobs, after an
+    instructor graded q1 by hand and with their autograded scores in the gradebook made
+    stale (the regrade must rewrite each one). runs: {1: ..., 2: ..., "regrade": ...},
+    each (report, scores, outputs)."""
     submit_parallel_students(course)
+    scratch = tmp_path_factory.mktemp("parallel")
+    sequential = course.clone(str(scratch / "one-job"))
+    parallel = course.clone(str(scratch / "two-jobs"))
     submitted = os.path.join(course.root, "submitted")
     students = {s: sorted(os.listdir(os.path.join(submitted, s)))
                 for s in os.listdir(submitted) if s.startswith("par-")}
-    before = tree_digest(os.path.join(course.root, "submitted"))
-    runs = {}  # the second run grades the same submissions again: a re-run
-    for jobs in (1, 2):
-        report = course.grade("par-*", jobs=jobs)
-        scores = {k: v for k, v in course.scores().items() if k[0].startswith("par-")}
-        runs[jobs] = (report, scores, {(s, a): outputs(course, s, a) for s, a in scores})
-        if jobs == 1:  # an instructor grades a written answer by hand between the runs
-            with Gradebook(course.db_url) as gb:
-                gb.find_grade("q1_answer", "batchnorm", "batchnorm",
-                              "par-reference").manual_score = MANUAL_SCORE
-                gb.db.commit()
-    after = tree_digest(os.path.join(course.root, "submitted"))
+    before = tree_digest(os.path.join(parallel.root, "submitted"))
+    runs = {1: grade_run(sequential, 1), 2: grade_run(parallel, 2)}
+    with Gradebook(parallel.db_url) as gb:
+        gb.find_grade("q1_answer", "batchnorm", "batchnorm",
+                      "par-reference").manual_score = MANUAL_SCORE
+        for student in REGRADED:
+            for assignment in students[student]:
+                for notebook in gb.find_submission(assignment, student).notebooks:
+                    for grade in notebook.grades:
+                        if grade.auto_score is not None:
+                            grade.auto_score = STALE_SCORE
+        gb.db.commit()
+    runs["regrade"] = grade_run(parallel, 2, REGRADED_GLOB)
+    after = tree_digest(os.path.join(parallel.root, "submitted"))
     return runs, students, before, after

@@ -96,9 +96,10 @@ def test_target_scores_exactly_what_it_should(runs, attack):
     """A cheat, a crash or a forbidden layer scores 0 on its target; tampering around a
     wrong answer scores what the answer would honestly; an ungradable notebook, 0 all over."""
     scores = scores_of(runs, attack)
-    if attack.whole:
-        got = {p: s for p, (s, _) in (scores or {}).items()}
-        assert all(s == 0 for s in got.values()), got
+    if attack.whole:  # recorded as zero, problem by problem, not left out
+        assert scores is not None, runs[attack.batch].report[-2000:]
+        assert set(scores) == set(CODE_PROBLEMS[attack.assignment]), scores
+        assert all(s == 0 < m for s, m in scores.values()), scores
     else:
         assert scores is not None, runs[attack.batch].report[-2000:]
         assert scores[attack.target][0] == attack.target_score, scores

@@ -1,0 +1,167 @@
+"""`make guard`: break the grader on purpose and check that the tests notice.
+
+Each breakage below is one or more small textual substitutions in the repository (each
+must match exactly once, or the breakage "no longer applies": update it). Every breakage
+is applied to a fresh copy of the repository, where the tests named for it run
+(`pytest -x -q`, this interpreter). A breakage is killed when they fail. The table says,
+per breakage, which tests ran, killed or SURVIVED, and the seconds it took; the exit code
+is non-zero if any breakage survives, no longer applies, or its tests cannot run.
+
+    python tests/guard.py [NAME ...]     (or `make guard`; names pick breakages)
+
+After a change to the grader, keep each snippet short and on code that changes rarely.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COPY_IGNORED = shutil.ignore_patterns(".git", ".venv", "__pycache__", "gradebook.db",
+                                      "feedback", "submitted", "grades*.csv",
+                                      "grades_distribution.png", "logs")
+TIMEOUT = 900  # seconds for one breakage's tests
+
+
+@dataclass
+class Breakage:
+    name: str
+    why: str                # the guarantee it breaks
+    edits: list             # [(path in the repo, old text, new text)]
+    tests: list             # pytest arguments: files, node ids, -k expressions
+
+
+AUTOGRADE, EXECUTE, SANDBOX = "normgrade/autograde.py", "normgrade/execute.py", \
+    "normgrade/sandbox.py"
+NORMCHECK, FEEDBACK, CONFIG = "normgrade/normcheck.py", "normgrade/feedback.py", \
+    "nbgrader_config.py"
+EDGE = "tests/test_autograde.py"  # its `edge` run grades many unusual submissions
+
+BREAKAGES = [
+    Breakage("hidden_code_kept", "HideHiddenTests keeps the hidden test code",
+             [(FEEDBACK, "cell.source = summary + ", "cell.source += ")],
+             [EDGE, "-k", "feedback_hides_hidden_tests"]),
+    Breakage("feedback_hiding_off", "generate_feedback without HideHiddenTests",
+             [(CONFIG, '    "normgrade.feedback.HideHiddenTests",\n', "")],
+             [EDGE, "-k", "feedback_hides_hidden_tests"]),
+    Breakage("whole_notebook_zero_not_recorded", "an ungradable notebook left out of the "
+             "gradebook", [(AUTOGRADE, "        record_zero(url, pool.ungradable)\n", "")],
+             [EDGE, "-k", "ungradable_notebook"]),
+    Breakage("only_worker_0_merged", "the rows of workers other than the first are lost",
+             [(AUTOGRADE, "for slot, students in enumerate(pool.students):",
+               "for slot, students in list(enumerate(pool.students))[:1]:")],
+             ["tests/test_parallel.py", "-k", "two_jobs_give or regrade"]),
+    Breakage("worker_grades_not_merged", "a worker's grade rows are not merged back",
+             [(AUTOGRADE, 'for table in ("grade", "comment")]', 'for table in ("comment",)]')],
+             ["tests/test_parallel.py", "-k", "two_jobs_give or regrade"]),
+    Breakage("glob_ids_star_question", "student ids with * or ? reach nbgrader",
+             [(AUTOGRADE, 'GLOB_CHARACTERS = set("*?[]")', 'GLOB_CHARACTERS = set("[]")')],
+             [EDGE, "-k", "glob_pattern"]),
+    Breakage("value_tolerance_1e-2", "outputs and statistics within 1e-2 instead of 1e-4",
+             [(NORMCHECK, "RTOL, ATOL = 1e-4, 1e-4", "RTOL, ATOL = 1e-2, 1e-2")],
+             ["tests/test_tolerances.py"]),
+    Breakage("gradient_tolerance_1e-4", "gradients within rtol 1e-4 instead of 1e-6",
+             [(NORMCHECK, "GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-8",
+               "GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-8")],
+             ["tests/test_tolerances.py"]),
+    Breakage("edited_cells_kept", "edited test cells are graded as the student left them "
+             "(both restorations off: nbgrader's and the grader's)",
+             [(EXECUTE, "cell.source = self.sources[grade_id(cell)]", "pass"),
+              (CONFIG, "c.OverwriteCells.add_missing_cells = True",
+               "c.OverwriteCells.enabled = False")],
+             [EDGE, "-k", "edited_test_cells"]),
+    Breakage("instructor_cells_from_submission", "what a cell is, and its code, taken from "
+             "the submission instead of the gradebook",
+             [(EXECUTE, "if info else CellKinds.from_notebook(nb))",
+               "if False else CellKinds.from_notebook(nb))")],
+             [EDGE, "-k", "instructor_cells_come_from_the_gradebook"]),
+    Breakage("memory_limit_off", "a sandbox may use any amount of memory",
+             [(SANDBOX, "resource.setrlimit(resource.RLIMIT_AS,", "(resource.RLIMIT_AS,")],
+             [EDGE, "-k", "memory_limit"]),
+    Breakage("timeout_off", "a cell may run forever",
+             [(EXECUTE, "self.sandbox.deadline = time.monotonic() + self.timeout",
+               "self.sandbox.deadline = None")],
+             [EDGE, "-k", "time_limit"]),
+    Breakage("stderr_counted_as_success", "a failing check's message goes to stderr, which "
+             "the grader folds into stdout: the cell passes",
+             [(EXECUTE, "                outputs.append(error_output(type(exc).__name__, "
+                        "str(exc)))\n",
+               "                print(f\"{type(exc).__name__}: {exc}\", file=sys.stderr)\n")],
+             [EDGE, "-k", "untouched_release_gets_nothing"]),
+    Breakage("forbidden_ops_ignored", "torch's own normalization is never judged by the "
+             "operators an answer ran",
+             [(NORMCHECK, "return sorted(op for op in ops if FORBIDDEN_OP.search(op))",
+               "return []")],
+             [EDGE, "-k", "computed_name"]),
+    Breakage("sandbox_kill_weakened", "only the sandbox process is killed, not its process "
+             "group nor its user's processes",
+             [(SANDBOX, "_kill(-self.pid)", "_kill(self.pid)"),
+              (SANDBOX, "for pid in _pids_of(sandbox_uid(self.pid)):", "for pid in []:")],
+             ["tests/test_attacks.py", "-k", "orphan"]),
+    Breakage("sandbox_user_kill_off", "a child that calls os.setsid() outlives its sandbox "
+             "(as root); issue 9's setsid test",
+             [(SANDBOX, "for pid in _pids_of(sandbox_uid(self.pid)):", "for pid in []:")],
+             ["tests/test_attacks.py", "-k", "setsid"]),
+]
+
+
+def apply(breakage, root):
+    """Apply ``breakage`` to the copy at ``root``; returns why it no longer applies, or None."""
+    for path, old, new in breakage.edits:
+        full = os.path.join(root, path)
+        text = open(full).read() if os.path.exists(full) else ""
+        if text.count(old) != 1:
+            return f"{path}: {old!r} found {text.count(old)} times"
+        with open(full, "w") as f:
+            f.write(text.replace(old, new))
+    return None
+
+
+def run(breakage):
+    """(outcome, seconds, detail) of one breakage, in a fresh copy of the repository."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"guard-{breakage.name}-") as scratch:
+        root = os.path.join(scratch, "repo")
+        shutil.copytree(REPO, root, symlinks=True, ignore=COPY_IGNORED)
+        stale = apply(breakage, root)
+        if stale:
+            return "NO LONGER APPLIES", time.monotonic() - start, stale
+        try:
+            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q",
+                                   "-p", "no:cacheprovider", *breakage.tests],
+                                  cwd=root, capture_output=True, text=True, timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return "killed (timed out)", time.monotonic() - start, ""
+        lines = done.stdout.strip().splitlines() or [""]
+        failed = [line.split(" - ")[0] for line in lines if line.startswith("FAILED ")]
+        outcome = {0: "SURVIVED", 1: "killed"}.get(done.returncode, "TESTS DID NOT RUN")
+        return outcome, time.monotonic() - start, (failed or lines)[-1]
+
+
+def main(names):
+    chosen = [b for b in BREAKAGES if not names or b.name in names]
+    unknown = set(names) - {b.name for b in BREAKAGES}
+    if unknown:
+        sys.exit(f"unknown breakage(s): {', '.join(sorted(unknown))}")
+    rows, start = [], time.monotonic()
+    print(f"{'breakage':<34} {'tests':<58} {'outcome':<18} {'s':>5}", flush=True)
+    for breakage in chosen:
+        outcome, seconds, detail = run(breakage)
+        rows.append(outcome)
+        tests = " ".join(breakage.tests).replace("tests/", "")
+        print(f"{breakage.name:<34} {tests:<58} {outcome:<18} {seconds:5.0f}", flush=True)
+        if outcome == "killed":
+            print(f"    by {detail}", flush=True)
+        elif detail:
+            print(f"    {breakage.why}: {detail}", flush=True)
+    bad = [o for o in rows if not o.startswith("killed")]
+    print(f"{len(rows) - len(bad)} of {len(rows)} breakages killed in "
+          f"{time.monotonic() - start:.0f} s", flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,120 @@
+"""The grading engine's rarer paths, each called directly (fast): no submissions, a folder
+that vanishes before it is checked, the progress bar, a worker's unexpected exception, the
+zygote dying, a reply over MAX_REPLY; and the figures, redrawn byte for byte."""
+import filecmp
+import io
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+
+import pytest
+
+from coursedir import REPO
+from normgrade import autograde, sandbox, zygote
+
+
+def test_no_submissions_is_said_plainly(tmp_path):
+    (tmp_path / "submitted" / "someone" / "homework3").mkdir(parents=True)
+    assert autograde.autograde(str(tmp_path), students="nobody*") == \
+        "No submissions in submitted/: nothing to grade."
+    assert autograde.autograde(str(tmp_path / "elsewhere")) == \
+        "No submissions in submitted/: nothing to grade."
+
+
+def test_a_folder_that_cannot_be_read_is_reported_and_still_graded():
+    """A submission removed (or unreadable) between listing and checking: one line, and
+    nbgrader gets to try (it decides whether there is anything to grade)."""
+    lines, grade = autograde.precheck(REPO, "ghost-student", "normalization", {})
+    assert grade is True
+    assert len(lines) == 1 and lines[0].startswith(
+        "ghost-student/normalization: could not be checked (FileNotFoundError: "), lines
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_bar_on_a_terminal_and_in_a_log():
+    log = io.StringIO()
+    for done in range(1, 21):
+        autograde.progress_bar(done, 20, log)
+    lines = log.getvalue().split("\r")[1:]
+    assert len(lines) == 10 and all(line.endswith(" submissions\n") for line in lines)
+    assert lines[0] == "[###" + "." * 27 + "] 2/20 submissions\n"
+    assert lines[-1] == "[" + "#" * 30 + "] 20/20 submissions\n"
+    terminal = Terminal()
+    for done in range(1, 4):
+        autograde.progress_bar(done, 3, terminal)
+    assert terminal.getvalue() == ("\r[##########....................] 1/3 submissions"
+                                   "\r[####################..........] 2/3 submissions"
+                                   "\r[##############################] 3/3 submissions\n")
+
+
+def test_a_workers_unexpected_exception_costs_that_submission_only(caplog):
+    """Not nbgrader's own failure: logged with its traceback, the submission reported as
+    not graded (False), the worker goes on."""
+    from normgrade import worker
+    app = types.SimpleNamespace(coursedir=types.SimpleNamespace(), log=logging.getLogger("w"))
+    with caplog.at_level(logging.ERROR, logger="w"):
+        assert worker.grade(app, "alice", "normalization") is False
+    assert "Could not grade alice/normalization" in caplog.text
+    assert "Traceback" in caplog.text
+
+
+def test_a_zygote_that_dies_while_forking_says_so():
+    ours, theirs = socket.socketpair()
+
+    def die_on_first_request():
+        _, fds, _, _ = socket.recv_fds(theirs, 16, 1)
+        for fd in fds:
+            os.close(fd)
+        theirs.close()
+
+    dying = threading.Thread(target=die_on_first_request)
+    dying.start()
+    reached = zygote.Zygote.__new__(zygote.Zygote)
+    reached.control, reached.process, reached.pid = ours, None, -1
+    with pytest.raises(RuntimeError, match="the sandbox zygote died; see the autograde log"):
+        reached.fork(2**20)
+    dying.join(10)
+    ours.close()
+
+
+def test_a_reply_over_max_reply_is_a_crash_not_read():
+    """The sandbox announces MAX_REPLY + 1 bytes and sends none: the grader stops at the
+    header (were it to read on, it would wait for the cell's deadline instead)."""
+    ours, theirs = socket.socketpair()
+
+    def oversized_reply():
+        sandbox._recv(theirs)
+        theirs.sendall(sandbox.HEADER.pack(sandbox.MAX_REPLY + 1))
+
+    replying = threading.Thread(target=oversized_reply)
+    replying.start()
+    fake = types.SimpleNamespace(pid=-1, fork=lambda memory: (ours, 2**22 + 7))
+    box = sandbox.Sandbox(fake, 2**20)
+    box.deadline = time.monotonic() + 5
+    with pytest.raises(sandbox.AnswerFault, match="died"):
+        box.request("exec", "cell", "x = 1")
+    replying.join(10)
+    theirs.close()
+    with pytest.raises(sandbox.AnswerFault):  # the sandbox is done for
+        box.request("exec", "cell", "x = 1")
+
+
+def test_the_figures_are_redrawn_byte_for_byte(tmp_path):
+    """`make figures` reproduces the committed figures, which the release ships."""
+    done = subprocess.run([sys.executable, "-m", "normgrade.figures", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    names = ["batch_matrix.png", "norm_cube.png"]
+    for committed in ("source", "release"):
+        folder = os.path.join(REPO, committed, "normalization", "figures")
+        match, mismatch, errors = filecmp.cmpfiles(tmp_path, folder, names, shallow=False)
+        assert match == names, (committed, mismatch, errors)
