@@ -111,7 +111,7 @@ def test_gradients_within_1e_6_relative(error, passes):
     if passes:
         p2_grads(answer)
     else:
-        with pytest.raises(AssertionError, match="gradient of the input differs"):
+        with pytest.raises(AssertionError, match="gradient of the input (differs|does not)"):
             p2_grads(answer)
 
 
@@ -130,5 +130,5 @@ def test_running_layer_gradients_within_1e_6_relative(error, passes):
     if passes:
         p3_grads(grads_off(error))
     else:
-        with pytest.raises(AssertionError, match="gradient of the input differs"):
+        with pytest.raises(AssertionError, match="gradient of the input (differs|does not)"):
             p3_grads(grads_off(error))
