@@ -159,8 +159,11 @@ def part_label(cell, key):
 @functools.lru_cache(maxsize=1)
 def mathjax_js():
     """MathJax 3's single-file TeX-to-SVG component (fonts included), from the pinned
-    django-static-mathjax package, safe to inline in a <script> element."""
+    django-static-mathjax package, to inline in a <script> element."""
     package = importlib.util.find_spec("mathjax").submodule_search_locations[0]
     path = os.path.join(package, "static", "mathjax", "es5", "tex-svg.js")
     with open(path, encoding="utf-8") as f:
-        return f.read().replace("</", "<\\/")
+        js = f.read()
+    if re.search(r"</script", js, re.I):  # it would end the inline <script> early
+        raise ValueError(f"{path} cannot be inlined: it contains '</script'")
+    return js

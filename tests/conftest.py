@@ -81,3 +81,8 @@ def parallel_runs(course):
                 gb.db.commit()
     after = tree_digest(os.path.join(course.root, "submitted"))
     return runs, students, before, after
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: JupyterLab in headless Chromium "
+                            "(tests/test_browser.py); `pytest -m browser` runs them alone")
