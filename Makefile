@@ -4,6 +4,8 @@ VENV ?= .venv
 JOBS ?= $(shell nproc)
 ROSTER ?= roster.csv
 N ?= 80
+# nbgrader's exchange root; empty: NBGRADER_EXCHANGE, else normgrade/exchange.py's default
+EXCHANGE ?=
 ASSIGNMENTS := normalization batchnorm
 PY := $(VENV)/bin/python
 NBGRADER := $(VENV)/bin/nbgrader
@@ -13,8 +15,12 @@ JUPYTER_LINKS = mkdir -p $(VENV)/etc/jupyter $(VENV)/share/jupyter/labextensions
   ln -sfn $(abspath normgrade/jupyter/nbgrader_config.py) $(VENV)/etc/jupyter/nbgrader_config.py && \
   ln -sfn $(abspath normgrade/jupyter/labextensions/normgrade-lab) $(VENV)/share/jupyter/labextensions/
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+ifneq ($(EXCHANGE),)
+export NBGRADER_EXCHANGE := $(abspath $(EXCHANGE))
+endif
 
-.PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench
+.PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench \
+	exchange publish collect return
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -45,6 +51,18 @@ roster: $(STAMP)  ## import students from ROSTER=path.csv (id,first_name,last_na
 	  "(CSV columns id,first_name,last_name,email, as in roster.example.csv)" >&2; exit 1; }
 	$(NBGRADER) db student import "$(ROSTER)" --log-level=WARN
 	@$(NBGRADER) db student list
+
+exchange: $(STAMP)  ## create nbgrader's exchange (EXCHANGE=DIR; default ../nbgrader-exchange, as root /srv/nbgrader/exchange)
+	$(PY) -m normgrade.exchange
+
+publish: $(STAMP)  ## release both assignments to the students through the exchange
+	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) release_assignment $(a) --force --log-level=WARN &&) true
+
+collect: $(STAMP)  ## collect the latest submissions from the exchange into submitted/
+	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) collect $(a) --update --log-level=WARN &&) true
+
+return: $(STAMP)  ## release feedback/ to the students through the exchange
+	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) release_feedback $(a) --log-level=WARN &&) true
 
 autograde: $(STAMP)  ## autograde every submission in submitted/
 	$(PY) -m normgrade.autograde --jobs $(JOBS)

@@ -4,11 +4,15 @@ import sys
 
 COURSE_ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, COURSE_ROOT)  # the grading package, normgrade
+from normgrade import exchange  # noqa: E402
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
 c.CourseDirectory.root = COURSE_ROOT
-c.CourseDirectory.course_id = "normalization-layers"
+c.CourseDirectory.course_id = exchange.COURSE_ID
+# The exchange students fetch from and submit to: NBGRADER_EXCHANGE, else see
+# normgrade/exchange.py (`make exchange` creates it).
+c.Exchange.root = exchange.default_root(COURSE_ROOT)
 c.CourseDirectory.db_url = os.environ.get(
     "NBGRADER_DB_URL", "sqlite:///" + os.path.join(COURSE_ROOT, "gradebook.db"))
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_Store"]
@@ -39,7 +43,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
+    "normgrade.regrade.KeepHandGrades",  # SaveAutoGrades, hand grades left unflagged
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
@@ -47,6 +51,14 @@ c.SandboxExecute.timeout = int(os.environ.get("NORMGRADE_CELL_TIMEOUT", "10"))
 if sys.argv[1:2] == ["autograde"]:  # the zygote imports torch while nbgrader loads
     from normgrade import zygote
     zygote.shared()
+# OverwriteCells, quiet about untouched hidden-test cells (normgrade/regrade.py).
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "normgrade.regrade.QuietOverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 c.OverwriteCells.add_missing_cells = True
 
 # Feedback a student can read (normgrade/feedback.py); the Formgrader's MathJax is served

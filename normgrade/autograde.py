@@ -37,7 +37,7 @@ import traceback
 import nbformat
 from nbgrader.api import Gradebook
 
-from normgrade import report, zygote
+from normgrade import regrade, report, zygote
 from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
 
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
@@ -153,7 +153,7 @@ STUDENT_ROWS = [
                            "WHERE student_id IN ({s}))"),
 ] + [(table, "notebook_id IN (SELECT n.id FROM w.submitted_notebook n JOIN "
              "w.submitted_assignment a ON n.assignment_id = a.id WHERE a.student_id IN ({s}))")
-     for table in ("grade", "comment")]
+     for table in ("grade", "comment")] + regrade.STUDENT_ROWS
 
 
 def copy_gradebook(path, copy):
@@ -345,6 +345,7 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     # The zygote imports torch while the submissions are checked and copied.
     with zygote.serve() as zygote_env, \
             tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
+        notes += regrade.prepare_gradebook(root, report.db_url(root), {a for _, a in found})
         expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
         graded, rejected = [], []
         for student, assignment in found:

@@ -14,7 +14,8 @@ import nbformat
 
 COURSE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASSIGNMENTS = {"normalization": "normalization.ipynb", "batchnorm": "batchnorm.ipynb"}
-SOLUTION_MARKER = re.compile(r"^\s*(### (BEGIN|END) SOLUTION|#> .*)\n", re.M)
+# A marker line, wherever it is (the last line of a cell has no newline).
+SOLUTION_MARKER = re.compile(r"^[ \t]*(### (BEGIN|END) SOLUTION|#> .*)(\n|\Z)", re.M)
 DEMO_MISTAKES = ("p1_unbiased_var", "p3_flipped_momentum", "bn_biased_moving_var")
 
 
@@ -26,7 +27,7 @@ def reference_answers(assignment, course_root=COURSE_ROOT):
     for cell in nbformat.read(path, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("solution"):
-            answers[meta["grade_id"]] = SOLUTION_MARKER.sub("", cell.source)
+            answers[meta["grade_id"]] = SOLUTION_MARKER.sub("", cell.source).rstrip()
     return answers
 
 
