@@ -55,9 +55,10 @@ def free_port():
 
 
 class Lab:
-    """A JupyterLab server with nbgrader's extensions and the course's (normgrade-lab)."""
+    """JupyterLab with nbgrader's extensions and the course's (normgrade-lab), serving
+    root from cwd (where nbgrader's extensions read nbgrader_config.py), in env."""
 
-    def __init__(self, root, cwd, tmp):
+    def __init__(self, root, cwd, tmp, env):
         self.token, self.port = "browser-test-token", free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         settings = os.path.join(tmp, "settings")
@@ -65,12 +66,10 @@ class Lab:
         os.makedirs(notification)
         with open(os.path.join(notification, "notification.jupyterlab-settings"), "w") as f:
             json.dump({"fetchNews": "false"}, f)  # no "Would you like news?" toast
-        env = dict(os.environ, JUPYTER_CONFIG_DIR=os.path.join(tmp, "config"),
+        env = dict(env, JUPYTER_CONFIG_DIR=os.path.join(tmp, "config"),
                    JUPYTER_PATH=os.pathsep.join(filter(None, [
-                       LABEXTENSIONS, os.environ.get("JUPYTER_PATH")])),
-                   JUPYTER_RUNTIME_DIR=os.path.join(tmp, "runtime"),
-                   PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-        env.pop("NBGRADER_DB_URL", None)
+                       LABEXTENSIONS, env.get("JUPYTER_PATH")])),
+                   JUPYTER_RUNTIME_DIR=os.path.join(tmp, "runtime"))
         self.log = open(os.path.join(tmp, "jupyterlab.log"), "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
@@ -114,15 +113,16 @@ def site(course, tmp_path_factory):
     home = str(tmp_path_factory.mktemp("browser-home"))
     instructor = course.clone(os.path.join(home, "course"))
     exchange = os.path.join(home, "exchange")
-    os.makedirs(exchange)
-    os.chmod(exchange, 0o777)  # as nbgrader's docs set it up: everyone reads and writes
-    with open(os.path.join(instructor.root, "nbgrader_config.py"), "a") as f:
-        f.write(f"\nc.Exchange.root = {exchange!r}\n")
-    done = instructor.nbgrader("release_assignment", "normalization", "--force")
-    assert done.returncode == 0, done.stderr
+    instructor.env = dict(instructor.env, NBGRADER_EXCHANGE=exchange)
+    for command in (["-m", "normgrade.exchange", exchange],  # make exchange, make publish
+                    ["-m", "nbgrader", "release_assignment", "normalization", "--force"]):
+        done = subprocess.run([sys.executable, *command], cwd=instructor.root,
+                              env=instructor.env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
     student = os.path.join(home, "student", "normalization")
     shutil.copytree(os.path.join(instructor.root, "release", "normalization"), student)
-    server = Lab(home, instructor.root, str(tmp_path_factory.mktemp("browser-lab")))
+    server = Lab(home, instructor.root, str(tmp_path_factory.mktemp("browser-lab")),
+                 instructor.env)
     yield instructor, student, exchange, server
     server.stop()
 
