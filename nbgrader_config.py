@@ -73,4 +73,5 @@ c.GenerateFeedback.preprocessors = [
 ]
 c.GenerateFeedback.HTMLExporter.template_name = feedback.TEMPLATE
 c.GenerateFeedback.HTMLExporter.extra_template_paths = feedback.TEMPLATE_PATHS
+c.GenerateFeedback.HTMLExporter.embed_images = True  # only the .html travels to students
 c.HTMLExporter.extra_template_basedirs = feedback.TEMPLATE_BASEDIRS

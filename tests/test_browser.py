@@ -346,10 +346,10 @@ def test_formgrader_hand_grade_reaches_gradebook_and_grades(browser, graded_stud
 
 
 def test_feedback_html_names_problems_renders_math_and_wraps(browser, graded_student,
-                                                             hand_graded):
-    """Feedback opened from its file, offline: problems named with their parts' scores,
-    written answers not graded yet left out of the total, math rendered by the inlined
-    MathJax, and no line wider than the page."""
+                                                             hand_graded, tmp_path):
+    """Feedback opened from its file alone (as nbgrader's exchange returns it), offline:
+    problems named with their parts' scores, written answers not graded yet left out of
+    the total, figures and math (the inlined MathJax) shown, no line wider than the page."""
     from selenium.webdriver.common.by import By
 
     course = graded_student
@@ -361,7 +361,8 @@ def test_feedback_html_names_problems_renders_math_and_wraps(browser, graded_stu
                             notebook.replace(".ipynb", ".html"))
         html = open(path, encoding="utf-8").read()
         assert "<script src=" not in html  # nothing fetched from the network
-        browser.get("file://" + path)
+        alone = shutil.copy(path, tmp_path)
+        browser.get("file://" + alone)
         wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "mjx-container svg"))
         pages[assignment] = {
             "total": browser.find_element(By.ID, "total").text,
@@ -371,6 +372,8 @@ def test_feedback_html_names_problems_renders_math_and_wraps(browser, graded_stu
                 "return [...document.querySelectorAll('.text_cell_render')]"
                 ".filter(e => /\\\\(sqrt|varepsilon|hat)\\b/.test(e.innerText)).length"),
             "overflow": overflowing(browser, "html, body, pre, .output_subarea, .input_area"),
+            "images": browser.execute_script(
+                "return [...document.images].map(i => i.complete && i.naturalWidth > 0)"),
             "p1_output": browser.execute_script(  # the output below the p1_example cell
                 "const a = document.getElementsByName('p1_example')[0];"
                 "return a ? a.closest('.cell').innerText : ''"),
@@ -391,7 +394,8 @@ def test_feedback_html_names_problems_renders_math_and_wraps(browser, graded_stu
     assert bn["problems"][1:3] == ["Question 1: 1.5 / 2",
                                    "Question 2: not graded yet (2 points)"], bn["problems"]
     assert bn["total"] == "batchnorm (Score: 19.5 / 20; 10 more points not graded yet)"
+    assert len(norm["images"]) >= 2  # the figures, embedded
     for page in pages.values():
-        assert page["math"] > 10 and page["raw_tex"] == 0, page
+        assert all(page["images"]) and page["math"] > 10 and page["raw_tex"] == 0, page
         assert page["overflow"] == [], page["overflow"]
     assert P1_WHOLE in words(pages["normalization"]["p1_output"])
