@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 from nbgrader.api import Gradebook
 
-from coursedir import REPO, Course
+from coursedir import REPO
 from normgrade import examples
 
 pytestmark = pytest.mark.browser
@@ -42,7 +42,7 @@ P1_WHOLE = ("This looks like the unbiased (N-1) variance; normalize with the bia
 def require_browser():
     if CHROMIUM and CHROMEDRIVER:
         return
-    message = "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+    message = "needs Debian's chromium and chromium-driver (.ci/run installs them)"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
