@@ -107,7 +107,7 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def site(course, tmp_path_factory):
-    """(course copy, student folder, exchange, Lab): the course with its normalization
+    """(course copy, student folder, Lab): the course with its normalization
     assignment published to an exchange, a student's copy of that release, JupyterLab."""
     require_browser()
     home = str(tmp_path_factory.mktemp("browser-home"))
@@ -123,7 +123,7 @@ def site(course, tmp_path_factory):
     shutil.copytree(os.path.join(instructor.root, "release", "normalization"), student)
     server = Lab(home, instructor.root, str(tmp_path_factory.mktemp("browser-lab")),
                  instructor.env)
-    yield instructor, student, exchange, server
+    yield instructor, student, server
     server.stop()
 
 
@@ -197,7 +197,7 @@ def student_notebook(site, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    _, student, _, server = site
+    _, student, server = site
     notebook = os.path.join(student, "normalization.ipynb")
     browser.get(server.page("lab/tree/student/normalization/normalization.ipynb"))
     status = (By.ID, "jp-main-statusbar")
@@ -264,7 +264,7 @@ def test_assignment_list_shows_the_published_assignment(site, browser):
     for the course's id, and only that one."""
     from selenium.webdriver.common.by import By
 
-    browser.get(site[3].page("lab"))
+    browser.get(site[2].page("lab"))
     menu = wait(browser, lambda d: d.find_element(
         By.XPATH, "//*[contains(@class, 'lm-MenuBar-itemLabel') and text()='Nbgrader']"))
     menu.click()
@@ -301,7 +301,7 @@ def hand_graded(site, browser, graded_student):
 
     with Gradebook(graded_student.db_url) as gb:
         submission = gb.find_submission_notebook("batchnorm", "batchnorm", STUDENT).id
-    browser.get(site[3].page(f"formgrader/submissions/{submission}"))
+    browser.get(site[2].page(f"formgrader/submissions/{submission}"))
     # the grades are loaded (the answer to grade is highlighted) and the math typeset
     score = wait(browser, lambda d: d.find_element(
         By.CSS_SELECTOR, "input.score.needs_manual_grade#q1_answer"))
