@@ -64,7 +64,7 @@ class ReadableFeedback(Preprocessor):
         with Gradebook(info["db_url"]) as gb:
             for cell in nb.cells:
                 meta = cell.metadata.get("nbgrader", {})
-                if meta.get("grade"):
+                if meta.get("grade") or meta.get("task"):
                     meta["pending"] = awaits_hand_grade(gb.find_grade(
                         meta["grade_id"], info["notebook"], info["assignment"],
                         info["student"]))
@@ -87,11 +87,11 @@ def summarize(cells):
     (grade_id of an answer with a grader's comment, or None), parts}; a part is
     {label, anchor, score, max_score, pending}. Visible tests of a problem make one part
     ("visible check", or "visible tests" when there are several); each hidden test,
-    written answer and graded code answer is its own part, named from its grade_id."""
+    written answer, task and graded code answer is its own part, named from its grade_id."""
     spans = {}  # problem -> [first, last] cell index
     for index, cell in enumerate(cells):
         meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade") or meta.get("solution"):
+        if meta.get("grade") or meta.get("solution") or meta.get("task"):
             spans.setdefault(problem_of(meta["grade_id"]), [index, index])[1] = index
     problems, previous_end = [], -1
     for key, (first, last) in spans.items():
@@ -104,7 +104,7 @@ def summarize(cells):
                 continue
             if meta.get("solution") and meta.get("comment"):
                 problem["comment"] = problem["comment"] or meta["grade_id"]
-            if not meta.get("grade"):
+            if not (meta.get("grade") or meta.get("task")):
                 continue
             part = {"label": part_label(cell, key), "anchor": meta["grade_id"],
                     "score": float(meta.get("score") or 0), "pending": meta["pending"],
@@ -144,10 +144,12 @@ def title(cells, key, start, first):
 
 
 def part_label(cell, key):
-    """"written answer", "answer", "visible check", or "hidden <what>" from the grade_id
-    (p1_hidden_values -> "hidden values", p3_running_stats_eval -> "hidden running stats
-    eval")."""
+    """"task", "written answer", "answer", "visible check", or "hidden <what>" from the
+    grade_id (p1_hidden_values -> "hidden values", p3_running_stats_eval -> "hidden
+    running stats eval")."""
     meta = cell.metadata.nbgrader
+    if meta.get("task"):
+        return "task"
     if meta.get("solution"):
         return "written answer" if cell.cell_type == "markdown" else "answer"
     if HIDDEN_BEGIN not in cell.source:
