@@ -10,6 +10,10 @@ ASSIGNMENTS := normalization batchnorm
 PY := $(VENV)/bin/python
 NBGRADER := $(VENV)/bin/nbgrader
 STAMP := $(VENV)/.installed
+# the course's nbgrader settings and JupyterLab style for everyone using the environment
+JUPYTER_LINKS = mkdir -p $(VENV)/etc/jupyter $(VENV)/share/jupyter/labextensions && \
+  ln -sfn $(abspath normgrade/jupyter/nbgrader_config.py) $(VENV)/etc/jupyter/nbgrader_config.py && \
+  ln -sfn $(abspath normgrade/jupyter/labextensions/normgrade-lab) $(VENV)/share/jupyter/labextensions/
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 ifneq ($(EXCHANGE),)
 export NBGRADER_EXCHANGE := $(abspath $(EXCHANGE))
@@ -27,6 +31,7 @@ $(STAMP): requirements.txt
 ifeq ($(VENV),.venv)
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(JUPYTER_LINKS)
 	touch $@
 else
 	@$(PY) -c "import torch, nbgrader, pytest, matplotlib" || \

@@ -61,8 +61,17 @@ c.Autograde.sanitize_preprocessors = [
 ]
 c.OverwriteCells.add_missing_cells = True
 
+# Feedback a student can read (normgrade/feedback.py); the Formgrader's MathJax is served
+# locally (the template dirs also override its page's MathJax macro).
+from normgrade import feedback  # noqa: E402
+
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
+    "normgrade.feedback.ReadableFeedback",
     "normgrade.feedback.HideHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+c.GenerateFeedback.HTMLExporter.template_name = feedback.TEMPLATE
+c.GenerateFeedback.HTMLExporter.extra_template_paths = feedback.TEMPLATE_PATHS
+c.GenerateFeedback.HTMLExporter.embed_images = True  # only the .html travels to students
+c.HTMLExporter.extra_template_basedirs = feedback.TEMPLATE_BASEDIRS

@@ -31,16 +31,25 @@ def problem_scores(url=None):
                 scores = defaultdict(lambda: [0.0, 0.0])
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
-                        problem = scores[grade.name.split("_")[0]]
-                        by_hand = (grade.needs_manual_grade and grade.manual_score is None
-                                   and grade.cell.cell_type == "markdown")
-                        if by_hand or problem[0] is None:
+                        problem = scores[problem_of(grade.name)]
+                        if awaits_hand_grade(grade) or problem[0] is None:
                             problem[0] = None
                         else:
                             problem[0] += grade.score
                         problem[1] += grade.max_score
                 table[submission.student.id, assignment.name] = dict(scores)
     return table
+
+
+def problem_of(grade_id):
+    """The problem a grade_id belongs to: its prefix before the first ``_``."""
+    return grade_id.split("_")[0]
+
+
+def awaits_hand_grade(grade):
+    """True for a written answer (markdown cell) not graded by hand yet."""
+    return (grade.needs_manual_grade and grade.manual_score is None
+            and grade.cell.cell_type == "markdown")
 
 
 def write_reports(table, out_dir):

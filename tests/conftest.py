@@ -102,3 +102,8 @@ def parallel_runs(course, tmp_path_factory):
     runs["regrade"] = grade_run(parallel, 2, REGRADED_GLOB)
     after = tree_digest(os.path.join(parallel.root, "submitted"))
     return runs, students, before, after
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: JupyterLab in headless Chromium "
+                            "(tests/test_browser.py); `pytest -m browser` runs them alone")
