@@ -37,7 +37,7 @@ import traceback
 import nbformat
 from nbgrader.api import Gradebook
 
-from normgrade import report, zygote
+from normgrade import confine, report, zygote
 from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
 
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
@@ -343,7 +343,7 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     if not found:
         return "No submissions in submitted/: nothing to grade."
     # The zygote imports torch while the submissions are checked and copied.
-    with zygote.serve() as zygote_env, \
+    with zygote.serve() as shared, \
             tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
         expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
         graded, rejected = [], []
@@ -351,12 +351,13 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
             lines, grade = precheck(root, student, assignment, expected[assignment])
             notes += lines
             (graded if grade else rejected).append((student, assignment))
+        confinement = confine.check(shared.confinement, os.environ.get("UNCONFINED") == "1")
         record_zero(report.db_url(root), rejected)
         jobs = max(1, min(jobs, len({student for student, _ in graded})))
         for student, assignment in graded:
             shutil.copytree(os.path.join(root, "submitted", student, assignment),
                             os.path.join(staging, student, assignment))
-        failures = (run_workers(root, staging, graded, jobs, zygote_env, progress)
+        failures = (run_workers(root, staging, graded, jobs, shared.env, progress)
                     if graded else {})
     noted = {line.split(":")[0] for line in notes}
     notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(failures.items())
@@ -364,7 +365,8 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     table = report.format_table(report.problem_scores(report.db_url(root)))
     text_report = "\n".join(
         [table, "", f"Graded {len(graded)} submissions with {jobs} jobs in "
-                    f"{time.monotonic() - start:.1f} s.", f"Problems found: {len(notes)}"]
+                    f"{time.monotonic() - start:.1f} s.", confinement,
+         f"Problems found: {len(notes)}"]
         + [f"  {line}" for line in notes])
     with open(os.path.join(root, "autograded", "report.txt"), "w") as f:
         f.write(text_report + "\n")
@@ -380,6 +382,9 @@ def main():
     try:
         print(autograde(args.root, args.jobs, args.students), flush=True)
         code = 0
+    except confine.Refused as refusal:
+        print(refusal, file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print("\nInterrupted. Grading again is safe: run the same command.", file=sys.stderr)
         code = 130
