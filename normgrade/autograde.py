@@ -81,6 +81,13 @@ def release_test_cells(root, assignment):
             and not c.metadata["nbgrader"].get("solution")}
 
 
+def release_roles(root, assignment):
+    """grade_id -> nbgrader role flags of the released cells (normgrade.cellroles)."""
+    from normgrade import cellroles  # loads nbgrader's preprocessors: once the zygote starts
+    nb = nbformat.read(os.path.join(root, "release", assignment, ASSIGNMENTS[assignment]), 4)
+    return cellroles.roles_of(nb.cells)
+
+
 def symlinks(folder):
     """Paths under ``folder`` that are symbolic links (relative to it)."""
     return sorted(os.path.relpath(os.path.join(base, name), folder)
@@ -88,7 +95,7 @@ def symlinks(folder):
                   for name in dirs + files if os.path.islink(os.path.join(base, name)))
 
 
-def precheck(root, student, assignment, expected_cells):
+def precheck(root, student, assignment, expected_cells, expected_roles=None):
     """(report lines, whether to grade it) for one submission; it is never modified.
 
     A submission holding symbolic links is not graded: nbgrader would follow them (to the
@@ -106,12 +113,13 @@ def precheck(root, student, assignment, expected_cells):
         return [f"{where}: symbolic links are not accepted ({', '.join(links)}); not graded, "
                 "it scores zero"], False
     try:
-        return _precheck_files(root, where, folder, assignment, expected_cells), True
+        return _precheck_files(root, where, folder, assignment, expected_cells,
+                               expected_roles or {}), True
     except Exception as exc:  # whatever a submission holds, the others are graded
         return [f"{where}: could not be checked ({type(exc).__name__}: {exc})"], True
 
 
-def _precheck_files(root, where, folder, assignment, expected_cells):
+def _precheck_files(root, where, folder, assignment, expected_cells, expected_roles):
     lines = []
     name = ASSIGNMENTS[assignment]
     path = os.path.join(folder, name)
@@ -142,6 +150,11 @@ def _precheck_files(root, where, folder, assignment, expected_cells):
     if edited:
         lines.append(f"{where}: test cells edited, restored from the gradebook: "
                      f"{', '.join(edited)}")
+    from normgrade.cellroles import changed_roles
+    retyped = changed_roles(nb.cells, expected_roles)
+    if retyped:
+        lines.append(f"{where}: cell roles or points edited in the metadata, restored from "
+                     f"the gradebook: {', '.join(retyped)}")
     return lines
 
 
@@ -346,9 +359,11 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     with zygote.serve() as shared, \
             tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
         expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
+        roles = {a: release_roles(root, a) for a in ASSIGNMENTS}
         graded, rejected = [], []
         for student, assignment in found:
-            lines, grade = precheck(root, student, assignment, expected[assignment])
+            lines, grade = precheck(root, student, assignment, expected[assignment],
+                                    roles[assignment])
             notes += lines
             (graded if grade else rejected).append((student, assignment))
         confinement = confine.check(shared.confinement, os.environ.get("UNCONFINED") == "1")

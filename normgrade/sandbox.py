@@ -14,12 +14,16 @@ Sandbox to grader: ``torch.save`` of plain data.
 import sys
 
 if __name__ == "__main__":  # the zygote: confined while single-threaded, before torch's threads
+    import json
+    import socket
     from normgrade import confine
     CONFINEMENT = confine.enter([name for name in sys.argv[2].split(",") if name])
+    HELLO = json.dumps(CONFINEMENT.to_wire()).encode()
+    OWNER = socket.socket(fileno=int(sys.argv[1]))
+    OWNER.sendall(len(HELLO).to_bytes(8, "big") + HELLO)  # known before torch is: sent now
 
 import contextlib
 import io
-import json
 import linecache
 import os
 import pickle
@@ -226,13 +230,14 @@ def _private_copy(module):
     return copy
 
 
-def zygote_main(control_fd, confinement, listen_path=None):
+def zygote_main(owner, confinement, hello, listen_path=None):
     """Import torch once, then fork a confined sandbox for every request.
 
-    Requests come on ``control_fd`` (the process that started the zygote: when it hangs
-    up, the zygote ends) and, with ``listen_path``, on connections to that Unix socket
-    (nbgrader workers sharing this zygote). Each connection first gets a hello (the
-    confinement, as JSON; its credentials carry the zygote's pid). Each request is 8 bytes
+    Requests come on the socket ``owner`` (the process that started the zygote: when it
+    hangs up, the zygote ends) and, with ``listen_path``, on connections to that Unix
+    socket (nbgrader workers sharing this zygote). Each connection first gets ``hello``
+    (the confinement, as JSON; its credentials carry the zygote's pid; the owner got it
+    before torch was imported). Each request is 8 bytes
     (the sandbox's memory allowance) with the sandbox's socket attached; the sandbox's
     first byte on that socket carries its pid the same way (seen from the grader).
     """
@@ -242,9 +247,6 @@ def zygote_main(control_fd, confinement, listen_path=None):
     harness = _private_copy(normcheck)  # what the server runs: in no module table
     _warm_up(harness)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished sandboxes
-    hello = json.dumps(confinement.to_wire()).encode()
-    owner = socket.socket(fileno=control_fd)
-    _send(owner, hello)
     selector = selectors.DefaultSelector()
     selector.register(owner, selectors.EVENT_READ)
     if listen_path:
@@ -434,5 +436,5 @@ class Remote:
 
 
 if __name__ == "__main__":
-    zygote_main(int(sys.argv[1]), CONFINEMENT, *sys.argv[3:])
+    zygote_main(OWNER, CONFINEMENT, HELLO, *sys.argv[3:])
     os._exit(0)  # the interpreter's teardown with torch loaded takes most of a second
