@@ -818,10 +818,10 @@ ATTACKS = [
     # --- reading the instructor's solution ----------------------------------------------
     Attack("read_solution_notebook", "normalization", "p3",
            "opens source/normalization/normalization.ipynb (relative and absolute) and execs p3",
-           _probing("p3_answer", READ_SOLUTION, wrong_answer=True), plain=True, probe=True),
+           _probing("p3_answer", READ_SOLUTION, wrong_answer=True), plain=True),
     Attack("read_classmate", "normalization", "p5",
            "copies p5 from a classmate's notebook in submitted/ (atk-control's) and execs it",
-           _probing("p5_answer", READ_CLASSMATE, wrong_answer=True), plain=True, probe=True),
+           _probing("p5_answer", READ_CLASSMATE, wrong_answer=True), plain=True),
 
     # --- faults that cost their own problem only ----------------------------------------
     Attack("loop_in_function", "normalization", "p2", "an infinite loop in the function",

@@ -249,7 +249,7 @@ def test_attack_gains_in_a_plain_kernel(runs, attack):
 USER = "normgrade-atk"
 PROBES = [a for a in ATTACKS if a.probe or (a.name, a.assignment) == ("control", "normalization")]
 FILE_AND_TCP = [a for a in PROBES if a.name in ("probe_files", "probe_writes", "probe_network",
-                                                   "read_solution_notebook", "control")]
+                                                   "control")]
 LANDLOCK_ONLY = {"NORMGRADE_CONFINE_MISSING": "namespaces,empty-root,seccomp", "UNCONFINED": "1"}
 
 
