@@ -487,7 +487,8 @@ PROBE_FILES = PROBE_HELPER + """
 for _path in ["@ROOT@/source/normalization/normalization.ipynb", "@ROOT@/gradebook.db",
               "@ROOT@/submitted/atk-control/normalization/normalization.ipynb",
               "../../../source/normalization/normalization.ipynb", "/etc/passwd",
-              "/etc/hostname", "/proc/self/environ", "@REPO@/source/normalization/normalization.ipynb"]:
+              "/etc/hostname", "/proc/self/environ",
+              "@REPO@/source/normalization/normalization.ipynb"]:
     _probe(f"read {_path}", lambda: _read(_path))
 for _folder in ["@ROOT@", "@ROOT@/submitted", "/", "/tmp", "/proc", "/home"]:
     _probe(f"list {_folder}", lambda: _os.listdir(_folder))

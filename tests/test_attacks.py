@@ -11,7 +11,10 @@ import io
 import os
 import pickle
 import re
+import shutil
 import socket
+import subprocess
+import tempfile
 
 import nbformat
 import pytest
@@ -20,7 +23,7 @@ import torch
 from normgrade import sandbox
 
 from attacks import (ATTACKS, CODE_PROBLEMS, FORGED_MARKER, MARK, forge_reply, grade_attacks,
-                     grade_batch, report_lines, scratch_course, submission)
+                     grade_batch, report_lines, scratch_course, submission, wrapper)
 from conftest import ASSIGNMENTS, REPO
 
 BATCHES = sorted({a.batch for a in ATTACKS})
@@ -280,20 +283,18 @@ def violations(course, run, attacks, gained_ok=lambda line: False):
 
 
 @pytest.fixture(scope="session")
-def scratch(course, tmp_path_factory):
-    """A fresh copy of the released course, in a folder another user can be given."""
-    import tempfile
+def scratch(course):
+    """Fresh copies of the released course, in a folder another user can be given
+    (pytest's own temporary folders are private to root)."""
     parent = tempfile.mkdtemp(prefix="normgrade-atk-")
     os.chmod(parent, 0o755)
     yield lambda name: scratch_course(course, os.path.join(parent, name))
-    import shutil
     shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def user_run(scratch):
     """The probe families graded by a normal user (created here) on a course it owns."""
-    import subprocess
     if os.geteuid() != 0:
         pytest.skip("creating another Unix user needs root (CI runs the suite as root)")
     created = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
@@ -308,7 +309,7 @@ def user_run(scratch):
 
 def test_a_normal_user_grades_the_probes_confined(user_run):
     course, run = user_run
-    assert f"Confinement: user/mount/PID/network/IPC namespaces" in run.report, run.report
+    assert "Confinement: user/mount/PID/network/IPC namespaces" in run.report, run.report
     assert violations(course, run, PROBES) == []
 
 
@@ -345,5 +346,4 @@ def test_with_nothing_available_autograde_refuses_unless_told(scratch):
 
 
 def wrapper_run(course, env):
-    from attacks import wrapper
     return wrapper(course, "weak-*", env)
