@@ -539,6 +539,7 @@ _probe("the test's process in /proc", lambda: _read("/proc/@TESTPID@/status"))
 _probe("a parent", lambda: _ok(_os.getppid()))
 _probe("signal anyone", lambda: _os.kill(-1, 0))
 _probe("other processes", lambda: _ok([pid for pid in range(2, 1 << 16) if _alive(pid)]))
+_probe("System V shared memory", lambda: _ok(_ctypes.CDLL(None).shmget(0, 4096, 0o1600) >= 0))
 """ + PROBE_END
 
 # A child that calls setsid() leaves the sandbox's process group; it must still end.
@@ -913,7 +914,8 @@ ATTACKS = [
            _probing("p5_answer", PROBE_ENVIRONMENT), target_score=5.0, probe=True,
            shows=("answer", "probe ran:")),
     Attack("probe_processes", "normalization", "p7",
-           "looks for the test's process, its parent and any process it could signal",
+           "looks for the test's process, its parent and any process it could signal; "
+           "System V shared memory (a channel to other sandboxes)",
            _probing("p7_answer", PROBE_PROCESSES), target_score=5.0, probe=True,
            shows=("answer", "probe ran:")),
     Attack("orphan_setsid", "normalization", None,
