@@ -143,13 +143,17 @@ def enter(without=()):
     returns as PID 1 of a new PID namespace (it dies with its parent)."""
     without = set(LAYERS if "all" in without else without)
     state = Confinement(root=os.geteuid() == 0)
-    if "namespaces" not in without and _enter_namespaces(state.root):
+    if "namespaces" not in without and _in_a_child(_enter_namespaces, state.root):
+        _enter_namespaces(state.root)  # as it just worked in a child (no way back if not)
         state.active.append("namespaces")
         _become_child()
         state.pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if "empty-root" not in without and (state.active or state.root):
-        state.jail = _empty_root("namespaces" in state.active)
-        state.active.append("empty-root")
+        try:
+            state.jail = _empty_root("namespaces" in state.active)
+            state.active.append("empty-root")
+        except OSError:
+            pass  # reported as missing
     if "landlock" not in without:
         state.landlock_abi = max(0, _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, 1))
         if state.landlock_abi:
@@ -163,18 +167,30 @@ def enter(without=()):
     return state
 
 
+def _in_a_child(function, *args):
+    """Whether ``function(*args)`` runs without an exception in a forked child."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            function(*args)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
 def _enter_namespaces(root):
+    """Unshare the zygote's namespaces (a user namespace too when not root); raises
+    OSError when the kernel refuses (sysctl, AppArmor)."""
     uid, gid = os.getuid(), os.getgid()
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWPID
-    if _libc.unshare(flags | (0 if root else CLONE_NEWUSER)) != 0:
-        return False
+    _check(_libc.unshare(flags | (0 if root else CLONE_NEWUSER)), "unshare")
     if not root:  # the same ids inside: files keep their owners, nothing is gained
         for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
                            ("gid_map", f"{gid} {gid} 1")):
             with open(f"/proc/self/{name}", "w") as f:
                 f.write(text)
     _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
-    return True
 
 
 def _become_child():
@@ -195,10 +211,14 @@ def _empty_root(mount):
     """An empty directory for the sandboxes' root: a read-only tmpfs in the zygote's own
     mount namespace (the host sees an empty directory), else root's private directory."""
     jail = tempfile.mkdtemp(prefix="normgrade-jail-")
-    if mount:
-        _check(_libc.mount(b"tmpfs", jail.encode(), b"tmpfs",
-                           MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k,mode=555"),
-               "mount tmpfs")
+    try:
+        if mount:
+            _check(_libc.mount(b"tmpfs", jail.encode(), b"tmpfs",
+                               MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                               b"size=4k,mode=555"), "mount tmpfs")
+    except OSError:
+        os.rmdir(jail)
+        raise
     return jail
 
 
