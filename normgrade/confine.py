@@ -43,7 +43,9 @@ EXPOSES = {
                   "every process of the grader's user, and a child that calls setsid can "
                   "outlive its sandbox",
     "empty-root": "every file the grader's user can read or write (solutions, gradebook, "
-                  "other students' submissions, /etc) unless Landlock blocks it",
+                  "other students' submissions, /etc) unless Landlock blocks it; even then "
+                  "the permissions and times of the files it owns (Landlock does not cover "
+                  "them)",
     "landlock": "no second wall around files and TCP if another layer fails",
     "seccomp": "new network sockets, mount, ptrace and other kernel interfaces inside the "
                "sandbox's namespaces",
