@@ -20,7 +20,7 @@ if __name__ == "__main__":  # the zygote: confined while single-threaded, before
     CONFINEMENT = confine.enter([name for name in sys.argv[2].split(",") if name])
     HELLO = json.dumps(CONFINEMENT.to_wire()).encode()
     OWNER = socket.socket(fileno=int(sys.argv[1]))
-    OWNER.sendall(len(HELLO).to_bytes(8, "big") + HELLO)  # known before torch is: sent now
+    OWNER.sendall(len(HELLO).to_bytes(8, "big") + HELLO)  # framed as _send does, before torch
 
 import contextlib
 import io
@@ -237,9 +237,9 @@ def zygote_main(owner, confinement, hello, listen_path=None):
     hangs up, the zygote ends) and, with ``listen_path``, on connections to that Unix
     socket (nbgrader workers sharing this zygote). Each connection first gets ``hello``
     (the confinement, as JSON; its credentials carry the zygote's pid; the owner got it
-    before torch was imported). Each request is 8 bytes
-    (the sandbox's memory allowance) with the sandbox's socket attached; the sandbox's
-    first byte on that socket carries its pid the same way (seen from the grader).
+    before torch was imported). Each request is 8 bytes (the sandbox's memory allowance)
+    with the sandbox's socket attached; the sandbox's first byte on that socket carries
+    its pid the same way (as the grader sees it, whatever PID namespace it is in).
     """
     torch.set_num_threads(1)
     from normgrade import normcheck
