@@ -36,6 +36,17 @@ c.GenerateAssignment.preprocessors = [
 c.ClearSolutionsWithStubs.code_stub = {"python": "pass  # YOUR CODE HERE"}
 c.ClearSolutionsWithStubs.text_stub = "YOUR ANSWER HERE"
 
+# Cell roles and points come from the gradebook (normgrade/cellroles.py), before
+# nbgrader's own checks: one tampered cell must not fail the whole notebook.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "normgrade.cellroles.RestoreCellRoles",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Answers run in sandboxes and tests in the grader, problem by problem: see
 # normgrade/execute.py. Classes are named as strings so only autograde imports torch.
 c.Autograde.autograde_preprocessors = [

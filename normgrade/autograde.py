@@ -37,7 +37,7 @@ import traceback
 import nbformat
 from nbgrader.api import Gradebook
 
-from normgrade import regrade, report, zygote
+from normgrade import confine, regrade, report, zygote
 from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
 
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
@@ -83,6 +83,13 @@ def release_test_cells(root, assignment):
             and not c.metadata["nbgrader"].get("solution")}
 
 
+def release_roles(root, assignment):
+    """grade_id -> nbgrader role flags of the released cells (normgrade.cellroles)."""
+    from normgrade import cellroles  # loads nbgrader's preprocessors: once the zygote starts
+    nb = nbformat.read(os.path.join(root, "release", assignment, ASSIGNMENTS[assignment]), 4)
+    return cellroles.roles_of(nb.cells)
+
+
 def symlinks(folder):
     """Paths under ``folder`` that are symbolic links (relative to it)."""
     return sorted(os.path.relpath(os.path.join(base, name), folder)
@@ -90,7 +97,7 @@ def symlinks(folder):
                   for name in dirs + files if os.path.islink(os.path.join(base, name)))
 
 
-def precheck(root, student, assignment, expected_cells):
+def precheck(root, student, assignment, expected_cells, expected_roles=None):
     """(report lines, whether to grade it) for one submission; it is never modified.
 
     A submission holding symbolic links is not graded: nbgrader would follow them (to the
@@ -108,12 +115,13 @@ def precheck(root, student, assignment, expected_cells):
         return [f"{where}: symbolic links are not accepted ({', '.join(links)}); not graded, "
                 "it scores zero"], False
     try:
-        return _precheck_files(root, where, folder, assignment, expected_cells), True
+        return _precheck_files(root, where, folder, assignment, expected_cells,
+                               expected_roles or {}), True
     except Exception as exc:  # whatever a submission holds, the others are graded
         return [f"{where}: could not be checked ({type(exc).__name__}: {exc})"], True
 
 
-def _precheck_files(root, where, folder, assignment, expected_cells):
+def _precheck_files(root, where, folder, assignment, expected_cells, expected_roles):
     lines = []
     name = ASSIGNMENTS[assignment]
     path = os.path.join(folder, name)
@@ -144,6 +152,11 @@ def _precheck_files(root, where, folder, assignment, expected_cells):
     if edited:
         lines.append(f"{where}: test cells edited, restored from the gradebook: "
                      f"{', '.join(edited)}")
+    from normgrade.cellroles import changed_roles
+    retyped = changed_roles(nb.cells, expected_roles)
+    if retyped:
+        lines.append(f"{where}: cell roles or points edited in the metadata, restored from "
+                     f"the gradebook: {', '.join(retyped)}")
     return lines
 
 
@@ -353,13 +366,16 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     if not found and not unusable:
         return "No submissions in submitted/: nothing to grade."
     # The zygote imports torch while the submissions are checked and copied.
-    with zygote.serve() as zygote_env, \
+    with zygote.serve() as shared, \
             tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
+        confinement = confine.check(shared.confinement, os.environ.get("UNCONFINED") == "1")
         notes += regrade.prepare_gradebook(root, report.db_url(root), {a for _, a in found})
         expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
+        roles = {a: release_roles(root, a) for a in ASSIGNMENTS}
         graded, rejected = [], list(unusable)
         for student, assignment in found:
-            lines, grade = precheck(root, student, assignment, expected[assignment])
+            lines, grade = precheck(root, student, assignment, expected[assignment],
+                                    roles[assignment])
             notes += lines
             (graded if grade else rejected).append((student, assignment))
         record_zero(report.db_url(root), rejected)
@@ -367,7 +383,7 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
         for student, assignment in graded:
             shutil.copytree(os.path.join(root, "submitted", student, assignment),
                             os.path.join(staging, student, assignment))
-        failures = (run_workers(root, staging, graded, jobs, zygote_env, progress)
+        failures = (run_workers(root, staging, graded, jobs, shared.env, progress)
                     if graded else {})
     noted = {line.split(":")[0] for line in notes}
     notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(failures.items())
@@ -375,7 +391,8 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     table = report.format_table(report.problem_scores(report.db_url(root)))
     text_report = "\n".join(
         [table, "", f"Graded {len(graded)} submissions with {jobs} jobs in "
-                    f"{time.monotonic() - start:.1f} s.", f"Problems found: {len(notes)}"]
+                    f"{time.monotonic() - start:.1f} s.", confinement,
+         f"Problems found: {len(notes)}"]
         + [f"  {line}" for line in notes])
     with open(os.path.join(root, "autograded", "report.txt"), "w") as f:
         f.write(text_report + "\n")
@@ -391,6 +408,9 @@ def main():
     try:
         print(autograde(args.root, args.jobs, args.students), flush=True)
         code = 0
+    except confine.Refused as refusal:
+        print(refusal, file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print("\nInterrupted. Grading again is safe: run the same command.", file=sys.stderr)
         code = 130

@@ -19,6 +19,7 @@ import ast
 import builtins
 import contextlib
 import io
+import os
 import re
 import sys
 import time
@@ -30,7 +31,7 @@ from traitlets import Integer
 
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
-from normgrade import normcheck, reach, zygote
+from normgrade import confine, normcheck, reach, zygote
 from normgrade.sandbox import AnswerFault, LearnerError, Remote, Sandbox
 
 sys.modules.setdefault("normcheck", normcheck)
@@ -236,6 +237,8 @@ class SandboxExecute(NbGraderPreprocessor):
                            ).tag(config=True)
 
     def preprocess(self, nb, resources):
+        # `nbgrader autograde` run directly refuses weak sandboxes as normgrade.autograde does
+        confine.check(zygote.shared().confinement, os.environ.get("UNCONFINED") == "1")
         info = resources.get("nbgrader")
         kinds = (CellKinds.from_gradebook(info["db_url"], info["notebook"], info["assignment"])
                  if info else CellKinds.from_notebook(nb))

@@ -11,27 +11,37 @@ only in the sandbox, and what comes back is plain data, decoded with torch's
 Wire format: 8-byte big-endian length, then the payload. Grader to sandbox: pickle.
 Sandbox to grader: ``torch.save`` of plain data.
 """
+import sys
+
+if __name__ == "__main__":  # the zygote: confined while single-threaded, before torch's threads
+    import json
+    import socket
+    from normgrade import confine
+    CONFINEMENT = confine.enter([name for name in sys.argv[2].split(",") if name])
+    HELLO = json.dumps(CONFINEMENT.to_wire()).encode()
+    OWNER = socket.socket(fileno=int(sys.argv[1]))
+    OWNER.sendall(len(HELLO).to_bytes(8, "big") + HELLO)  # framed as _send does, before torch
+
 import contextlib
 import io
 import linecache
 import os
 import pickle
-import resource
 import select
 import selectors
 import signal
 import socket
 import struct
-import sys
-import tempfile
 import time
 import traceback
 import warnings
 
 import torch
 
+from normgrade import confine
+from normgrade.confine import SANDBOX_UID_BASE
+
 HEADER = struct.Struct(">Q")
-SANDBOX_UID_BASE = 1_000_000  # a sandbox runs as SANDBOX_UID_BASE + its pid (as root)
 MAX_REPLY = 256 * 2**20  # bytes; a larger reply is treated as a crash
 
 
@@ -181,36 +191,6 @@ class _Server:
             _send(self.sock, buffer.getvalue())
 
 
-def sandbox_uid(pid):
-    return SANDBOX_UID_BASE + pid
-
-
-def _confine(memory_bytes, jail):
-    """Limit what a sandbox can do to the machine and the course directory.
-
-    As root (CI, a grading server) the sandbox also gets an empty root directory and a
-    user id of its own, so it can neither read the solutions nor write anywhere, nor
-    signal another sandbox; killing that user's processes ends everything it started.
-    """
-    os.setsid()
-    with open("/proc/self/status") as status:
-        vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
-    resource.setrlimit(resource.RLIMIT_AS, (vm + memory_bytes, vm + memory_bytes))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    if jail:
-        os.chroot(jail)
-        os.chdir("/")
-        os.setgroups([])
-        os.setgid(sandbox_uid(os.getpid()))
-        os.setuid(sandbox_uid(os.getpid()))
-    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-
 def _warm_up(normcheck):
     """Run once in the zygote what sandboxes use, so forks find it all loaded.
 
@@ -250,13 +230,16 @@ def _private_copy(module):
     return copy
 
 
-def zygote_main(control_fd, listen_path=None):
+def zygote_main(owner, confinement, hello, listen_path=None):
     """Import torch once, then fork a confined sandbox for every request.
 
-    Requests come on ``control_fd`` (the process that started the zygote: when it hangs
-    up, the zygote ends) and, with ``listen_path``, on connections to that Unix socket
-    (nbgrader workers sharing this zygote). Each request is 8 bytes (the sandbox's memory
-    allowance) with the sandbox's socket attached; the reply is the sandbox's pid.
+    Requests come on the socket ``owner`` (the process that started the zygote: when it
+    hangs up, the zygote ends) and, with ``listen_path``, on connections to that Unix
+    socket (nbgrader workers sharing this zygote). Each connection first gets ``hello``
+    (the confinement, as JSON; its credentials carry the zygote's pid; the owner got it
+    before torch was imported). Each request is 8 bytes (the sandbox's memory allowance)
+    with the sandbox's socket attached; the sandbox's first byte on that socket carries
+    its pid the same way (as the grader sees it, whatever PID namespace it is in).
     """
     torch.set_num_threads(1)
     from normgrade import normcheck
@@ -264,7 +247,6 @@ def zygote_main(control_fd, listen_path=None):
     harness = _private_copy(normcheck)  # what the server runs: in no module table
     _warm_up(harness)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished sandboxes
-    owner = socket.socket(fileno=control_fd)
     selector = selectors.DefaultSelector()
     selector.register(owner, selectors.EVENT_READ)
     if listen_path:
@@ -272,14 +254,13 @@ def zygote_main(control_fd, listen_path=None):
         listener.bind(listen_path)
         listener.listen()
         selector.register(listener, selectors.EVENT_READ)
-    jail = tempfile.mkdtemp(prefix="normgrade-jail-") if os.geteuid() == 0 else None
     running = True
     while running:
         for key, _ in selector.select():
             conn = key.fileobj
             if listen_path and conn is listener:
                 client, _ = listener.accept()
-                client.sendall(struct.pack(">q", os.getpid()))
+                _send(client, hello)
                 selector.register(client, selectors.EVENT_READ)
                 continue
             try:
@@ -291,21 +272,20 @@ def zygote_main(control_fd, listen_path=None):
                 conn.close()
                 running = running and conn is not owner
                 continue
-            pid = os.fork()
-            if pid == 0:  # the sandbox: no zygote socket stays open in it
+            if confine.fork(confinement) == 0:  # the sandbox: no zygote socket stays open in it
                 for key in list(selector.get_map().values()):
                     key.fileobj.close()
                 sock = socket.socket(fileno=fds[0])
                 try:
-                    _confine(struct.unpack(">Q", message)[0], jail)
+                    sock.sendall(b"\0")  # its credentials tell the grader its pid
+                    confine.confine(confinement, struct.unpack(">Q", message)[0],
+                                    keep=(sock.fileno(),))
                     _Server(sock, dict(harness.SCENARIOS), harness.run_scenario_here,
                             harness.OpRecorder).serve()
                 finally:
                     os._exit(0)
             os.close(fds[0])
-            conn.sendall(struct.pack(">q", pid))
-    if jail:
-        os.rmdir(jail)
+    confine.remove_empty_root(confinement)
 
 
 # ---------------------------------------------------------------------------
@@ -319,6 +299,7 @@ class Sandbox:
     def __init__(self, zygote, memory_bytes):
         self.sock, self.pid = zygote.fork(memory_bytes)
         self.zygote_pid = zygote.pid
+        self.own_pid_namespace = "namespaces" in zygote.confinement.active
         self.fault = None
         self.ops = set()  # aten operators the learner's code ran while serving requests
         self.deadline = None
@@ -364,10 +345,11 @@ class Sandbox:
     def _end(self):
         """Kill the sandbox and every process it started."""
         self.sock.close()
-        if _parent_of(self.pid) == self.zygote_pid:  # not yet confined, or not root
-            _kill(-self.pid)  # its process group: it called setsid first thing
-        if os.geteuid() == 0:  # its own user id: nothing else runs as it
-            for pid in _pids_of(sandbox_uid(self.pid)):
+        if _parent_of(self.pid) == self.zygote_pid:  # still the zygote's: the pid is its
+            _kill(self.pid)  # PID 1 of its own PID namespace: all it started ends with it
+            _kill(-self.pid)  # without namespaces, its process group (it called setsid)
+        if os.geteuid() == 0 and not self.own_pid_namespace:  # its own user id
+            for pid in _pids_of(SANDBOX_UID_BASE + self.pid):
                 _kill(pid)
 
     def decode(self, value):
@@ -454,5 +436,5 @@ class Remote:
 
 
 if __name__ == "__main__":
-    zygote_main(int(sys.argv[1]), *sys.argv[2:])
+    zygote_main(OWNER, CONFINEMENT, HELLO, *sys.argv[3:])
     os._exit(0)  # the interpreter's teardown with torch loaded takes most of a second

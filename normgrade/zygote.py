@@ -7,6 +7,7 @@ connect to it instead of starting their own.
 """
 import atexit
 import contextlib
+import json
 import os
 import socket
 import struct
@@ -15,44 +16,81 @@ import sys
 import tempfile
 import time
 
+from normgrade import confine
+
 SHARED_ENV = "NORMGRADE_ZYGOTE"
 _shared = None
+_CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
+
+
+def sandbox_environment(package_root):
+    """The zygote's environment, hence every sandbox's: a fixed allowlist, nothing of the
+    grader's (no NBGRADER_DB_URL, no tokens, nothing from the instructor's shell)."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": package_root,
+            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/nonexistent",
+            "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
 
 
 class Zygote:
     """The process that forks sandboxes: started here (costs one torch import) or, with
-    ``path``, an already running one reached through its socket."""
+    ``path``, an already running one reached through its socket.
+
+    ``pid`` and ``confinement`` come with the zygote's hello, read on first use (the
+    zygote sends it once torch is loaded); pids are read from the kernel's credentials
+    of a message, which name the sender as this process sees it, whatever PID
+    namespace the sender is in."""
 
     def __init__(self, path=None, listen_path=None):
         self.process = None
+        self._hello = None
+        self.env = {SHARED_ENV: listen_path} if listen_path else None  # for its clients
         if path:
             self.control = _connect(path)
-            (self.pid,) = struct.unpack(">q", self._receive(8))
             return
         self.control, theirs = socket.socketpair()
+        self.control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [package_root] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+        without = os.environ.get(confine.MISSING_ENV, "")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "normgrade.sandbox", str(theirs.fileno())]
+            [sys.executable, "-m", "normgrade.sandbox", str(theirs.fileno()), without]
             + ([listen_path] if listen_path else []),
-            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C: ends by hang-up
-        self.pid = self.process.pid
+            pass_fds=[theirs.fileno()], env=sandbox_environment(package_root),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            start_new_session=True)  # Ctrl-C: ends by hang-up
         theirs.close()
 
-    def _receive(self, size):
-        data = self.control.recv(size, socket.MSG_WAITALL)
-        if len(data) != size:
-            raise RuntimeError("the sandbox zygote died; see the autograde log")
-        return data
+    def _greeting(self):
+        if self._hello is None:
+            header, pid = _receive_with_pid(self.control, 8)
+            size = struct.unpack(">Q", header)[0]
+            data = self.control.recv(size, socket.MSG_WAITALL)
+            if len(data) != size:
+                raise RuntimeError("the sandbox zygote died; see the autograde log")
+            self._hello = pid, confine.Confinement.from_wire(json.loads(data))
+        return self._hello
+
+    @property
+    def pid(self):
+        return self._greeting()[0]
+
+    @property
+    def confinement(self):
+        """The confinement layers of its sandboxes (confine.Confinement)."""
+        return self._greeting()[1]
 
     def fork(self, memory_bytes):
         """A new sandbox that may add ``memory_bytes`` to the zygote's: (socket, pid)."""
+        self._greeting()
         ours, theirs = socket.socketpair()
-        socket.send_fds(self.control, [struct.pack(">Q", memory_bytes)], [theirs.fileno()])
-        theirs.close()
-        (pid,) = struct.unpack(">q", self._receive(8))
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        try:
+            socket.send_fds(self.control, [struct.pack(">Q", memory_bytes)], [theirs.fileno()])
+        except OSError:
+            raise RuntimeError("the sandbox zygote died; see the autograde log") from None
+        finally:
+            theirs.close()
+        _, pid = _receive_with_pid(ours, 1)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
         return ours, pid
 
     def close(self):
@@ -61,12 +99,25 @@ class Zygote:
             self.process.wait(timeout=30)
 
 
+def _receive_with_pid(sock, size):
+    """(``size`` bytes, the sender's pid as this process sees it)."""
+    data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(_CREDENTIALS.size),
+                                         socket.MSG_WAITALL)
+    pids = [_CREDENTIALS.unpack(payload[:_CREDENTIALS.size])[0]
+            for level, kind, payload in ancillary
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
+    if len(data) != size or not pids or pids[0] <= 0:
+        raise RuntimeError("the sandbox zygote died; see the autograde log")
+    return data, pids[0]
+
+
 def _connect(path, seconds=120):
     """Connect to a zygote's socket, waiting while it starts (it binds after importing
     torch)."""
     deadline = time.monotonic() + seconds
     while True:
         client = socket.socket(socket.AF_UNIX)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
             client.connect(path)
             return client
@@ -88,7 +139,8 @@ def shared():
 
 @contextlib.contextmanager
 def serve():
-    """A zygote for several processes: yields the environment entry that points to it."""
+    """A zygote for several processes: yields it; its ``env`` is the environment entry
+    that points to it."""
     with tempfile.TemporaryDirectory(prefix="normgrade-zygote-") as private:  # mode 0700
         path = os.path.join(private, "zygote.sock")
         zygote = Zygote(listen_path=path)
@@ -96,6 +148,6 @@ def serve():
         # workers) must not hold the owner's end open.
         os.register_at_fork(after_in_child=zygote.control.close)
         try:
-            yield {SHARED_ENV: path}
+            yield zygote
         finally:
             zygote.close()

@@ -3,7 +3,7 @@
 Each attack is one submission, of student ``atk-<name>``, built from the release with
 the reference answers except where the attack says otherwise, so every problem it does
 not target must keep full points. ``tests/test_attacks.py`` grades the catalog with one
-run of ``python -m normgrade.autograde --students 'atk-*'`` (cells limited to 3 s; the
+run of ``python -m normgrade.autograde --students 'atk-*'`` (cells limited to 8 s; the
 few ``batch=2`` attacks, which can stop a whole run, in a second run with a control of
 their own) and asserts each attack's exact effect:
 
@@ -19,6 +19,13 @@ their own) and asserts each attack's exact effect:
 and, for all: nothing under submitted/ changes, no output shows the hidden tests, no
 process of the learner outlives grading.
 
+``probe`` attacks (a correct answer that also tries to reach what it must not: files,
+the course directory, the network, the grader's environment, other processes) print
+``GAINED`` for every attempt that worked; each is checked from outside too (the
+listener on a loopback port saw no connection, no file of the course changed, the run's
+secret is in no output). They are also graded by an unprivileged user on a course it
+owns, and with confinement layers forced missing.
+
 ``plain`` attacks are shown to be real: run in one plain namespace, as nbgrader's own
 Execute or the learner's kernel would (from the submission folder, hidden tests
 included), they score more than the grader may give them. Forbidden layers are run there
@@ -33,6 +40,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -41,11 +49,14 @@ from typing import Callable, Optional
 import nbformat
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from coursedir import ASSIGNMENTS, REPO  # noqa: E402
+from coursedir import ASSIGNMENTS, REPO, Course  # noqa: E402
 
 MARK = "# atk-mark"  # first line of cells whose outputs an attack checks
 # Name (comm) of the process the orphan attack leaves behind; unique to this run.
 ORPHAN_NAME = "atkorph" + secrets.token_hex(3)
+SETSID_NAME = "atksid" + secrets.token_hex(3)  # the same, for a child that calls setsid()
+SECRET_NAME = "ATK_GRADER_SECRET"  # set in the grader's environment for every run
+SECRET = "atksecret" + secrets.token_hex(8)
 CODE_PROBLEMS = {"normalization": [f"p{k}" for k in range(1, 8)], "batchnorm": ["bn"]}
 
 
@@ -63,7 +74,7 @@ class Attack:
     plain: bool = False      # gains outside the sandbox (run by start_plain)
     forbidden_rule: bool = False  # plain run with the forbidden-operator rule off
     batch: int = 1           # 2: graded in a second run (it may break the whole run)
-    needs_root: bool = False  # only a root grader confines the sandbox enough to stop it
+    probe: bool = False      # a probe family: graded as root and as a normal user
 
     @property
     def student(self):
@@ -424,6 +435,173 @@ def forge_reply(marker=FORGED_MARKER):
     return FORGE_REPLY.replace("@MARKER@", repr(marker))
 
 
+# Probes: each attempt that works prints GAINED and what it got; the last line says that
+# the probe ran. A correct answer follows, so the problem must keep full points.
+PROBE_HELPER = """\
+import ctypes as _ctypes
+import os as _os
+import socket as _socket
+
+_tried, _gained = [], []
+
+
+def _probe(what, attempt):
+    _tried.append(what)
+    try:
+        result = attempt()
+    except Exception:  # blocked
+        return
+    if result or result is None:  # an empty listing shows nothing
+        _gained.append(what)
+        print(f"GAINED {what}: {str(result)[:300]}")
+
+
+def _ok(value):
+    if not value:
+        raise OSError("refused")
+    return value
+
+
+def _alive(pid):
+    try:
+        _os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read(200)
+
+
+def _connect(family, address):
+    sock = _socket.socket(family, _socket.SOCK_STREAM)
+    sock.settimeout(3)
+    sock.connect(address)
+    return f"connected to {address}"
+"""
+PROBE_END = 'print(f"probe ran: {len(_tried)} attempts, {len(_gained)} gained")\n'
+
+PROBE_FILES = PROBE_HELPER + """
+for _path in ["@ROOT@/source/normalization/normalization.ipynb", "@ROOT@/gradebook.db",
+              "@ROOT@/submitted/atk-control/normalization/normalization.ipynb",
+              "../../../source/normalization/normalization.ipynb", "/etc/passwd",
+              "/etc/hostname", "/proc/self/environ",
+              "@REPO@/source/normalization/normalization.ipynb"]:
+    _probe(f"read {_path}", lambda: _read(_path))
+for _folder in ["@ROOT@", "@ROOT@/submitted", "/", "/tmp", "/proc", "/home"]:
+    _probe(f"list {_folder}", lambda: _os.listdir(_folder))
+""" + PROBE_END
+
+PROBE_WRITES = PROBE_HELPER + """
+_probe("create a file", lambda: open("@ROOT@/pwned.txt", "w").write("x"))
+_probe("write /tmp", lambda: open("@TMPMARK@", "w").write("x"))
+_probe("rename the config", lambda: _os.rename("@ROOT@/nbgrader_config.py", "@ROOT@/x.py"))
+_probe("delete a solution", lambda: _os.remove("@ROOT@/source/normalization/normalization.ipynb"))
+_probe("delete a submission", lambda: _os.remove(
+    "@ROOT@/submitted/atk-control/normalization/normalization.ipynb"))
+_probe("symlink", lambda: _os.symlink("/etc/passwd", "@ROOT@/submitted/link"))
+_probe("mkdir", lambda: _os.mkdir("@ROOT@/source/pwned"))
+_probe("mkdir in its root", lambda: _os.mkdir("/pwned"))
+_probe("touch the grader", lambda: _os.utime("@ROOT@/normgrade/sandbox.py", (0, 0)))
+_probe("chmod a solution", lambda: _os.chmod("@ROOT@/source/normalization/normalization.ipynb",
+                                              0o777))
+_probe("chroot out", lambda: _os.chroot(".."))
+_probe("unshare a user namespace", lambda: _ok(_ctypes.CDLL(None).unshare(0x10000000) == 0))
+""" + PROBE_END
+
+PROBE_NETWORK = PROBE_HELPER + """
+_probe("TCP to the test's listener", lambda: _connect(_socket.AF_INET, ("127.0.0.1", @PORT@)))
+_probe("TCP to PostgreSQL", lambda: _connect(_socket.AF_INET, ("127.0.0.1", 5432)))
+_probe("TCP over IPv6", lambda: _connect(_socket.AF_INET6, ("::1", @PORT@)))
+_probe("UDP to the listener's port", lambda: _socket.socket(
+    _socket.AF_INET, _socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", @PORT@)))
+_probe("bind a TCP port", lambda: _socket.socket().bind(("0.0.0.0", 0)) or "bound")
+_probe("a netlink socket", lambda: _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, 0))
+_probe("network interfaces up", lambda: [name for _, name in _socket.if_nameindex()
+                                         if name != "lo"])
+""" + PROBE_END
+
+PROBE_ENVIRONMENT = PROBE_HELPER + """
+print("environment:", dict(_os.environ))
+_probe("the run's secret", lambda: _os.environ["@SECRET_NAME@"])
+_probe("the gradebook URL", lambda: _os.environ["NBGRADER_DB_URL"])
+_probe("the grader's environment", lambda: _read(f"/proc/{_os.getppid()}/environ"))
+_probe("the first process's environment", lambda: _read("/proc/1/environ"))
+""" + PROBE_END
+
+PROBE_PROCESSES = PROBE_HELPER + """
+import signal as _signal
+
+_probe("the test's process", lambda: _os.kill(@TESTPID@, 0))
+_probe("the test's process in /proc", lambda: _read("/proc/@TESTPID@/status"))
+_probe("a parent", lambda: _ok(_os.getppid()))
+_probe("signal anyone", lambda: _os.kill(-1, 0))
+_probe("other processes", lambda: _ok([pid for pid in range(2, 1 << 16) if _alive(pid)]))
+_probe("System V shared memory", lambda: _ok(_ctypes.CDLL(None).shmget(0, 4096, 0o1600) >= 0))
+""" + PROBE_END
+
+# A child that calls setsid() leaves the sandbox's process group; it must still end.
+SETSID_ORPHAN = """\
+import ctypes
+import os
+import time
+
+if os.fork() == 0:
+    os.setsid()
+    ctypes.CDLL(None).prctl(15, b"@SETSID@", 0, 0, 0)  # PR_SET_NAME
+    time.sleep(60)
+    os._exit(0)
+"""
+
+
+def probe_context(course):
+    """What the probes' placeholders stand for in ``course``."""
+    return {"@ROOT@": course.root, "@REPO@": REPO, "@PORT@": str(LISTENER.port),
+            "@TESTPID@": str(os.getpid()), "@SECRET_NAME@": SECRET_NAME, "@TMPMARK@": TMP_MARK,
+            "@SETSID@": SETSID_NAME}
+
+
+def _probing(grade_id, source, wrong_answer=False):
+    """A builder: ``source`` (its placeholders filled in) before the reference answer of
+    ``grade_id`` (or instead of it, executing what it found, when ``wrong_answer``)."""
+    def build(course, student):
+        code = source
+        for key, value in probe_context(course).items():
+            code = code.replace(key, value)
+        answer = code if wrong_answer else (lambda ref: code + "\n\n" + ref)
+        submission(course_assignment(grade_id), {grade_id: answer})(course, student)
+    return build
+
+
+def course_assignment(grade_id):
+    return "batchnorm" if grade_id.startswith("bn") else "normalization"
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that counts the connections it accepts."""
+
+    def __init__(self):
+        import threading
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            client, _ = self.server.accept()
+            self.connections += 1
+            client.close()
+
+
+LISTENER = Listener()
+TMP_MARK = os.path.join(tempfile.gettempdir(), "atkwrote" + secrets.token_hex(3))
+
+
 SEED_TEST_NAMES = ["test_is_param", "test_param_shapes", "test_ma_shapes", "test_test_norm",
                    "test_train_mean", "test_train_var", "test_train_norm",
                    "test_train_mov_mean", "test_train_mov_var", "test_scale_and_shift"]
@@ -504,9 +682,9 @@ def _assignment_file(course, student):
                 os.path.join(course.root, "submitted", student, "normalization"))
 
 
-def _flag(grade_id, key, value):
+def _flags(grade_id, **values):
     def edit(nb):
-        nb.cells[index_of(nb, grade_id)].metadata.nbgrader[key] = value
+        nb.cells[index_of(nb, grade_id)].metadata.nbgrader.update(values)
     return edit
 
 
@@ -518,14 +696,6 @@ def _null_metadata(grade_id):
 
 def _duplicate_setup(nb):
     nb.cells.append(nbformat.from_dict(json.loads(json.dumps(nb.cells[index_of(nb, "setup")]))))
-
-
-def _rooted(grade_id, source):
-    """A builder for an answer that names the course root (@ROOT@) or the repository (@REPO@)."""
-    def build(course, student):
-        code = source.replace("@ROOT@", course.root).replace("@REPO@", REPO)
-        submission("normalization", {grade_id: code})(course, student)
-    return build
 
 
 # ---------------------------------------------------------------------------
@@ -658,10 +828,10 @@ ATTACKS = [
     # --- reading the instructor's solution ----------------------------------------------
     Attack("read_solution_notebook", "normalization", "p3",
            "opens source/normalization/normalization.ipynb (relative and absolute) and execs p3",
-           _rooted("p3_answer", READ_SOLUTION), plain=True, needs_root=True),
+           _probing("p3_answer", READ_SOLUTION, wrong_answer=True), plain=True),
     Attack("read_classmate", "normalization", "p5",
            "copies p5 from a classmate's notebook in submitted/ (atk-control's) and execs it",
-           _rooted("p5_answer", READ_CLASSMATE), plain=True, needs_root=True),
+           _probing("p5_answer", READ_CLASSMATE, wrong_answer=True), plain=True),
 
     # --- faults that cost their own problem only ----------------------------------------
     Attack("loop_in_function", "normalization", "p2", "an infinite loop in the function",
@@ -730,6 +900,37 @@ ATTACKS = [
            submission("normalization", {"p1_answer": lambda ref: ORPHAN.replace(
                "@ORPHAN@", ORPHAN_NAME) + "\n\n" + ref})),
 
+    # --- probes: a correct answer that also reaches for what it must not ---------------
+    Attack("probe_files", "normalization", "p1",
+           "reads the solutions, the gradebook, a classmate's notebook, /etc/passwd and "
+           "/proc, by absolute and relative paths; lists the course and system folders",
+           _probing("p1_answer", PROBE_FILES), target_score=5.0, probe=True,
+           shows=("answer", "probe ran:")),
+    Attack("probe_writes", "normalization", "p2",
+           "creates, renames, deletes, links, chmods and touches files of the course and in "
+           "/tmp; chroot and unshare to get out",
+           _probing("p2_answer", PROBE_WRITES), target_score=5.0, probe=True,
+           shows=("answer", "probe ran:")),
+    Attack("probe_network", "normalization", "p4",
+           "TCP to the test's loopback listener and to PostgreSQL's port, IPv6, UDP, a bound "
+           "port, a netlink socket, the host's interfaces",
+           _probing("p4_answer", PROBE_NETWORK), target_score=5.0, probe=True,
+           shows=("answer", "probe ran:")),
+    Attack("probe_environment", "normalization", "p5",
+           "prints its environment; reads the run's secret, NBGRADER_DB_URL and the "
+           "grader's /proc/<pid>/environ",
+           _probing("p5_answer", PROBE_ENVIRONMENT), target_score=5.0, probe=True,
+           shows=("answer", "probe ran:")),
+    Attack("probe_processes", "normalization", "p7",
+           "looks for the test's process, its parent and any process it could signal; "
+           "System V shared memory (a channel to other sandboxes)",
+           _probing("p7_answer", PROBE_PROCESSES), target_score=5.0, probe=True,
+           shows=("answer", "probe ran:")),
+    Attack("orphan_setsid", "normalization", None,
+           "the p6 answer forks a child that calls setsid(), leaving the sandbox's process "
+           "group, and outlives its sandbox",
+           _probing("p6_answer", SETSID_ORPHAN), probe=True),
+
     # --- malformed submissions ---------------------------------------------------------
     Attack("invalid_json", "normalization", None, "the notebook cut in half (not JSON)",
            _bad_json, whole=True, report="is not a valid notebook"),
@@ -771,8 +972,14 @@ ATTACKS = [
            whole=True, report="nbgrader could not grade it"),
     Attack("test_cell_made_solution", "normalization", None,
            "the p1_example test cell's metadata says solution: true",
-           submission("normalization", edit=_flag("p1_example", "solution", True)),
-           whole=True, report="nbgrader could not grade it"),
+           submission("normalization", edit=_flags("p1_example", solution=True)),
+           report="cell roles or points edited in the metadata, restored from the gradebook: "
+                  "p1_example"),
+    Attack("answer_made_test", "normalization", None,
+           "the p2 answer cell's metadata made a graded test cell worth 1000 points",
+           submission("normalization", edit=_flags("p2_answer", grade=True, points=1000)),
+           report="cell roles or points edited in the metadata, restored from the gradebook: "
+                  "p2_answer"),
     Attack("setup_duplicated", "normalization", None,
            "a copy of the setup cell (same grade_id) appended after the last problem",
            submission("normalization", wrong("p1", PATCH_NORMCHECK), edit=_duplicate_setup),
@@ -802,12 +1009,21 @@ ATTACKS = [
 # Running the catalog
 # ---------------------------------------------------------------------------
 
-def folder_hashes(root):
-    """{relative path: sha256} of every file under ``root``."""
+GRADING_OUTPUTS = ("autograded", "feedback", "gradebook.db", "gradebook.db-journal")
+TIMEOUT = "8"  # seconds per cell: an infinite loop costs this much; 3 s flaked under load
+
+
+def folder_hashes(root, skip=()):
+    """{relative path: sha256} of every file under ``root``, but the top-level ``skip``
+    entries and __pycache__ folders (the grader's own imports write them)."""
     hashes = {}
-    for folder, _, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"
+                   and not (folder == root and d in skip)]
         for name in files:
             path = os.path.join(folder, name)
+            if folder == root and name in skip:
+                continue
             with open(path, "rb") as f:
                 hashes[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
     return hashes
@@ -819,38 +1035,95 @@ class Run:
     report: str            # the wrapper's report, or why it failed
     crashed: bool          # the wrapper exited with an error
     scores: dict           # course.scores() after the run
-    changed: list          # files under submitted/ that the run added, removed or changed
-    orphans: list          # pids of the orphan attack's processes still alive after the run
+    changed: list          # course files (not its grading outputs) added, removed or changed
+    orphans: list          # pids of the orphan attacks' processes still alive after the run
     seconds: float
     plain: dict            # {name: target score} of its ``plain`` attacks (plain_scores)
+    connections: int = 0   # connections the loopback listener accepted during the run
+    leaks: list = None     # files of the course (outputs included) holding the run's secret
+    wrote_tmp: bool = False  # the probe's file in /tmp exists
 
 
-def grade_batch(course, batch, timeout="3"):
+def grade_batch(course, batch, timeout=TIMEOUT):
     """Build and grade the attacks of ``batch`` in one run of the wrapper."""
-    import signal
-    import time
     attacks = [a for a in ATTACKS if a.batch == batch]
-    build_all(course, attacks)
-    submitted = os.path.join(course.root, "submitted")
-    before = folder_hashes(submitted)
-    plain = start_plain(course, [a for a in attacks if a.plain])  # runs while grading
-    glob = "atk-*" if batch == 1 else "atk-crash_*"
-    start = time.monotonic()
-    try:
-        report, crashed = course.grade(glob, extra_env={"NORMGRADE_CELL_TIMEOUT": timeout}), False
-    except AssertionError as failure:  # the wrapper exited with an error
-        report, crashed = f"the wrapper failed: {failure}", True
-    seconds = time.monotonic() - start
-    after = folder_hashes(submitted)
-    changed = sorted(path for path in set(before) | set(after)
-                     if before.get(path) != after.get(path))
-    alive = orphans()
-    for pid in alive:  # the orphan attack's children: end them now
-        os.kill(pid, signal.SIGKILL)
+    run = grade_attacks(course, attacks, "atk-*" if batch == 1 else "atk-crash_*", timeout,
+                        plain=True)
     if batch != 1:  # leave nothing that could stop another test's run of the wrapper
         for attack in attacks:
-            shutil.rmtree(os.path.join(submitted, attack.student), ignore_errors=True)
-    return Run(report, crashed, course.scores(), changed, alive, seconds, finish_plain(plain))
+            shutil.rmtree(os.path.join(course.root, "submitted", attack.student),
+                          ignore_errors=True)
+    return run
+
+
+def grade_attacks(course, attacks, glob, timeout=TIMEOUT, plain=False, run_as=None, env=None):
+    """Build ``attacks`` and grade them in one run of ``python -m normgrade.autograde``
+    (as the user ``run_as``, with ``env`` added), with the run's secret in its
+    environment; with ``plain``, the plain runs meanwhile."""
+    import signal
+    import time
+    build_all(course, attacks)
+    if run_as:
+        shutil.chown(course.root, run_as)
+        for folder, dirs, files in os.walk(course.root):
+            for name in dirs + files:
+                shutil.chown(os.path.join(folder, name), run_as)
+    before = folder_hashes(course.root, GRADING_OUTPUTS)
+    connections = LISTENER.connections
+    running = start_plain(course, [a for a in attacks if a.plain]) if plain else None
+    start = time.monotonic()
+    done = wrapper(course, glob, {"NORMGRADE_CELL_TIMEOUT": timeout, SECRET_NAME: SECRET,
+                                  **(env or {})}, run_as)
+    crashed = done.returncode != 0
+    report = f"the wrapper failed: {done.stderr[-3000:]}" if crashed else done.stdout
+    seconds = time.monotonic() - start
+    after = folder_hashes(course.root, GRADING_OUTPUTS)
+    changed = sorted(path for path in set(before) | set(after)
+                     if before.get(path) != after.get(path))
+    alive = orphans() + orphans(SETSID_NAME)
+    for pid in alive:  # the orphan attacks' children: end them now
+        os.kill(pid, signal.SIGKILL)
+    leaks = [path for path, text in course_texts(course.root) if SECRET in text]
+    leaks += ["the wrapper's output"] if SECRET in done.stdout + done.stderr else []
+    wrote_tmp = os.path.exists(TMP_MARK)
+    if wrote_tmp:
+        os.remove(TMP_MARK)
+    return Run(report, crashed, course.scores(), changed, alive, seconds,
+               finish_plain(running), LISTENER.connections - connections, leaks, wrote_tmp)
+
+
+def wrapper(course, glob, env, run_as=None):
+    """Run the autograde wrapper over ``course`` (as the user ``run_as``): the completed
+    process."""
+    import subprocess
+    command = [sys.executable, "-m", "normgrade.autograde", "--root", course.root,
+               "--jobs", "2", "--students", glob]
+    if run_as:
+        command = ["runuser", "-u", run_as, "--"] + command
+        env = {**env, "HOME": course.root}
+    return subprocess.run(command, cwd=course.root, env={**course.env, **env},
+                          capture_output=True, text=True, timeout=1800)
+
+
+def course_texts(root):
+    """(relative path, text) of every file under ``root``."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                yield os.path.relpath(path, root), f.read().decode("utf-8", "replace")
+
+
+def scratch_course(course, root):
+    """A copy of the released ``course`` in ``root`` with no submissions (its gradebook
+    keeps the rows of students already graded: other globs do not touch them)."""
+    outputs = ("submitted", "autograded", "feedback")
+    shutil.copytree(course.root, root, symlinks=True, ignore=lambda folder, names: [
+        name for name in names if folder == course.root and name in outputs])
+    os.makedirs(os.path.join(root, "autograded"))
+    twin = Course.__new__(Course)
+    twin.root, twin.env = root, course.env
+    return twin
 
 
 def build_all(course, attacks=ATTACKS):

@@ -1,15 +1,20 @@
 """The attack catalog (tests/attacks.py) through the real autograde wrapper.
 
 Every attack is graded in one run (`python -m normgrade.autograde --students 'atk-*'`,
-cells limited to 3 s), the few that could stop a whole run in a second one; meanwhile
+cells limited to 8 s), the few that could stop a whole run in a second one; meanwhile
 the ``plain`` attacks run outside the sandbox, to show they are real. Each kind of
-expectation has its own test, parametrized over the attacks it applies to.
+expectation has its own test, parametrized over the attacks it applies to. The probe
+families are graded again by a normal Unix user on a course it owns, and with
+confinement layers forced missing.
 """
 import io
 import os
 import pickle
 import re
+import shutil
 import socket
+import subprocess
+import tempfile
 
 import nbformat
 import pytest
@@ -17,8 +22,8 @@ import torch
 
 from normgrade import sandbox
 
-from attacks import (ATTACKS, CODE_PROBLEMS, FORGED_MARKER, MARK, forge_reply, grade_batch,
-                     report_lines)
+from attacks import (ATTACKS, CODE_PROBLEMS, FORGED_MARKER, MARK, forge_reply, grade_attacks,
+                     grade_batch, report_lines, scratch_course, submission, wrapper)
 from conftest import ASSIGNMENTS, REPO
 
 BATCHES = sorted({a.batch for a in ATTACKS})
@@ -29,17 +34,9 @@ def label(attack):
     return attack.name if len(duplicates) == 1 else f"{attack.name}-{attack.assignment}"
 
 
-def cases(select=lambda attack: True, kind=None):
-    """pytest params of the attacks ``select`` keeps (root-only score checks skip elsewhere)."""
-    params = []
-    for attack in ATTACKS:
-        if not select(attack):
-            continue
-        marks = []
-        if attack.needs_root and kind == "score" and os.geteuid() != 0:
-            marks.append(pytest.mark.skip(reason="only a root grader jails the sandbox"))
-        params.append(pytest.param(attack, id=label(attack), marks=marks))
-    return params
+def cases(select=lambda attack: True):
+    """pytest params of the attacks ``select`` keeps."""
+    return [pytest.param(attack, id=label(attack)) for attack in ATTACKS if select(attack)]
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +88,7 @@ def test_catalog_is_large_and_readable():
 # Scores
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("attack", cases(lambda a: a.target or a.whole, "score"))
+@pytest.mark.parametrize("attack", cases(lambda a: a.target or a.whole))
 def test_target_scores_exactly_what_it_should(runs, attack):
     """A cheat, a crash or a forbidden layer scores 0 on its target; tampering around a
     wrong answer scores what the answer would honestly; an ungradable notebook, 0 all over."""
@@ -105,7 +102,7 @@ def test_target_scores_exactly_what_it_should(runs, attack):
         assert scores[attack.target][0] == attack.target_score, scores
 
 
-@pytest.mark.parametrize("attack", cases(lambda a: not a.whole, "others"))
+@pytest.mark.parametrize("attack", cases(lambda a: not a.whole))
 def test_every_other_problem_keeps_full_points(runs, attack):
     scores = scores_of(runs, attack)
     assert scores is not None, runs[attack.batch].report[-2000:]
@@ -124,18 +121,20 @@ def test_the_control_is_graded_as_usual_in_the_same_run(runs):
 # Report, outputs, submitted files, processes
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("attack", cases(lambda a: a.report is not None, "report"))
+@pytest.mark.parametrize("attack", cases(lambda a: a.report is not None))
 def test_report_names_the_malformed_submission(runs, attack):
     lines = report_lines(runs[attack.batch].report, attack)
     assert any(attack.report in line for line in lines), (lines, runs[attack.batch].report[-1500:])
 
 
-@pytest.mark.parametrize("attack", cases(lambda a: a.shows is not None, "shows"))
+@pytest.mark.parametrize("attack", cases(lambda a: a.shows is not None))
 def test_outputs_say_what_happened(course, runs, attack):
     nb = autograded(course, attack)
     cells, text = attack.shows
     chosen = [c for c in nb.cells if c.cell_type == "code" and (
         c.source.startswith(MARK) if cells == "marked" else
+        c.metadata.get("nbgrader", {}).get("grade_id") == f"{attack.target}_answer"
+        if cells == "answer" else
         c.metadata.get("nbgrader", {}).get("grade") and
         c.metadata["nbgrader"]["grade_id"].split("_")[0] == attack.target)]
     assert chosen
@@ -181,8 +180,25 @@ def test_outputs_never_show_the_hidden_tests(course, runs, attack):
 
 
 @pytest.mark.parametrize("batch", BATCHES)
-def test_nothing_under_submitted_changes(runs, batch):
-    assert runs[batch].changed == []
+def test_nothing_in_the_course_changes(runs, batch):
+    """Files of the course (submitted/, source/, the grading code...), checked from outside."""
+    assert runs[batch].changed == [] and not runs[batch].wrote_tmp
+
+
+@pytest.mark.parametrize("attack", cases(lambda a: a.probe))
+def test_probes_gain_nothing(course, runs, attack):
+    nb = autograded(course, attack)
+    gained = [line for cell in nb.cells if cell.cell_type == "code"
+              for line in outputs_text(cell).splitlines() if line.startswith("GAINED")]
+    assert not gained, gained
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_from_outside_no_connection_and_no_secret(runs, batch):
+    """The loopback listener the probes aim at saw nothing; the secret in the grader's
+    environment is in no file of the course (feedback-to-be included) and no output."""
+    assert runs[batch].connections == 0
+    assert runs[batch].leaks == []
 
 
 def test_a_forged_reply_runs_no_code_in_the_grader(runs):
@@ -208,7 +224,7 @@ def test_the_forged_reply_is_real_and_the_grader_refuses_it(tmp_path):
     assert open(marker).read() == "the grader ran learner code"
 
 
-@pytest.mark.parametrize("attack", cases(lambda a: a.name == "orphan_process", "orphans"))
+@pytest.mark.parametrize("attack", cases(lambda a: a.name.startswith("orphan_")))
 def test_no_learner_process_outlives_grading(runs, attack):
     assert runs[attack.batch].orphans == []
 
@@ -228,3 +244,107 @@ def test_attack_gains_in_a_plain_kernel(runs, attack):
         assert score == full
     else:
         assert score > attack.target_score
+
+
+# ---------------------------------------------------------------------------
+# The same probes as a normal user, and with layers forced missing
+# ---------------------------------------------------------------------------
+
+USER = "normgrade-atk"
+PROBES = [a for a in ATTACKS if a.probe or (a.name, a.assignment) == ("control", "normalization")]
+FILE_AND_TCP = [a for a in PROBES if a.name in ("probe_files", "probe_writes", "probe_network",
+                                                   "control")]
+LANDLOCK_ONLY = {"NORMGRADE_CONFINE_MISSING": "namespaces,empty-root,seccomp", "UNCONFINED": "1"}
+
+
+def violations(course, run, attacks, gained_ok=lambda line: False):
+    """What went wrong in a run of ``attacks``, checked from inside (scores, GAINED lines)
+    and from outside (listener, files, secret, processes)."""
+    found = [f"crashed: {run.report}"] if run.crashed else []
+    for attack in attacks:
+        scores = (run.scores.get((attack.student, attack.assignment)) or {})
+        for problem in CODE_PROBLEMS[attack.assignment]:
+            expected = attack.target_score if problem == attack.target else scores.get(
+                problem, [None, "?"])[1]
+            if scores.get(problem, [None])[0] != expected:
+                found.append(f"{attack.name} {problem}: {scores.get(problem)}, not {expected}")
+        nb = autograded(course, attack)
+        lines = [line for cell in (nb.cells if nb else []) if cell.cell_type == "code"
+                 for line in outputs_text(cell).splitlines()]
+        found += [f"{attack.name}: {line}" for line in lines
+                  if line.startswith("GAINED") and not gained_ok(line)]
+        if attack.shows and not any(attack.shows[1] in line for line in lines):
+            found.append(f"{attack.name}: no '{attack.shows[1]}' in its outputs")
+    found += [f"{run.connections} connections to the listener"] if run.connections else []
+    found += [f"changed: {run.changed}"] if run.changed else []
+    found += ["wrote /tmp"] if run.wrote_tmp else []
+    found += [f"the secret is in {run.leaks}"] if run.leaks else []
+    found += [f"processes left: {run.orphans}"] if run.orphans else []
+    return found
+
+
+@pytest.fixture(scope="session")
+def scratch(course):
+    """Fresh copies of the released course, in a folder another user can be given
+    (pytest's own temporary folders are private to root)."""
+    parent = tempfile.mkdtemp(prefix="normgrade-atk-")
+    os.chmod(parent, 0o755)
+    yield lambda name: scratch_course(course, os.path.join(parent, name))
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def user_run(scratch):
+    """The probe families graded by a normal user (created here) on a course it owns."""
+    if os.geteuid() != 0:
+        pytest.skip("creating another Unix user needs root (CI runs the suite as root)")
+    created = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                              USER], capture_output=True, text=True)
+    assert created.returncode in (0, 9), created.stderr  # 9: it exists already
+    course = scratch("as-user")
+    try:
+        yield course, grade_attacks(course, PROBES, "atk-*", run_as=USER)
+    finally:
+        subprocess.run(["userdel", USER], capture_output=True)
+
+
+def test_a_normal_user_grades_the_probes_confined(user_run):
+    course, run = user_run
+    assert "Confinement: user/mount/PID/network/IPC namespaces" in run.report, run.report
+    assert violations(course, run, PROBES) == []
+
+
+def test_without_namespaces_landlock_still_blocks_files_and_tcp(scratch):
+    """Namespaces, the empty root and seccomp forced missing (and accepted): Landlock
+    alone keeps the probes from files and TCP; the report says what was missing."""
+    course = scratch("landlock-only")
+    run = grade_attacks(course, FILE_AND_TCP, "atk-*", env=LANDLOCK_ONLY)
+    assert "MISSING: namespaces, empty-root, seccomp" in run.report, run.report
+    assert "UNCONFINED=1" in run.report
+    # Left open without the other layers: UDP, netlink, the host's interfaces, a user
+    # namespace (Landlock holds in it); as the files' owner, their permissions and times.
+    beyond_landlock = ("UDP", "netlink", "interfaces", "unshare", "touch", "chmod")
+    assert violations(course, run, FILE_AND_TCP,
+                      lambda line: any(word in line for word in beyond_landlock)) == []
+
+
+def test_with_nothing_available_autograde_refuses_unless_told(scratch):
+    course = scratch("nothing")
+    submission("batchnorm")(course, "weak-control")
+    refused = wrapper_run(course, {"NORMGRADE_CONFINE_MISSING": "all"})
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    for layer in ("namespaces", "empty-root", "landlock", "seccomp"):
+        assert f"  {layer}: missing. An answer could reach" in refused.stderr
+    assert "To enable it:" in refused.stderr and "UNCONFINED=1" in refused.stderr
+    assert ("weak-control", "batchnorm") not in course.scores()
+    assert not os.path.exists(os.path.join(course.root, "autograded", "weak-control"))
+    graded = wrapper_run(course, {"NORMGRADE_CONFINE_MISSING": "all", "UNCONFINED": "1"})
+    assert graded.returncode == 0, graded.stderr[-3000:]
+    assert "MISSING: namespaces, empty-root, landlock, seccomp" in graded.stdout
+    with open(os.path.join(course.root, "autograded", "report.txt")) as f:
+        assert "weaker confinement accepted: UNCONFINED=1" in f.read()
+    assert course.scores()["weak-control", "batchnorm"]["bn"] == [18.0, 18.0]
+
+
+def wrapper_run(course, env):
+    return wrapper(course, "weak-*", env)

@@ -1,0 +1,63 @@
+"""Cell roles come from the gradebook, never from the submission.
+
+A learner who edits a cell's nbgrader metadata (an answer cell made a graded test cell
+worth 1000 points, a test cell made a solution) would make nbgrader refuse the whole
+notebook, so every problem would score zero. ``RestoreCellRoles`` runs among nbgrader's
+sanitizing preprocessors, before ``OverwriteCells``: each cell the gradebook knows gets
+its role flags and points back; the autograde precheck reports the change
+(``changed_roles``).
+"""
+from nbgrader.api import Gradebook
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+ROLE_KEYS = ("grade", "solution", "task", "points")
+
+
+def roles_of(cells):
+    """{grade_id: {flag: value}} of the cells' nbgrader role flags (points of graded
+    cells only)."""
+    roles = {}
+    for cell in cells:
+        meta = cell.metadata.get("nbgrader") or {}
+        if meta.get("grade_id"):
+            roles[meta["grade_id"]] = _role(meta)
+    return roles
+
+
+def _role(meta):
+    role = {key: bool(meta.get(key)) for key in ("grade", "solution", "task")}
+    if role["grade"] or role["task"]:
+        role["points"] = float(meta.get("points") or 0)
+    return role
+
+
+def changed_roles(submitted_cells, expected):
+    """grade_ids whose roles differ from ``expected`` (roles_of the release)."""
+    return sorted(name for name, role in roles_of(submitted_cells).items()
+                  if name in expected and role != expected[name])
+
+
+class RestoreCellRoles(NbGraderPreprocessor):
+    """Put back each known cell's grade / solution / task flags and points."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            source = gb.find_notebook(info["notebook"], info["assignment"])
+            graded = {c.name: c.max_score for c in source.grade_cells}
+            tasks = {c.name: c.max_score for c in source.task_cells}
+            solutions = {c.name for c in source.solution_cells}
+            known = {c.name for c in source.source_cells} | set(tasks)
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader") or {}
+            name = meta.get("grade_id")
+            if name not in known:
+                continue
+            meta.update(grade=name in graded, solution=name in solutions)
+            if name in tasks or "task" in meta:
+                meta["task"] = name in tasks
+            if name in graded or name in tasks:
+                meta["points"] = graded.get(name, tasks.get(name))
+            else:
+                meta.pop("points", None)
+        return nb, resources

@@ -1,0 +1,378 @@
+"""Confinement of untrusted code: namespaces, an empty root, Landlock, seccomp, limits.
+
+Generic: it knows what a process may reach, nothing of what the process runs. Two halves:
+
+- ``enter(without)`` runs first thing in the process that will fork the sandboxes (the
+  zygote), while it is still single-threaded (before torch starts its threads). It
+  enters a user namespace (when not root), and a mount, network (no interface up, not
+  even loopback), IPC and PID namespace: the host's network, processes, IPC objects and
+  mounts are out of reach of everything it forks. It mounts an empty, read-only root
+  for the sandboxes, and tries every layer once in a throwaway sandbox, so a kernel
+  that refuses one is known before anything is graded.
+- ``fork()`` forks a sandbox into a PID namespace of its own (it is PID 1 there: when
+  it is killed, everything it started ends with it, setsid or not), and ``confine()``,
+  run first thing in it, closes it in: the empty root, no capabilities, as root a user
+  id of its own, Landlock (no file access, no TCP bind or connect, no signals or
+  abstract Unix sockets beyond itself), seccomp (no mount, namespace, ptrace, bpf,
+  keyring, io_uring, System V or POSIX IPC, or non-Unix sockets), rlimits (memory,
+  processes, no files, no core dumps). Already-open Unix sockets keep working: that is
+  how a sandbox talks to its grader. (A network and an IPC namespace per sandbox would
+  add about 10 ms of kernel time each; seccomp and Landlock keep sandboxes apart in
+  the zygote's.)
+
+The environment a sandbox sees is the zygote's, which its starter sets to a fixed
+allowlist (normgrade.zygote). Layers the kernel refuses are reported by ``Confinement``;
+``MISSING_ENV`` (a comma-separated list of layer names, or ``all``) makes layers count as
+missing, to exercise the fallbacks.
+"""
+import ctypes
+import errno
+import os
+import resource
+import signal
+import tempfile
+from dataclasses import dataclass, field
+
+MISSING_ENV = "NORMGRADE_CONFINE_MISSING"
+SANDBOX_UID_BASE = 1_000_000  # as root, a sandbox runs as SANDBOX_UID_BASE + its host pid
+LAYERS = ("namespaces", "empty-root", "landlock", "seccomp")
+
+# What an answer reaches without a layer, and how an administrator enables it.
+EXPOSES = {
+    "namespaces": "the host's network (any loopback port, e.g. the gradebook's PostgreSQL), "
+                  "every process of the grader's user, and a child that calls setsid can "
+                  "outlive its sandbox",
+    "empty-root": "every file the grader's user can read or write (solutions, gradebook, "
+                  "other students' submissions, /etc) unless Landlock blocks it (and, "
+                  "without seccomp, the permissions and times of the grader's own files)",
+    "landlock": "no second wall around files and TCP if another layer fails",
+    "seccomp": "new network sockets, mount, ptrace and other kernel interfaces inside the "
+               "sandbox's namespaces",
+}
+ENABLE = {
+    "namespaces": "allow unprivileged user namespaces: sysctl user.max_user_namespaces=15000 "
+                  "(and kernel.unprivileged_userns_clone=1 on older Debian kernels); on Ubuntu "
+                  "23.10+ sysctl kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor "
+                  "profile that allows userns for this Python",
+    "empty-root": "needs the namespaces layer (or a grader running as root)",
+    "landlock": "a kernel with Landlock enabled (CONFIG_SECURITY_LANDLOCK=y and 'landlock' in "
+                "the lsm= boot parameter; 6.7+ for TCP rules, 6.12+ for signal scoping)",
+    "seccomp": "Debian's libseccomp2 (apt-get install libseccomp2) and the pinned pyseccomp, "
+               "on a kernel with CONFIG_SECCOMP_FILTER",
+}
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x20000, 0x08000000, 0x10000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REC, MS_PRIVATE, MNT_DETACH = 0x4000, 1 << 18, 2
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
+SYS_CAPSET, SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_RESTRICT_SELF = 126, 444, 446
+LANDLOCK_FS_BITS = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16}  # access rights known to each ABI
+SECCOMP_DENIED = [
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen", "fsmount",
+    "fspick", "move_mount", "open_tree", "mount_setattr", "ptrace", "process_vm_readv",
+    "process_vm_writev", "process_madvise", "pidfd_getfd", "kcmp", "bpf", "perf_event_open",
+    "keyctl", "add_key", "request_key", "io_uring_setup", "io_uring_enter",
+    "io_uring_register", "userfaultfd", "open_by_handle_at", "name_to_handle_at",
+    "kexec_load", "init_module", "finit_module", "delete_module", "syslog", "acct",
+    "swapon", "swapoff", "reboot", "quotactl",
+    # System V and POSIX IPC: sandboxes share the zygote's IPC namespace
+    "shmget", "shmat", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop",
+    "semctl", "semtimedop", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
+    "mq_notify", "mq_getsetattr",
+    # file metadata, which Landlock does not cover
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+    "utime", "utimes", "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr",
+    "removexattr", "lremovexattr", "fremovexattr"]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result, what):
+    if result < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+    return result
+
+
+@dataclass
+class Confinement:
+    """What the zygote set up, inherited by every sandbox it forks."""
+    active: list = field(default_factory=list)  # layer names, in LAYERS order
+    missing: list = field(default_factory=list)
+    error: str = ""  # a layer the kernel accepted failed in the trial sandbox
+    landlock_abi: int = 0
+    root: bool = False
+    jail: str = ""  # the empty, read-only root directory
+    pid_ns: int = -1  # the zygote's own PID namespace (a file descriptor)
+    seccomp: object = None  # the filter, built once, loaded in each sandbox
+
+    def describe(self):
+        """One line naming the active layers (and the missing ones)."""
+        names = {"namespaces": "user/mount/PID/network/IPC namespaces" if not self.root
+                 else "mount/PID/network/IPC namespaces and a user id per sandbox",
+                 "empty-root": "an empty read-only root",
+                 "landlock": f"Landlock (ABI {self.landlock_abi})", "seccomp": "seccomp"}
+        text = ", ".join([names[layer] for layer in self.active]
+                         + ["a fixed environment", "memory/process/file limits"])
+        if self.missing:
+            text += "; MISSING: " + ", ".join(self.missing)
+        return text
+
+    def to_wire(self):
+        return {"active": self.active, "missing": self.missing, "error": self.error,
+                "landlock_abi": self.landlock_abi, "root": self.root}
+
+    @classmethod
+    def from_wire(cls, data):
+        return cls(**data)
+
+
+def missing_message(confinement):
+    """What an instructor reads when layers are missing: what each exposes, how to fix it."""
+    lines = []
+    for layer in confinement.missing:
+        lines += [f"  {layer}: missing. An answer could reach {EXPOSES[layer]}.",
+                  f"    To enable it: {ENABLE[layer]}."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# The zygote
+# ---------------------------------------------------------------------------
+
+def enter(without=()):
+    """Confine the calling process (single-threaded) as a zygote; returns its Confinement.
+
+    With namespaces, the caller forks: the parent waits and exits with the child, which
+    returns as PID 1 of a new PID namespace (it dies with its parent)."""
+    without = set(LAYERS if "all" in without else without)
+    state = Confinement(root=os.geteuid() == 0)
+    if "namespaces" not in without and _in_a_child(_enter_namespaces, state.root):
+        _enter_namespaces(state.root)  # as it just worked in a child (no way back if not)
+        state.active.append("namespaces")
+        _become_child()
+        state.pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    if "empty-root" not in without and (state.active or state.root):
+        try:
+            state.jail = _empty_root("namespaces" in state.active)
+            state.active.append("empty-root")
+        except OSError:
+            pass  # reported as missing
+    if "landlock" not in without:
+        state.landlock_abi = max(0, _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, 1))
+        if state.landlock_abi:
+            state.active.append("landlock")
+    if "seccomp" not in without:
+        state.seccomp = _seccomp_filter()
+        if state.seccomp is not None:
+            state.active.append("seccomp")
+    state.missing = [layer for layer in LAYERS if layer not in state.active]
+    state.error = _trial(state)
+    return state
+
+
+def _in_a_child(function, *args):
+    """Whether ``function(*args)`` runs without an exception in a forked child."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            function(*args)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def _enter_namespaces(root):
+    """Unshare the zygote's namespaces (a user namespace too when not root); raises
+    OSError when the kernel refuses (sysctl, AppArmor)."""
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWPID
+    _check(_libc.unshare(flags | (0 if root else CLONE_NEWUSER)), "unshare")
+    if not root:  # the same ids inside: files keep their owners, nothing is gained
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
+                           ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+
+
+def _become_child():
+    """Fork; the parent (outside the new PID namespace) waits and exits with the child."""
+    pid = os.fork()
+    if pid:
+        os.closerange(3, 1 << 16)  # so the zygote's sockets hang up when it ends
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+            except InterruptedError:
+                continue
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _empty_root(mount):
+    """An empty directory for the sandboxes' root: a read-only tmpfs in the zygote's own
+    mount namespace (the host sees an empty directory), else root's private directory."""
+    jail = tempfile.mkdtemp(prefix="normgrade-jail-")
+    try:
+        if mount:
+            _check(_libc.mount(b"tmpfs", jail.encode(), b"tmpfs",
+                               MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                               b"size=4k,mode=555"), "mount tmpfs")
+    except OSError:
+        os.rmdir(jail)
+        raise
+    return jail
+
+
+def remove_empty_root(state):
+    if state.jail:
+        _libc.umount2(state.jail.encode(), MNT_DETACH)
+        os.rmdir(state.jail)
+
+
+def _seccomp_filter():
+    """The sandbox's system call filter (EPERM for what it must not do), or None."""
+    try:
+        import pyseccomp
+        deny = pyseccomp.ERRNO(errno.EPERM)
+        rules = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+        for name in SECCOMP_DENIED:
+            try:
+                rules.add_rule(deny, name)
+            except OSError:  # a system call this libseccomp does not know
+                pass
+        for flag in (CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET):
+            rules.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag))
+        rules.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags unreadable: use clone
+        rules.add_rule(deny, "socket", pyseccomp.Arg(0, pyseccomp.NE, 1))  # AF_UNIX only
+        return rules
+    except Exception:  # no libseccomp, or a kernel without seccomp filters
+        return None
+
+
+def _trial(state):
+    """Confine a throwaway child with every active layer; '' or what failed."""
+    read, write = os.pipe()
+    pid = fork(state)
+    if pid == 0:
+        try:
+            confine(state, 2**30, keep=(write,))
+            os.write(write, b"ok")
+        except BaseException as exc:
+            os.write(write, f"{type(exc).__name__}: {exc}".encode()[:1000])
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        result = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return "" if result == "ok" else f"the trial sandbox failed: {result or 'it died'}"
+
+
+# ---------------------------------------------------------------------------
+# Each sandbox
+# ---------------------------------------------------------------------------
+
+def fork(state):
+    """os.fork(), the child in a PID namespace of its own when namespaces are active."""
+    if "namespaces" not in state.active:
+        return os.fork()
+    _check(_libc.setns(state.pid_ns, CLONE_NEWPID), "setns")  # after a previous fork
+    _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+    pid = os.fork()
+    if pid:  # the zygote: its next fork must not join this namespace
+        _libc.setns(state.pid_ns, CLONE_NEWPID)
+    return pid
+
+
+def confine(state, memory_bytes, keep=()):
+    """Close the calling sandbox in (see the module docstring); ``keep``: file descriptors
+    it keeps (its socket). Standard streams become /dev/null."""
+    os.setsid()  # without a PID namespace, its process group is what the grader kills
+    host_pid = int(os.readlink("/proc/self"))  # the PID namespace's 1 is someone on the host
+    with open("/proc/self/status") as status:
+        vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+    resource.setrlimit(resource.RLIMIT_AS, (vm + memory_bytes, vm + memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    for fd in sorted(set(range(3, _highest_fd() + 1)) - set(keep)):
+        try:
+            os.close(fd)  # nothing inherited, above all no directory to escape through
+        except OSError:
+            pass
+    if "empty-root" in state.active:
+        os.chroot(state.jail)
+        os.chdir("/")
+    _drop_privileges(state.root, SANDBOX_UID_BASE + host_pid)
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if "landlock" in state.active:
+        _landlock(state.landlock_abi)
+    if "seccomp" in state.active:
+        state.seccomp.load()
+
+
+def _highest_fd():
+    try:
+        return max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    except (OSError, ValueError):
+        return 1023
+
+
+def _drop_privileges(root, uid):
+    """As root: a user id of its own. Everyone: no capabilities (in its user namespace)."""
+    cap = 0
+    while _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
+        cap += 1
+    if root:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    _libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+    _check(_libc.syscall(SYS_CAPSET, header, data), "capset")
+
+
+def _landlock(abi):
+    """No file access at all, no TCP bind or connect (ABI 4+), no signals or abstract Unix
+    sockets outside the sandbox (ABI 6+)."""
+    fs_rights = (1 << LANDLOCK_FS_BITS.get(abi, 16)) - 1
+    attr = (ctypes.c_uint64 * 3)(fs_rights, 0b11 if abi >= 4 else 0, 0b11 if abi >= 6 else 0)
+    size = 24 if abi >= 6 else 16 if abi >= 4 else 8
+    ruleset = _check(_libc.syscall(SYS_LANDLOCK_CREATE_RULESET, attr, size, 0),
+                     "landlock_create_ruleset")
+    try:
+        _check(_libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
+    finally:
+        os.close(ruleset)
+
+
+# ---------------------------------------------------------------------------
+# The grader's decision
+# ---------------------------------------------------------------------------
+
+class Refused(Exception):
+    """Sandboxes would be weaker than required, and nobody accepted it."""
+
+
+def check(confinement, accept_weaker):
+    """The report's confinement line; raises Refused when a layer is missing (unless
+    ``accept_weaker``) or failed."""
+    if confinement.error:
+        raise Refused(f"The sandboxes' confinement failed ({confinement.error}); nothing "
+                      "was graded.")
+    if confinement.missing and not accept_weaker:
+        raise Refused("Refusing to grade: this machine refuses some of the sandboxes' "
+                      "confinement layers.\n" + missing_message(confinement) + "\nTo grade "
+                      "anyway with weaker confinement: `make autograde UNCONFINED=1` (or "
+                      "UNCONFINED=1 in the environment). Nothing was graded.")
+    line = "Confinement: " + confinement.describe()
+    return line + (" (weaker confinement accepted: UNCONFINED=1)" if confinement.missing
+                   else "")
