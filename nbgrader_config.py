@@ -37,13 +37,14 @@ c.ClearSolutionsWithStubs.code_stub = {"python": "pass  # YOUR CODE HERE"}
 c.ClearSolutionsWithStubs.text_stub = "YOUR ANSWER HERE"
 
 # Cell roles and points come from the gradebook (normgrade/cellroles.py), before
-# nbgrader's own checks: one tampered cell must not fail the whole notebook.
+# nbgrader's own checks: one tampered cell must not fail the whole notebook. OverwriteCells
+# is quiet about untouched hidden-test cells (normgrade/regrade.py).
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "normgrade.cellroles.RestoreCellRoles",
-    "nbgrader.preprocessors.OverwriteCells",
+    "normgrade.regrade.QuietOverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
@@ -62,14 +63,6 @@ c.SandboxExecute.timeout = int(os.environ.get("NORMGRADE_CELL_TIMEOUT", "10"))
 if sys.argv[1:2] == ["autograde"]:  # the zygote imports torch while nbgrader loads
     from normgrade import zygote
     zygote.shared()
-# OverwriteCells, quiet about untouched hidden-test cells (normgrade/regrade.py).
-c.Autograde.sanitize_preprocessors = [
-    "nbgrader.preprocessors.ClearOutput",
-    "nbgrader.preprocessors.DeduplicateIds",
-    "nbgrader.preprocessors.OverwriteKernelspec",
-    "normgrade.regrade.QuietOverwriteCells",
-    "nbgrader.preprocessors.CheckCellMetadata",
-]
 c.OverwriteCells.add_missing_cells = True
 
 # Feedback a student can read (normgrade/feedback.py); the Formgrader's MathJax is served
