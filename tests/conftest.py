@@ -74,16 +74,21 @@ def grade_run(course, jobs, students="par-*"):
 
 
 @pytest.fixture(scope="session")
-def parallel_runs(course, tmp_path_factory):
+def parallel_courses(course, tmp_path_factory):
+    """Two fresh copies of the course holding the par- students: (one job, two jobs)."""
+    submit_parallel_students(course)
+    scratch = tmp_path_factory.mktemp("parallel")
+    return course.clone(str(scratch / "one-job")), course.clone(str(scratch / "two-jobs"))
+
+
+@pytest.fixture(scope="session")
+def parallel_runs(course, parallel_courses):
     """The par- students graded in two fresh copies of the course, one with 1 job and
     one with 2; then par-reference and par-blank regraded there with 2 jobs, after an
     instructor graded q1 by hand and with their autograded scores in the gradebook made
     stale (the regrade must rewrite each one). runs: {1: ..., 2: ..., "regrade": ...},
     each (report, scores, outputs)."""
-    submit_parallel_students(course)
-    scratch = tmp_path_factory.mktemp("parallel")
-    sequential = course.clone(str(scratch / "one-job"))
-    parallel = course.clone(str(scratch / "two-jobs"))
+    sequential, parallel = parallel_courses
     submitted = os.path.join(course.root, "submitted")
     students = {s: sorted(os.listdir(os.path.join(submitted, s)))
                 for s in os.listdir(submitted) if s.startswith("par-")}

@@ -1,4 +1,5 @@
 """Reference answers and the untouched release through real `nbgrader autograde`."""
+import copy
 import csv
 import html.parser
 import os
@@ -151,7 +152,7 @@ UNGRADABLE = {  # student: the report line saying why its normalization scores z
     "edge-missing": "normalization.ipynb is missing; it scores zero",
     "edge-timestamp": "nbgrader could not grade it",
     "edge-file": "not a folder; it scores zero",
-    "edge-solution-flag": "nbgrader could not grade it",
+    "edge-setup-twice": "nbgrader could not grade it",
     "edge-link": "symbolic links are not accepted (normalization.ipynb); not graded, "
                  "it scores zero",
 }
@@ -216,8 +217,11 @@ def submit_edge_students(course):
     os.makedirs(os.path.join(submitted, "edge-file"))
     shutil.copy(os.path.join(course.root, "release", "normalization", "normalization.ipynb"),
                 os.path.join(submitted, "edge-file", "normalization"))
-    edit_cells(course.submit("edge-solution-flag", "normalization", reference),
-               metadata={"p1_example": {"solution": True}})
+    path = course.submit("edge-setup-twice", "normalization", reference)
+    nb = nbformat.read(path, as_version=4)  # two cells with grade_id setup: nbgrader refuses
+    nb.cells.append(copy.deepcopy(next(c for c in nb.cells
+                                       if c.metadata.get("nbgrader", {}).get("grade_id") == "setup")))
+    nbformat.write(nb, path)
     path = course.submit("edge-link", "normalization", reference)
     os.remove(path)
     os.symlink("../../../source/normalization/normalization.ipynb", path)

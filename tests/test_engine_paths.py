@@ -79,7 +79,8 @@ def test_a_zygote_that_dies_while_forking_says_so():
     dying = threading.Thread(target=die_on_first_request)
     dying.start()
     reached = zygote.Zygote.__new__(zygote.Zygote)
-    reached.control, reached.process, reached.pid = ours, None, -1
+    reached.control, reached.process = ours, None
+    reached._hello = (-1, types.SimpleNamespace(active=()))  # as if it had said hello
     with pytest.raises(RuntimeError, match="the sandbox zygote died; see the autograde log"):
         reached.fork(2**20)
     dying.join(10)
@@ -97,7 +98,8 @@ def test_a_reply_over_max_reply_is_a_crash_not_read():
 
     replying = threading.Thread(target=oversized_reply)
     replying.start()
-    fake = types.SimpleNamespace(pid=-1, fork=lambda memory: (ours, 2**22 + 7))
+    fake = types.SimpleNamespace(pid=-1, fork=lambda memory: (ours, 2**22 + 7),
+                                 confinement=types.SimpleNamespace(active=()))
     box = sandbox.Sandbox(fake, 2**20)
     box.deadline = time.monotonic() + 5
     with pytest.raises(sandbox.AnswerFault, match="died"):

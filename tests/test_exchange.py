@@ -63,9 +63,10 @@ def test_exchange_root_defaults(monkeypatch, tmp_path):
     assert default_root("/any/course") == (SERVER_ROOT if server else "/any/nbgrader-exchange")
 
 
-def test_hand_grade_survives_regrading_unflagged(course, parallel_runs):
+def test_hand_grade_survives_regrading_unflagged(parallel_courses, parallel_runs):
     """conftest grades q1 by hand between two autograde runs of the same submissions."""
-    with Gradebook(course.db_url) as gb:
+    _, regraded = parallel_courses
+    with Gradebook(regraded.db_url) as gb:
         q1 = gb.find_grade("q1_answer", "batchnorm", "batchnorm", "par-reference")
         q2 = gb.find_grade("q2_answer", "batchnorm", "batchnorm", "par-reference")
         assert (q1.manual_score, q1.needs_manual_grade) == (MANUAL_SCORE, False)
