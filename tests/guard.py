@@ -36,6 +36,7 @@ class Breakage:
 
 AUTOGRADE, EXECUTE, SANDBOX = "normgrade/autograde.py", "normgrade/execute.py", \
     "normgrade/sandbox.py"
+CONFINE = "normgrade/confine.py"
 NORMCHECK, FEEDBACK, CONFIG = "normgrade/normcheck.py", "normgrade/feedback.py", \
     "nbgrader_config.py"
 EDGE = "tests/test_autograde.py"  # its `edge` run grades many unusual submissions
@@ -79,7 +80,7 @@ BREAKAGES = [
                "if False else CellKinds.from_notebook(nb))")],
              [EDGE, "-k", "instructor_cells_come_from_the_gradebook"]),
     Breakage("memory_limit_off", "a sandbox may use any amount of memory",
-             [(SANDBOX, "resource.setrlimit(resource.RLIMIT_AS,", "(resource.RLIMIT_AS,")],
+             [(CONFINE, "resource.setrlimit(resource.RLIMIT_AS,", "(resource.RLIMIT_AS,")],
              [EDGE, "-k", "memory_limit"]),
     Breakage("timeout_off", "a cell may run forever",
              [(EXECUTE, "self.sandbox.deadline = time.monotonic() + self.timeout",
@@ -96,15 +97,17 @@ BREAKAGES = [
              [(NORMCHECK, "return sorted(op for op in ops if FORBIDDEN_OP.search(op))",
                "return []")],
              [EDGE, "-k", "computed_name"]),
-    Breakage("sandbox_kill_weakened", "only the sandbox process is killed, not its process "
-             "group nor its user's processes",
-             [(SANDBOX, "_kill(-self.pid)", "_kill(self.pid)"),
-              (SANDBOX, "for pid in _pids_of(sandbox_uid(self.pid)):", "for pid in []:")],
-             ["tests/test_attacks.py", "-k", "orphan"]),
-    Breakage("sandbox_user_kill_off", "a child that calls os.setsid() outlives its sandbox "
-             "(as root); issue 9's setsid test",
-             [(SANDBOX, "for pid in _pids_of(sandbox_uid(self.pid)):", "for pid in []:")],
-             ["tests/test_attacks.py", "-k", "setsid"]),
+    Breakage("sandbox_kill_weakened", "no PID namespace per sandbox, and only the sandbox "
+             "process is killed, not its process group nor its user's processes",
+             [(CONFINE, '_check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")', "pass"),
+              (SANDBOX, "            _kill(-self.pid)", "            pass"),
+              (SANDBOX, "if os.geteuid() == 0 and not self.own_pid_namespace:", "if False:")],
+             ["tests/test_engine_paths.py", "tests/test_attacks.py", "-k",
+              "setsid or orphan"]),
+    Breakage("sandbox_pid_namespace_off", "sandboxes share the zygote's PID namespace: a "
+             "child that calls os.setsid() escapes its sandbox's kill",
+             [(CONFINE, '_check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")', "pass")],
+             ["tests/test_engine_paths.py", "-k", "setsid"]),
 ]
 
 

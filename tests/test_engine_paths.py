@@ -1,10 +1,11 @@
 """The grading engine's rarer paths, each called directly (fast): no submissions, a folder
 that vanishes before it is checked, the progress bar, a worker's unexpected exception, the
-zygote dying, a reply over MAX_REPLY; and the figures, redrawn byte for byte."""
+zygote dying, a reply over MAX_REPLY, a sandbox's setsid child; and the figures, redrawn byte for byte."""
 import filecmp
 import io
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import types
 
 import pytest
 
+import attacks
 from coursedir import REPO
 from normgrade import autograde, sandbox, zygote
 
@@ -120,3 +122,46 @@ def test_the_figures_are_redrawn_byte_for_byte(tmp_path):
         folder = os.path.join(REPO, committed, "normalization", "figures")
         match, mismatch, errors = filecmp.cmpfiles(tmp_path, folder, names, shallow=False)
         assert match == names, (committed, mismatch, errors)
+
+
+SETSID_CHILD = '''\
+import ctypes
+import os
+import time
+
+if os.fork() == 0:  # leaves the sandbox's process group, renamed so the test finds it
+    os.setsid()
+    ctypes.CDLL(None).prctl(15, @NAME@, 0, 0, 0)  # PR_SET_NAME
+    time.sleep(60)
+    os._exit(0)
+'''
+
+
+def test_closing_a_sandbox_ends_what_it_started_setsid_or_not():
+    """An answer forks a child that calls os.setsid(); when its problem is over (the
+    sandbox is closed) the child ends too, while the zygote, and so the run, goes on."""
+    name = "ngsetsid" + secrets.token_hex(3)
+    forks = zygote.Zygote()
+    try:
+        if "namespaces" not in forks.confinement.active:
+            pytest.skip("no PID namespaces here: autograde refuses such sandboxes")
+        box = sandbox.Sandbox(forks, 2**30)
+        box.deadline = time.monotonic() + 60
+        reply = box.request("exec", "answer", SETSID_CHILD.replace("@NAME@", repr(name.encode())))
+        assert reply["error"] is None, reply["error"]
+        assert wait_for(lambda: attacks.orphans(name)), "the child never ran"
+        box.close()
+        assert wait_for(lambda: not attacks.orphans(name)), "the child outlived its sandbox"
+        assert forks.process.poll() is None  # the zygote was not what ended it
+    finally:
+        forks.close()
+
+
+def wait_for(condition, seconds=10):
+    """Whether ``condition()`` became true within ``seconds`` (polled)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
