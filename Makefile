@@ -4,13 +4,20 @@ VENV ?= .venv
 JOBS ?= $(shell nproc)
 ROSTER ?= roster.csv
 N ?= 80
+# A Dask cluster (normgrade/cluster.py): `make scheduler`, then `make worker` on each machine.
+HOST ?= 127.0.0.1
+PORT ?= 8786
+SCHEDULER ?=
+NWORKERS ?= $(shell nproc)
+ALLOWED_FAILURES ?= 2
 ASSIGNMENTS := normalization batchnorm
 PY := $(VENV)/bin/python
 NBGRADER := $(VENV)/bin/nbgrader
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench
+.PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench \
+	scheduler worker
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -41,8 +48,18 @@ roster: $(STAMP)  ## import students from ROSTER=path.csv (id,first_name,last_na
 	$(NBGRADER) db student import "$(ROSTER)" --log-level=WARN
 	@$(NBGRADER) db student list
 
-autograde: $(STAMP)  ## autograde every submission in submitted/
-	$(PY) -m normgrade.autograde --jobs $(JOBS)
+autograde: $(STAMP)  ## autograde every submission in submitted/ (on a Dask cluster: SCHEDULER=tcp://HOST:PORT)
+	$(PY) -m normgrade.autograde --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+# A task whose worker died is retried on another; ALLOWED_FAILURES deaths later it scores zero.
+scheduler: $(STAMP)  ## start a Dask scheduler on HOST:PORT (default 127.0.0.1:8786)
+	DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=$(ALLOWED_FAILURES) \
+	  $(VENV)/bin/dask scheduler --host $(HOST) --port $(PORT) --no-dashboard
+
+worker: $(STAMP)  ## start NWORKERS grading processes for SCHEDULER=tcp://HOST:PORT
+	@test -n "$(SCHEDULER)" || { echo "make worker: name the scheduler: make worker SCHEDULER=tcp://HOST:PORT" >&2; exit 1; }
+	cd $(or $(TMPDIR),/tmp) && PYTHONPATH=$(CURDIR) $(abspath $(VENV))/bin/dask worker $(SCHEDULER) \
+	  --nworkers $(NWORKERS) --nthreads 1 --preload normgrade.cluster --no-dashboard
 
 feedback: $(STAMP)  ## write feedback/ for every autograded submission
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_feedback $(a) --force --log-level=ERROR &&) true

@@ -1,0 +1,116 @@
+"""A real Dask cluster on loopback and a scratch PostgreSQL database, for the cluster test
+and the bench: `dask scheduler` and `dask worker` processes from this environment, each
+in its own working directory, stopped by their ids."""
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from coursedir import REPO
+
+DASK = os.path.join(os.path.dirname(sys.executable), "dask")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Cluster:
+    """A scheduler on 127.0.0.1 and the workers added to it; ``stop()`` ends them all."""
+
+    def __init__(self, workdir, allowed_failures=1):
+        self.workdir = workdir
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.workers = []  # Popen of each `dask worker`
+        self.scheduler = self._start(
+            "scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+                          "--no-dashboard"],
+            DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=str(allowed_failures))
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                break
+            assert self.scheduler.poll() is None and time.monotonic() < deadline, self.log("scheduler")
+            time.sleep(0.1)
+
+    def _start(self, name, command, **env):
+        folder = os.path.join(self.workdir, name)
+        os.makedirs(folder)
+        with open(os.path.join(folder, "log"), "w") as log:
+            return subprocess.Popen(command, cwd=folder, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=dict(os.environ, PYTHONPATH=REPO, **env))
+
+    def log(self, name):
+        with open(os.path.join(self.workdir, name, "log")) as f:
+            return f.read()[-5000:]
+
+    def add_workers(self, count, timeout=180):
+        """``count`` more single-threaded grading workers (each a nanny and its worker
+        process, prepared by ``--preload normgrade.cluster``); waits until they are up."""
+        for _ in range(count):
+            self.workers.append(self._start(
+                f"worker-{len(self.workers)}",
+                [DASK, "worker", self.address, "--nworkers", "1", "--nthreads", "1",
+                 "--preload", "normgrade.cluster", "--no-dashboard", "--local-directory", "."]))
+        with self.client() as client:
+            client.wait_for_workers(len(self.workers), timeout=timeout)
+
+    def client(self):
+        from distributed import Client
+        return Client(self.address, timeout=30, set_as_default=False)
+
+    def stop_workers(self):
+        for process in self.workers:
+            stop(process)
+        self.workers = []
+
+    def stop(self):
+        self.stop_workers()
+        stop(self.scheduler)
+
+
+def stop(process):
+    """SIGTERM to the process's own session (a nanny and its worker), SIGKILL if slow."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def scratch_database(base_url, prefix="test_cluster"):
+    """A new, empty database owned by ``base_url``'s user, dropped at the end; yields its
+    URL. Created by that user if it may, else (as root) by the postgres superuser."""
+    url = make_url(base_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin(url, f'CREATE DATABASE "{name}" OWNER "{url.username}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def admin(url, statement):
+    if os.geteuid() == 0:
+        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-p",
+                        str(url.port or 5432), "-v", "ON_ERROR_STOP=1", "-c", statement],
+                       cwd="/", check=True, capture_output=True)
+    else:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(statement))
+        engine.dispose()
