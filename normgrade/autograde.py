@@ -20,7 +20,8 @@
    The report is also written to ``autograded/report.txt``.
 
 Grades are the same for any number of jobs: every problem is graded in its own
-sandbox, whatever else runs.
+sandbox, whatever else runs. With ``--scheduler tcp://HOST:PORT`` (``make autograde
+SCHEDULER=...``) step 2 runs on a Dask cluster instead: see normgrade/cluster.py.
 """
 import argparse
 import contextlib
@@ -346,9 +347,13 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     if not found:
         return "No submissions in submitted/: nothing to grade."
     client = cluster.connect(scheduler, report.db_url(root)) if scheduler else None
-    # The zygote imports torch while the submissions are checked and copied.
-    with (contextlib.nullcontext({}) if client else zygote.serve()) as zygote_env, \
+    with contextlib.ExitStack() as stack, \
             tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
+        # The zygote imports torch while the submissions are checked and copied; on a
+        # cluster the workers have theirs. Leaving closes the client: its tasks are dropped.
+        if client:
+            stack.enter_context(client)
+        zygote_env = {} if client else stack.enter_context(zygote.serve())
         expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
         graded, rejected = [], []
         for student, assignment in found:
@@ -365,7 +370,6 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
             failures, retried, where = cluster.grade_on_cluster(
                 client, scheduler, root, staging, graded, report.db_url(root), progress)
             notes += retried
-            client.close()
         else:
             failures = (run_workers(root, staging, graded, jobs, zygote_env, progress)
                         if graded else {})

@@ -29,7 +29,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 import uuid
 import warnings
 
@@ -187,12 +186,19 @@ def connect(address, db_url, wait_workers=WAIT_WORKERS_SECONDS):
             "start one with `make scheduler`, or check SCHEDULER. Nothing was graded.") from None
     try:
         client.wait_for_workers(1, timeout=wait_workers)
-        client.register_plugin(GraderPlugin())
     except TimeoutError:
         client.close()
         raise ClusterUnavailable(
             f"the Dask scheduler at {address} has no workers (waited {wait_workers} s): "
             f"start some with `make worker SCHEDULER={address}`. Nothing was graded.") from None
+    try:
+        client.register_plugin(GraderPlugin())
+    except Exception as exc:  # e.g. a worker without this repository on its path
+        client.close()
+        raise ClusterUnavailable(
+            f"the workers of {address} could not be prepared ({type(exc).__name__}: {exc}): "
+            "each needs this repository and its requirements (`make install`), as "
+            "`make worker` runs it. Nothing was graded.") from None
     return client
 
 
