@@ -10,6 +10,7 @@ PORT ?= 8786
 SCHEDULER ?=
 NWORKERS ?= $(shell nproc)
 ALLOWED_FAILURES ?= 2
+CLUSTER ?=
 ASSIGNMENTS := normalization batchnorm
 PY := $(VENV)/bin/python
 NBGRADER := $(VENV)/bin/nbgrader
@@ -81,5 +82,5 @@ clean:  ## remove generated grading state (gradebook, autograded/, feedback/, de
 mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
 	$(PY) tests/mutation.py
 
-bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor
-	$(PY) tests/bench.py $(N)
+bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor (CLUSTER=1: Dask workers)
+	$(PY) tests/bench.py $(N) $(if $(CLUSTER),--cluster)

@@ -31,7 +31,8 @@ class Cluster:
         self.workdir = workdir
         self.port = free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
-        self.workers = []  # Popen of each `dask worker`
+        self.workers = []  # Popen of each running `dask worker`
+        self.started = 0  # workers started so far: worker-<k> names their folders
         self.scheduler = self._start(
             "scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
                           "--no-dashboard"],
@@ -59,8 +60,9 @@ class Cluster:
         """``count`` more single-threaded grading workers (each a nanny and its worker
         process, prepared by ``--preload normgrade.cluster``); waits until they are up."""
         for _ in range(count):
+            self.started += 1
             self.workers.append(self._start(
-                f"worker-{len(self.workers)}",
+                f"worker-{self.started - 1}",
                 [DASK, "worker", self.address, "--nworkers", "1", "--nthreads", "1",
                  "--preload", "normgrade.cluster", "--no-dashboard", "--local-directory", "."]))
         with self.client() as client:
@@ -89,6 +91,13 @@ def stop(process):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def autograde(course, *args):
+    """`python -m normgrade.autograde` over the course, started: the Popen (text pipes)."""
+    return subprocess.Popen([sys.executable, "-m", "normgrade.autograde", "--root", course.root,
+                             *args], cwd=course.root, env=course.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from attacks import ATTACKS
 from catalog import MUTANTS
 from coursedir import ASSIGNMENTS, NBGRADER_ENV, REPO, Course
-from daskcluster import Cluster, free_port, scratch_database
+from daskcluster import Cluster, autograde, free_port, scratch_database
 
 PG_URL = os.environ.get("NORMGRADE_TEST_PG_URL")
 
@@ -52,12 +52,6 @@ def submit_batch(course):
     for name in ATTACK_NAMES:
         attacks[name].build(course, f"clu-{name}")
     course.submit("clu-worker-killer", "normalization", reference)
-
-
-def autograde(course, *args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "normgrade.autograde", "--root", course.root,
-                             *args], cwd=course.root, env=course.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
 
 
 def finished(process, timeout=120):
