@@ -135,9 +135,11 @@ def grader():
 def grade_submission(student, assignment, files, instructor_files, db_url, topic):
     """The task: grade one submission on this worker (every try is logged to ``topic``)."""
     from distributed import get_worker
+    address = get_worker().address
     get_worker().log_event(topic, {"student": student, "assignment": assignment,
-                                   "worker": get_worker().address})
-    return grader().grade(student, assignment, files, instructor_files, db_url)
+                                   "worker": address})
+    return dict(grader().grade(student, assignment, files, instructor_files, db_url),
+                worker=address)
 
 
 try:
@@ -259,7 +261,7 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
                 failures[student, assignment] = (f"not graded on the cluster "
                                                  f"({type(exc).__name__}: {exc})")
             else:
-                log.write(f"==> {where}\n{result['log']}\n")
+                log.write(f"==> {where}, on {result['worker']}\n{result['log']}\n")
                 if result["graded"]:
                     folder = os.path.join(root, "autograded", student, assignment)
                     shutil.rmtree(folder, ignore_errors=True)
