@@ -220,7 +220,8 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
     Returns ({(student, assignment): why it was not graded}, report lines about retries,
     a description of the cluster). Tasks are submitted as workers free up (as many in
     flight as the cluster has threads), so the scheduler holds few submissions at once
-    and a worker that dies holds only the one it was grading.
+    and each worker one: Dask counts a try against every task a dying worker held (a
+    task re-queued behind another after a death can be counted for it).
     """
     from distributed import KilledWorker, as_completed
     workers = len(client.nthreads())
@@ -254,8 +255,9 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
                 result = future.result()
             except KilledWorker as exc:
                 failures[student, assignment] = (
-                    f"every worker that graded it died ({exc.allowed_failures + 1} tries; "
-                    "the scheduler's allowed-failures): not graded, it scores zero")
+                    f"the workers grading it died {exc.allowed_failures + 1} times (the "
+                    "scheduler's allowed-failures; see the workers' logs): not graded, it "
+                    "scores zero")
                 score_zero(db_url, student, assignment)
             except Exception as exc:  # the scheduler's or Dask's reason, said as it is
                 failures[student, assignment] = (f"not graded on the cluster "
@@ -267,7 +269,8 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
                     shutil.rmtree(folder, ignore_errors=True)
                     write_tree(folder, result["files"])
                 else:
-                    failures[student, assignment] = f"nbgrader could not grade it (see {CLUSTER_LOG})"
+                    failures[student, assignment] = \
+                        f"nbgrader could not grade it (see {CLUSTER_LOG})"
             future.release()
             done += 1
             progress(done, len(graded))

@@ -41,7 +41,8 @@ class Cluster:
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
                 break
-            assert self.scheduler.poll() is None and time.monotonic() < deadline, self.log("scheduler")
+            assert self.scheduler.poll() is None and time.monotonic() < deadline, \
+                self.log("scheduler")
             time.sleep(0.1)
 
     def _start(self, name, command, **env):
