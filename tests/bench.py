@@ -15,7 +15,9 @@ and 2 workers and by a local 1-job run on the same gradebook, in the order
 CLUSTER_TRIALS (the first one, which creates the gradebook rows, is a cluster one):
 the 2-worker speedup, and each mode's seconds per submission, whole commands timed.
 """
+import collections
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -102,7 +104,7 @@ def main(count):
 def cluster_main(count):
     """Cluster trials (mode, workers or jobs) in CLUSTER_TRIALS order; prints the figures."""
     from daskcluster import Cluster, autograde, scratch_database
-    trials = []  # (mode, n, seconds)
+    trials, split = [], []  # (mode, n, seconds); submissions per worker of each cluster trial
     with tempfile.TemporaryDirectory() as scratch, \
             scratch_database(os.environ.get("NORMGRADE_TEST_PG_URL", DEFAULT_PG_URL),
                              prefix="bench_cluster") as url:
@@ -120,6 +122,10 @@ def cluster_main(count):
                     report, errors = autograde(course, "--students", "bench-*", "--scheduler",
                                                cluster.address).communicate()
                     assert f"Graded {count} submissions" in report, errors[-3000:]
+                    with open(os.path.join(course.root, "autograded", "logs",
+                                           "cluster.log")) as log:
+                        split.append(sorted(collections.Counter(
+                            re.findall(r"^==> .*, on (\S+)$", log.read(), re.M)).values()))
                 else:
                     course.grade("bench-*", jobs=n)
                 trials.append((mode, n, time.monotonic() - start))
@@ -137,6 +143,7 @@ def cluster_main(count):
           f"{one / local:.2f}x the local run's  (target <= 1.2)")
     print(f"cluster, 2 workers:               {two:.1f} s, speedup {one / two:.2f}x over 1 "
           "worker  (target >= 1.7)")
+    print(f"submissions per worker:           {split}")
 
 
 if __name__ == "__main__":
