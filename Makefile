@@ -7,6 +7,13 @@ N ?= 80
 # nbgrader's exchange root; empty: NBGRADER_EXCHANGE, else normgrade/exchange.py's default
 EXCHANGE ?=
 UNCONFINED ?=
+# A Dask cluster (normgrade/cluster.py): `make scheduler`, then `make worker` on each machine.
+HOST ?= 127.0.0.1
+PORT ?= 8786
+SCHEDULER ?=
+NWORKERS ?= $(shell nproc)
+ALLOWED_FAILURES ?= 2
+CLUSTER ?=
 ASSIGNMENTS := normalization batchnorm
 PY := $(VENV)/bin/python
 NBGRADER := $(VENV)/bin/nbgrader
@@ -21,7 +28,7 @@ export NBGRADER_EXCHANGE := $(abspath $(EXCHANGE))
 endif
 
 .PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench \
-	guard exchange publish collect return
+	guard exchange publish collect return scheduler worker
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -65,8 +72,18 @@ collect: $(STAMP)  ## collect the latest submissions from the exchange into subm
 return: $(STAMP)  ## release feedback/ to the students through the exchange
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) release_feedback $(a) --log-level=WARN &&) true
 
-autograde: $(STAMP)  ## autograde every submission in submitted/ (UNCONFINED=1: accept weaker sandboxes)
-	UNCONFINED=$(UNCONFINED) $(PY) -m normgrade.autograde --jobs $(JOBS)
+autograde: $(STAMP)  ## autograde every submission in submitted/ (a Dask cluster: SCHEDULER=tcp://HOST:PORT; UNCONFINED=1: accept weaker sandboxes)
+	UNCONFINED=$(UNCONFINED) $(PY) -m normgrade.autograde --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+# A task whose worker died is retried on another; ALLOWED_FAILURES deaths later it scores zero.
+scheduler: $(STAMP)  ## start a Dask scheduler on HOST:PORT (default 127.0.0.1:8786)
+	DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=$(ALLOWED_FAILURES) \
+	  $(VENV)/bin/dask scheduler --host $(HOST) --port $(PORT) --no-dashboard
+
+worker: $(STAMP)  ## start NWORKERS grading processes for SCHEDULER=tcp://HOST:PORT
+	@test -n "$(SCHEDULER)" || { echo "make worker: name the scheduler: make worker SCHEDULER=tcp://HOST:PORT" >&2; exit 1; }
+	cd $(or $(TMPDIR),/tmp) && PYTHONPATH=$(CURDIR) $(abspath $(VENV))/bin/dask worker $(SCHEDULER) \
+	  --nworkers $(NWORKERS) --nthreads 1 --preload normgrade.cluster --no-dashboard
 
 feedback: $(STAMP)  ## write feedback/ for every autograded submission
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_feedback $(a) --force --log-level=ERROR &&) true
@@ -91,5 +108,5 @@ mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
 guard: $(STAMP)  ## break the grader on purpose (tests/guard.py): every breakage must be caught
 	$(PY) tests/guard.py
 
-bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor
-	$(PY) tests/bench.py $(N)
+bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor (CLUSTER=1: Dask workers)
+	$(PY) tests/bench.py $(N) $(if $(CLUSTER),--cluster)

@@ -20,9 +20,11 @@
    The report is also written to ``autograded/report.txt``.
 
 Grades are the same for any number of jobs: every problem is graded in its own
-sandbox, whatever else runs.
+sandbox, whatever else runs. With ``--scheduler tcp://HOST:PORT`` (``make autograde
+SCHEDULER=...``) step 2 runs on a Dask cluster instead: see normgrade/cluster.py.
 """
 import argparse
+import contextlib
 import fnmatch
 import multiprocessing.connection
 import os
@@ -37,7 +39,7 @@ import traceback
 import nbformat
 from nbgrader.api import Gradebook
 
-from normgrade import confine, regrade, report, zygote
+from normgrade import cluster, confine, regrade, report, zygote
 from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
 
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
@@ -359,16 +361,26 @@ def progress_bar(done, total, stream=sys.stderr):
         stream.flush()
 
 
-def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=progress_bar):
-    """Grade every submission; returns the report text."""
+def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=progress_bar,
+              scheduler=None):
+    """Grade every submission (on the Dask cluster at ``scheduler``, if given); returns
+    the report text. Raises cluster.ClusterUnavailable before writing anything."""
     start = time.monotonic()
     found, notes, unusable = submissions(root, students)
     if not found and not unusable:
         return "No submissions in submitted/: nothing to grade."
-    # The zygote imports torch while the submissions are checked and copied.
-    with zygote.serve() as shared, \
+    accept_weaker = os.environ.get("UNCONFINED") == "1"
+    client = cluster.connect(scheduler, report.db_url(root)) if scheduler else None
+    with contextlib.ExitStack() as stack, \
             tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
-        confinement = confine.check(shared.confinement, os.environ.get("UNCONFINED") == "1")
+        # The zygote imports torch while the submissions are checked and copied; on a
+        # cluster the workers have theirs. Leaving closes the client: its tasks are dropped.
+        if client:
+            stack.enter_context(client)
+            confinement = cluster.confinement_line(client, accept_weaker)
+        else:
+            shared = stack.enter_context(zygote.serve())
+            confinement = confine.check(shared.confinement, accept_weaker)
         notes += regrade.prepare_gradebook(root, report.db_url(root), {a for _, a in found})
         expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
         roles = {a: release_roles(root, a) for a in ASSIGNMENTS}
@@ -383,14 +395,20 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
         for student, assignment in graded:
             shutil.copytree(os.path.join(root, "submitted", student, assignment),
                             os.path.join(staging, student, assignment))
-        failures = (run_workers(root, staging, graded, jobs, shared.env, progress)
-                    if graded else {})
+        where = f"{jobs} jobs"
+        if client:
+            failures, retried, where = cluster.grade_on_cluster(
+                client, scheduler, root, staging, graded, report.db_url(root), progress)
+            notes += retried
+        else:
+            failures = (run_workers(root, staging, graded, jobs, shared.env, progress)
+                        if graded else {})
     noted = {line.split(":")[0] for line in notes}
     notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(failures.items())
               if f"{s}/{a}" not in noted]
     table = report.format_table(report.problem_scores(report.db_url(root)))
     text_report = "\n".join(
-        [table, "", f"Graded {len(graded)} submissions with {jobs} jobs in "
+        [table, "", f"Graded {len(graded)} submissions with {where} in "
                     f"{time.monotonic() - start:.1f} s.", confinement,
          f"Problems found: {len(notes)}"]
         + [f"  {line}" for line in notes])
@@ -404,12 +422,18 @@ def main():
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     parser.add_argument("--students", default="*", help="glob of student ids to grade")
     parser.add_argument("--root", default=COURSE_ROOT)
+    parser.add_argument("--scheduler", help="grade on the Dask cluster of this scheduler "
+                        "(tcp://HOST:PORT; see normgrade/cluster.py)")
     args = parser.parse_args()
     try:
-        print(autograde(args.root, args.jobs, args.students), flush=True)
+        print(autograde(args.root, args.jobs, args.students, scheduler=args.scheduler),
+              flush=True)
         code = 0
     except confine.Refused as refusal:
         print(refusal, file=sys.stderr)
+        code = 2
+    except cluster.ClusterUnavailable as exc:
+        print(f"autograde: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("\nInterrupted. Grading again is safe: run the same command.", file=sys.stderr)

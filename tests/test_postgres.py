@@ -9,39 +9,22 @@ NORMGRADE_TEST_PG_REQUIRED=1: there the test cannot be skipped. Elsewhere, witho
 it is skipped.
 """
 import os
-import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from coursedir import NBGRADER_ENV, Course
 from conftest import submit_parallel_students
+from pgserver import require_server, scratch_database
 
-PG_URL = os.environ.get("NORMGRADE_TEST_PG_URL")
-
-if not PG_URL:
-    if os.environ.get("NORMGRADE_TEST_PG_REQUIRED") == "1":
-        raise RuntimeError("NORMGRADE_TEST_PG_REQUIRED=1 but NORMGRADE_TEST_PG_URL is not set "
-                           "(.ci/run sets both, from .ci/postgres)")
-    pytest.skip("no PostgreSQL: set NORMGRADE_TEST_PG_URL (see .ci/postgres)",
-                allow_module_level=True)
+require_server()
 
 
 @pytest.fixture(scope="module")
 def scratch_db_url():
     """The URL of a new, empty database on the server; dropped afterwards."""
-    server = make_url(PG_URL)
-    name = f"normgrade_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:  # FORCE: the gradebooks' pools may linger
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,221 @@
+"""Autograde on a real Dask cluster on loopback, against a scratch PostgreSQL gradebook.
+
+A `dask scheduler` and two `dask worker` processes of this environment, each in its own
+working directory; the grades and autograded notebooks equal a local 2-job run's, also
+when a worker is killed mid-task; a submission that keeps killing workers scores zero;
+refusals come within seconds and write nothing. Skipped without PostgreSQL
+(tests/pgserver.py), except where .ci/run requires it.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from attacks import ATTACKS
+from catalog import MUTANTS
+from coursedir import ASSIGNMENTS, NBGRADER_ENV, REPO, Course
+from daskcluster import Cluster, autograde, free_port
+from pgserver import require_server, scratch_database
+
+require_server()
+
+MUTANT_NAMES = ("p1_unbiased_var", "p3_flipped_momentum")
+ATTACK_NAMES = ("tamper_torch_allclose", "exit_in_function")
+KILLED_ONCE = "clu-reference/normalization"  # its worker is killed once: graded on retry
+# Every worker grading it is killed: it scores zero. Graded last (student ids sort), once
+# KILLED_ONCE is done: a worker dying with KILLED_ONCE waiting behind would count a try.
+POISON = "clu-worker-killer/normalization"
+
+
+def submit_batch(course):
+    """Reference, blank, two mutants, two attacks, and a copy of the reference that the
+    test treats as a submission killing its workers (all of one assignment: the lean
+    part of the suite)."""
+    mutants = {m.name: m for m in MUTANTS}
+    attacks = {a.name: a for a in ATTACKS}
+    reference = course.reference("normalization")
+    course.submit("clu-reference", "normalization", reference)
+    course.submit("clu-blank", "normalization", {})
+    for name in MUTANT_NAMES:
+        course.submit(f"clu-{name}", "normalization",
+                      {**reference, f"{mutants[name].problem}_answer": mutants[name].code})
+    for name in ATTACK_NAMES:
+        attacks[name].build(course, f"clu-{name}")
+    course.submit("clu-worker-killer", "normalization", reference)
+
+
+def finished(process, timeout=120):
+    """(seconds since started, exit code, stdout, stderr)."""
+    out, err = process.communicate(timeout=timeout)
+    return time.monotonic() - process.started, process.returncode, out, err
+
+
+def started(process):
+    process.started = time.monotonic()
+    return process
+
+
+def kill_while_grading(cluster, process):
+    """Until ``process`` ends: SIGKILL the worker grading KILLED_ONCE (once) and every
+    worker grading POISON, half a second into the task. A worker is killed only while it
+    holds nothing else: Dask counts a try against every task a dying worker held.
+    Returns the kills made."""
+    kills, seen = [], {}  # seen: (pid, key) -> when first seen running alone
+    with cluster.client() as client:
+        while process.poll() is None:
+            # Run in each worker (a lambda: sent by value): its pid, the tasks it holds.
+            held = client.run(lambda dask_worker: (os.getpid(), [
+                (str(ts.key), ts.state) for ts in dask_worker.state.tasks.values()
+                if ts.state in ("executing", "ready", "constrained", "waiting")]),
+                on_error="ignore")
+            for pid, tasks in held.values():
+                if len(tasks) != 1 or tasks[0][1] != "executing":
+                    continue
+                key = tasks[0][0]
+                target = next((t for t in (KILLED_ONCE, POISON) if f" {t} " in key), None)
+                if target is None or (target == KILLED_ONCE and target in kills):
+                    continue
+                if time.monotonic() - seen.setdefault((pid, key), time.monotonic()) > 0.5:
+                    os.kill(pid, signal.SIGKILL)
+                    kills.append(target)
+            time.sleep(0.05)
+    return kills
+
+
+def notebooks(course, students):
+    """{(student, assignment): autograded notebook} of the students' graded submissions."""
+    return {(student, assignment): course.autograded(student, assignment)
+            for student in students for assignment in ASSIGNMENTS
+            if os.path.isdir(os.path.join(course.root, "autograded", student, assignment))}
+
+
+def grade_rows(url):
+    """{(student, assignment): (number of grade rows, of grade cells, of submissions)}."""
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT sa.student_id, a.name, count(g.id), "
+            "  (SELECT count(*) FROM grade_cells gc JOIN base_cell bc ON gc.id = bc.id "
+            "   JOIN notebook n ON bc.notebook_id = n.id WHERE n.assignment_id = a.id), "
+            "  count(DISTINCT sa.id) "
+            "FROM submitted_assignment sa JOIN assignment a ON sa.assignment_id = a.id "
+            "JOIN submitted_notebook sn ON sn.assignment_id = sa.id "
+            "JOIN grade g ON g.notebook_id = sn.id GROUP BY sa.student_id, a.name, a.id"))
+        found = {(s, a): (n, cells, subs) for s, a, n, cells, subs in rows}
+    engine.dispose()
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster_runs(course, tmp_path_factory):
+    """Everything the tests look at, from one scheduler (allowed-failures 1: two tries)."""
+    work = tmp_path_factory.mktemp("cluster")
+    submit_batch(course)  # the session's SQLite course: the local run
+    with scratch_database(prefix="test_cluster") as url:
+        pg_course = Course(str(work / "pgcourse"), env=dict(NBGRADER_ENV, NBGRADER_DB_URL=url))
+        done = pg_course.nbgrader("generate_assignment", "normalization", "--force")
+        assert done.returncode == 0, done.stderr[-3000:]
+        shutil.copytree(os.path.join(course.root, "release", "batchnorm"),  # prechecks read it
+                        os.path.join(pg_course.root, "release", "batchnorm"))
+        submit_batch(pg_course)
+        sqlite_course = Course(str(work / "sqlitecourse"))
+        os.makedirs(os.path.join(sqlite_course.root, "submitted", "clu-x", "normalization"))
+        cluster = Cluster(str(work / "dask"), allowed_failures=1)
+        try:
+            # Refusals (waiting, idle) while the local 2-job run uses the cores.
+            refusals = {
+                "no workers": started(autograde(pg_course, "--scheduler", cluster.address)),
+                "down": started(autograde(pg_course, "--scheduler",
+                                          f"tcp://127.0.0.1:{free_port()}")),
+                "sqlite": started(autograde(sqlite_course, "--scheduler", cluster.address)),
+            }
+            local_report = course.grade("clu-*", jobs=2)
+            refused = {name: finished(p) for name, p in refusals.items()}
+            refused["written"] = (sorted(os.listdir(pg_course.root)), pg_course.scores(),
+                                  sorted(os.listdir(sqlite_course.root)))
+            cluster.add_workers(2)
+            for name in ("Makefile", "requirements.txt"):
+                shutil.copy2(os.path.join(REPO, name), pg_course.root)
+            make = started(subprocess.Popen(
+                ["make", "--no-print-directory", "autograde", f"SCHEDULER={cluster.address}",
+                 f"VENV={sys.prefix}"], cwd=pg_course.root, env=pg_course.env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            kills = kill_while_grading(cluster, make)
+            made = finished(make)
+        finally:
+            cluster.stop()
+        students = {s for s in os.listdir(os.path.join(course.root, "submitted"))
+                    if s.startswith("clu-")}
+        yield {
+            "local": ({k: v for k, v in course.scores().items() if k[0] in students},
+                      notebooks(course, students), local_report),
+            "cluster": (pg_course.scores(), notebooks(pg_course, students), made),
+            "rows": grade_rows(url), "kills": kills, "refused": refused,
+            "workers log": cluster.log("worker-0") + cluster.log("worker-1"),
+        }
+
+
+def test_cluster_grades_and_notebooks_equal_a_local_two_job_run(cluster_runs):
+    """Through `make autograde SCHEDULER=...`, a killed worker's submission included."""
+    local_scores, local_nbs, local_report = cluster_runs["local"]
+    scores, nbs, (_, code, report, errors) = cluster_runs["cluster"]
+    assert code == 0, errors[-3000:]
+    assert "Graded 7 submissions with 2 Dask workers at tcp://127.0.0.1:" in report, report
+    assert "Problems found: 0" in local_report, local_report
+    poison = tuple(POISON.split("/"))
+    assert set(scores) == set(local_scores)
+    assert {k: v for k, v in scores.items() if k != poison} == \
+        {k: v for k, v in local_scores.items() if k != poison}
+    assert set(nbs) == set(local_nbs) - {poison}
+    for submission, nb in nbs.items():
+        assert nb == local_nbs[submission], submission
+    assert scores["clu-reference", "normalization"]["p1"] == [5.0, 5.0]
+    assert scores["clu-p3_flipped_momentum", "normalization"]["p3"][0] < 5
+    assert scores["clu-tamper_torch_allclose", "normalization"]["p1"][0] == 0
+
+
+def test_a_killed_worker_s_submission_is_graded_again_elsewhere(cluster_runs):
+    """SIGKILL of the worker grading it: Dask retries it, the report says so."""
+    _, _, (_, _, report, _) = cluster_runs["cluster"]
+    assert KILLED_ONCE in cluster_runs["kills"], cluster_runs["workers log"]
+    assert f"{KILLED_ONCE}: a worker died while grading it (tcp://127.0.0.1:" in report, report
+    assert "graded again on tcp://127.0.0.1:" in report
+
+
+def test_a_submission_that_keeps_killing_workers_scores_zero(cluster_runs):
+    scores, nbs, (_, _, report, _) = cluster_runs["cluster"]
+    assert cluster_runs["kills"].count(POISON) == 2, (report, cluster_runs["kills"])  # 2 tries
+    assert f"{POISON}: the workers grading it died 2 times" in report, report
+    assert "it scores zero" in report
+    assert all(score == 0 for score, _ in scores[tuple(POISON.split("/"))].values())
+    assert tuple(POISON.split("/")) not in nbs
+
+
+def test_every_submission_has_exactly_one_set_of_grade_rows(cluster_runs):
+    scores, _, _ = cluster_runs["cluster"]
+    rows = cluster_runs["rows"]
+    assert set(rows) == set(scores)
+    for submission, (grades, cells, submitted) in rows.items():
+        assert (grades, submitted) == (cells, 1), submission
+
+
+def test_refusals_come_within_seconds_and_write_nothing(cluster_runs):
+    refused = cluster_runs["refused"]
+    seconds, code, out, err = refused["no workers"]
+    assert code == 2 and seconds < 30, (out, err)
+    assert "has no workers (waited 10 s)" in err and "make worker SCHEDULER=" in err
+    seconds, code, out, err = refused["down"]
+    assert code == 2 and seconds < 30, (out, err)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in err
+    assert "make scheduler" in err and "Traceback" not in err
+    seconds, code, out, err = refused["sqlite"]
+    assert code == 2 and seconds < 30, (out, err)
+    assert "PostgreSQL" in err and ".ci/postgres" in err and "SQLite" in err
+    pg_files, pg_scores, sqlite_files = refused["written"]
+    assert "autograded" not in pg_files and pg_scores == {}
+    assert "autograded" not in sqlite_files and "gradebook.db" not in sqlite_files
