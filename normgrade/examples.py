@@ -39,13 +39,19 @@ def build_submission(assignment, answers, student_dir, course_root=COURSE_ROOT):
     release = os.path.join(course_root, "release", assignment)
     shutil.copytree(release, student_dir, dirs_exist_ok=True)
     path = os.path.join(student_dir, ASSIGNMENTS[assignment])
+    fill_in(path, answers)
+    return path
+
+
+def fill_in(path, answers):
+    """Replace the sources of the named cells of the notebook at ``path``, as a student
+    typing their answers would. answers: grade_id -> cell source."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if grade_id in answers:
             cell.source = answers[grade_id]
     nbformat.write(nb, path)
-    return path
 
 
 def catalog_answers(names):

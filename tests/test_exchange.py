@@ -19,16 +19,12 @@ from normgrade.exchange import COURSE_ID, SERVER_ROOT, default_root
 
 VENV = os.path.dirname(os.path.dirname(sys.executable))
 MISTAKE = "bn_biased_moving_var"  # tests/catalog.py: loses the moving-variance points
-# A student fills in the fetched notebook: grade_id -> source, from a JSON file.
-FILL_IN = """
-import json, sys, nbformat
-path, answers = sys.argv[1], json.load(open(sys.argv[2]))
-nb = nbformat.read(path, as_version=4)
-for cell in nb.cells:
-    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-    if grade_id in answers:
-        cell.source = answers[grade_id]
-nbformat.write(nb, path)
+# A student fills in the fetched notebook (answers: grade_id -> source, a JSON file).
+FILL_IN = f"""
+import json, sys
+sys.path.insert(0, {REPO!r})
+from normgrade.examples import fill_in
+fill_in(sys.argv[1], json.load(open(sys.argv[2])))
 """
 # Run as the student: the paths of argv[1] (a JSON list) they could write to.
 WRITABLE = """
