@@ -80,9 +80,9 @@ scheduler: $(STAMP)  ## start a Dask scheduler on HOST:PORT (default 127.0.0.1:8
 	DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=$(ALLOWED_FAILURES) \
 	  $(VENV)/bin/dask scheduler --host $(HOST) --port $(PORT) --no-dashboard
 
-worker: $(STAMP)  ## start NWORKERS grading processes for SCHEDULER=tcp://HOST:PORT
+worker: $(STAMP)  ## start NWORKERS grading processes for SCHEDULER=tcp://HOST:PORT (UNCONFINED=1: their sandboxes may be weaker)
 	@test -n "$(SCHEDULER)" || { echo "make worker: name the scheduler: make worker SCHEDULER=tcp://HOST:PORT" >&2; exit 1; }
-	cd $(or $(TMPDIR),/tmp) && PYTHONPATH=$(CURDIR) $(abspath $(VENV))/bin/dask worker $(SCHEDULER) \
+	cd $(or $(TMPDIR),/tmp) && UNCONFINED=$(UNCONFINED) PYTHONPATH=$(CURDIR) $(abspath $(VENV))/bin/dask worker $(SCHEDULER) \
 	  --nworkers $(NWORKERS) --nthreads 1 --preload normgrade.cluster --no-dashboard
 
 feedback: $(STAMP)  ## write feedback/ for every autograded submission

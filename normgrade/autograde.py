@@ -282,8 +282,8 @@ class WorkerPool:
                     for assignment in assignments:
                         if not (graded or {}).get(assignment):
                             failures[student, assignment] = why
-                        if graded is not None and not graded.get(assignment):
-                            self.ungradable.append((student, assignment))
+                            if graded is not None:  # nbgrader refused it: a zero
+                                self.ungradable.append((student, assignment))
                     self.students[slot].append(student)
                     done += len(assignments)
                     progress(done, total)
@@ -397,8 +397,9 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
                             os.path.join(staging, student, assignment))
         where = f"{jobs} jobs"
         if client:
-            failures, retried, where = cluster.grade_on_cluster(
+            failures, ungradable, retried, where = cluster.grade_on_cluster(
                 client, scheduler, root, staging, graded, report.db_url(root), progress)
+            record_zero(report.db_url(root), ungradable)
             notes += retried
         else:
             failures = (run_workers(root, staging, graded, jobs, shared.env, progress)

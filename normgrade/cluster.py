@@ -223,21 +223,12 @@ def confinement_line(client, accept_weaker):
     return "; ".join(sorted(lines)).replace("Confinement: ", "Confinement (workers): ", 1)
 
 
-def score_zero(db_url, student, assignment):
-    """Every autograded score of the submission set to zero (hand-given ones kept)."""
-    with Gradebook(db_url) as gb:
-        submission = gb.update_or_create_submission(assignment, student)
-        for notebook in submission.notebooks:
-            for grade in notebook.grades:
-                grade.auto_score = 0
-        gb.db.commit()
-
-
 def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
     """Grade ``graded`` [(student, assignment)], read from ``staging``, on the cluster.
 
-    Returns ({(student, assignment): why it was not graded}, report lines about retries,
-    a description of the cluster). Tasks are submitted as workers free up (as many in
+    Returns ({(student, assignment): why it was not graded}, [(student, assignment)] that
+    could not be graded, to record as zero, report lines about retries, a description of
+    the cluster). Tasks are submitted as workers free up (as many in
     flight as the cluster has threads), so the scheduler holds few submissions at once
     and each worker one: Dask counts a try against every task a dying worker held (a
     task re-queued behind another after a death can be counted for it).
@@ -250,11 +241,12 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
     with Gradebook(db_url) as gb:  # once, before workers would create them side by side
         for student in sorted({s for s, _ in graded}):
             gb.update_or_create_student(student)
-    pending, running, failures, done = list(graded), {}, {}, 0
+    pending, running, failures, ungradable, done = list(graded), {}, {}, [], 0
     completed = as_completed(loop=client.loop)
 
     def submit_more():
-        while pending and len(running) < max(1, sum(client.nthreads().values())):
+        capacity = max(1, sum(client.nthreads().values()))  # one round trip per call
+        while pending and len(running) < capacity:
             student, assignment = pending.pop(0)
             future = client.submit(
                 grade_submission, student, assignment,
@@ -277,7 +269,7 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
                     f"the workers grading it died {exc.allowed_failures + 1} times (the "
                     "scheduler's allowed-failures; see the workers' logs): not graded, it "
                     "scores zero")
-                score_zero(db_url, student, assignment)
+                ungradable.append((student, assignment))
             except Exception as exc:  # the scheduler's or Dask's reason, said as it is
                 failures[student, assignment] = (f"not graded on the cluster "
                                                  f"({type(exc).__name__}: {exc})")
@@ -290,11 +282,13 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
                 else:
                     failures[student, assignment] = \
                         f"nbgrader could not grade it (see {CLUSTER_LOG})"
+                    ungradable.append((student, assignment))
             future.release()
             done += 1
             progress(done, len(graded))
             submit_more()
-    return failures, retries(client, topic, failures), f"{workers} Dask workers at {address}"
+    return (failures, ungradable, retries(client, topic, failures),
+            f"{workers} Dask workers at {address}")
 
 
 def retries(client, topic, failures):

@@ -18,6 +18,7 @@ import time
 
 from normgrade import confine
 
+ZYGOTE_DIED = "the sandbox zygote died; see the autograde log"
 SHARED_ENV = "NORMGRADE_ZYGOTE"
 _shared = None
 _CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
@@ -65,7 +66,7 @@ class Zygote:
             size = struct.unpack(">Q", header)[0]
             data = self.control.recv(size, socket.MSG_WAITALL)
             if len(data) != size:
-                raise RuntimeError("the sandbox zygote died; see the autograde log")
+                raise RuntimeError(ZYGOTE_DIED)
             self._hello = pid, confine.Confinement.from_wire(json.loads(data))
         return self._hello
 
@@ -86,7 +87,7 @@ class Zygote:
         try:
             socket.send_fds(self.control, [struct.pack(">Q", memory_bytes)], [theirs.fileno()])
         except OSError:
-            raise RuntimeError("the sandbox zygote died; see the autograde log") from None
+            raise RuntimeError(ZYGOTE_DIED) from None
         finally:
             theirs.close()
         _, pid = _receive_with_pid(ours, 1)
@@ -107,7 +108,7 @@ def _receive_with_pid(sock, size):
             for level, kind, payload in ancillary
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
     if len(data) != size or not pids or pids[0] <= 0:
-        raise RuntimeError("the sandbox zygote died; see the autograde log")
+        raise RuntimeError(ZYGOTE_DIED)
     return data, pids[0]
 
 

@@ -1267,7 +1267,6 @@ def _plain_main(jobs, parallel=2):
 
 def _main():
     import tempfile
-    from coursedir import Course
     with tempfile.TemporaryDirectory() as root:
         course = Course(root)
         course.release()

@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import nbformat
 
@@ -84,3 +85,12 @@ class Course:
             text=True, timeout=1800)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
+
+
+def wait_for(condition, seconds, what):
+    """Poll ``condition`` until it is true (returned) or ``seconds`` pass (a failure)."""
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+    return found

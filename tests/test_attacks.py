@@ -305,7 +305,8 @@ def user_run(scratch):
     try:
         yield course, grade_attacks(course, PROBES, "atk-*", run_as=USER)
     finally:
-        subprocess.run(["userdel", USER], capture_output=True)
+        if created.returncode == 0:  # only a user this test made
+            subprocess.run(["userdel", USER], capture_output=True)
 
 
 def test_a_normal_user_grades_the_probes_confined(user_run):

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from coursedir import REPO
+from daskcluster import free_port
 from normgrade import examples
 
 pytestmark = pytest.mark.browser
@@ -46,12 +46,6 @@ def require_browser():
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lab:

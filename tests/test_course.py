@@ -124,6 +124,7 @@ SHAPE = re.compile(r"\((\d+(?:, \d+)+)\)|size=(\d+), batch=(\d+)")
 def test_visible_checks_run_inputs_of_their_own_and_gradients(assignment):
     """Beyond the example, each visible check runs other inputs, none of the hidden ones,
     and compares gradients, as the hidden tests do."""
+    assert check_cells(assignment), "no visible check found"
     for problem, (visible, hidden) in check_cells(assignment).items():
         seen = "\n".join(visible)
         assert re.search(r"gradients_match\(", seen), problem

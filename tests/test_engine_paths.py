@@ -16,7 +16,7 @@ import types
 import pytest
 
 import attacks
-from coursedir import REPO
+from coursedir import REPO, wait_for
 from normgrade import autograde, sandbox, zygote
 
 
@@ -124,19 +124,6 @@ def test_the_figures_are_redrawn_byte_for_byte(tmp_path):
         assert match == names, (committed, mismatch, errors)
 
 
-SETSID_CHILD = '''\
-import ctypes
-import os
-import time
-
-if os.fork() == 0:  # leaves the sandbox's process group, renamed so the test finds it
-    os.setsid()
-    ctypes.CDLL(None).prctl(15, @NAME@, 0, 0, 0)  # PR_SET_NAME
-    time.sleep(60)
-    os._exit(0)
-'''
-
-
 def test_closing_a_sandbox_ends_what_it_started_setsid_or_not():
     """An answer forks a child that calls os.setsid(); when its problem is over (the
     sandbox is closed) the child ends too, while the zygote, and so the run, goes on."""
@@ -147,21 +134,11 @@ def test_closing_a_sandbox_ends_what_it_started_setsid_or_not():
             pytest.skip("no PID namespaces here: autograde refuses such sandboxes")
         box = sandbox.Sandbox(forks, 2**30)
         box.deadline = time.monotonic() + 60
-        reply = box.request("exec", "answer", SETSID_CHILD.replace("@NAME@", repr(name.encode())))
+        reply = box.request("exec", "answer", attacks.SETSID_ORPHAN.replace("@SETSID@", name))
         assert reply["error"] is None, reply["error"]
-        assert wait_for(lambda: attacks.orphans(name)), "the child never ran"
+        wait_for(lambda: attacks.orphans(name), 10, "the setsid child to run")
         box.close()
-        assert wait_for(lambda: not attacks.orphans(name)), "the child outlived its sandbox"
+        wait_for(lambda: not attacks.orphans(name), 10, "the setsid child to end with its sandbox")
         assert forks.process.poll() is None  # the zygote was not what ended it
     finally:
         forks.close()
-
-
-def wait_for(condition, seconds=10):
-    """Whether ``condition()`` became true within ``seconds`` (polled)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
