@@ -1,27 +1,30 @@
-# The normalization-layers course: `make help` lists the targets.
+# The normalization-layers course, graded by the engine in engine/ (nbconfine): `make help`
+# lists the targets. Assignments are the folders of source/ that hold notebooks.
 PYTHON_BASE ?= python3.11
 VENV ?= .venv
 JOBS ?= $(shell nproc)
 ROSTER ?= roster.csv
 N ?= 80
-# nbgrader's exchange root; empty: NBGRADER_EXCHANGE, else normgrade/exchange.py's default
+# nbgrader's exchange root; empty: NBGRADER_EXCHANGE, else nbconfine/exchange.py's default
 EXCHANGE ?=
 UNCONFINED ?=
-# A Dask cluster (normgrade/cluster.py): `make scheduler`, then `make worker` on each machine.
+# A Dask cluster (nbconfine/cluster.py): `make scheduler`, then `make worker` on each machine.
 HOST ?= 127.0.0.1
 PORT ?= 8786
 SCHEDULER ?=
 NWORKERS ?= $(shell nproc)
 ALLOWED_FAILURES ?= 2
 CLUSTER ?=
-ASSIGNMENTS := normalization batchnorm
+ASSIGNMENTS := $(sort $(patsubst source/%/,%,$(dir $(wildcard source/*/*.ipynb))))
 PY := $(VENV)/bin/python
 NBGRADER := $(VENV)/bin/nbgrader
+NBCONFINE := $(VENV)/bin/nbconfine
 STAMP := $(VENV)/.installed
-# the course's nbgrader settings and JupyterLab style for everyone using the environment
+ENGINE_JUPYTER := $(abspath engine/nbconfine/jupyter)
+# the engine's nbgrader settings and JupyterLab style for everyone using the environment
 JUPYTER_LINKS = mkdir -p $(VENV)/etc/jupyter $(VENV)/share/jupyter/labextensions && \
-  ln -sfn $(abspath normgrade/jupyter/nbgrader_config.py) $(VENV)/etc/jupyter/nbgrader_config.py && \
-  ln -sfn $(abspath normgrade/jupyter/labextensions/normgrade-lab) $(VENV)/share/jupyter/labextensions/
+  ln -sfn $(ENGINE_JUPYTER)/nbgrader_config.py $(VENV)/etc/jupyter/nbgrader_config.py && \
+  ln -sfn $(ENGINE_JUPYTER)/labextensions/nbconfine-lab $(VENV)/share/jupyter/labextensions/
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 ifneq ($(EXCHANGE),)
 export NBGRADER_EXCHANGE := $(abspath $(EXCHANGE))
@@ -33,22 +36,24 @@ endif
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
 
-install: $(STAMP)  ## create .venv with the pinned requirements (or check VENV=...)
+install: $(STAMP)  ## create .venv: the pinned requirements and the engine (editable)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt engine/pyproject.toml
 ifeq ($(VENV),.venv)
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e engine
 	$(JUPYTER_LINKS)
 	touch $@
 else
-	@$(PY) -c "import torch, nbgrader, pytest, matplotlib" || \
-	  { echo "VENV=$(VENV) lacks the requirements: $(PY) -m pip install -r requirements.txt"; exit 1; }
+	@$(PY) -c "import torch, nbgrader, pytest, matplotlib, nbconfine" || \
+	  { echo "VENV=$(VENV) lacks the requirements: $(PY) -m pip install -r requirements.txt" \
+	    "&& $(PY) -m pip install --no-deps --no-build-isolation -e engine"; exit 1; }
 	touch $@
 endif
 
 figures: $(STAMP)  ## redraw the figures in source/normalization/figures
-	$(PY) -m normgrade.figures source/normalization/figures
+	$(PY) -m course.figures source/normalization/figures
 
 release: $(STAMP)  ## regenerate release/ (the student versions) from source/
 	rm -rf release
@@ -61,7 +66,7 @@ roster: $(STAMP)  ## import students from ROSTER=path.csv (id,first_name,last_na
 	@$(NBGRADER) db student list
 
 exchange: $(STAMP)  ## create nbgrader's exchange (EXCHANGE=DIR; default ../nbgrader-exchange, as root /srv/nbgrader/exchange)
-	$(PY) -m normgrade.exchange
+	$(NBCONFINE) exchange
 
 publish: $(STAMP)  ## release both assignments to the students through the exchange
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) release_assignment $(a) --force --log-level=WARN &&) true
@@ -73,7 +78,7 @@ return: $(STAMP)  ## release feedback/ to the students through the exchange
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) release_feedback $(a) --log-level=WARN &&) true
 
 autograde: $(STAMP)  ## autograde every submission in submitted/ (a Dask cluster: SCHEDULER=tcp://HOST:PORT; UNCONFINED=1: accept weaker sandboxes)
-	UNCONFINED=$(UNCONFINED) $(PY) -m normgrade.autograde --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	UNCONFINED=$(UNCONFINED) $(NBCONFINE) autograde --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 # A task whose worker died is retried on another; ALLOWED_FAILURES deaths later it scores zero.
 scheduler: $(STAMP)  ## start a Dask scheduler on HOST:PORT (default 127.0.0.1:8786)
@@ -82,17 +87,17 @@ scheduler: $(STAMP)  ## start a Dask scheduler on HOST:PORT (default 127.0.0.1:8
 
 worker: $(STAMP)  ## start NWORKERS grading processes for SCHEDULER=tcp://HOST:PORT (UNCONFINED=1: their sandboxes may be weaker)
 	@test -n "$(SCHEDULER)" || { echo "make worker: name the scheduler: make worker SCHEDULER=tcp://HOST:PORT" >&2; exit 1; }
-	cd $(or $(TMPDIR),/tmp) && UNCONFINED=$(UNCONFINED) PYTHONPATH=$(CURDIR) $(abspath $(VENV))/bin/dask worker $(SCHEDULER) \
-	  --nworkers $(NWORKERS) --nthreads 1 --preload normgrade.cluster --no-dashboard
+	cd $(or $(TMPDIR),/tmp) && UNCONFINED=$(UNCONFINED) NBCONFINE_COURSE=$(CURDIR) $(abspath $(VENV))/bin/dask worker $(SCHEDULER) \
+	  --nworkers $(NWORKERS) --nthreads 1 --preload nbconfine.cluster --no-dashboard
 
 feedback: $(STAMP)  ## write feedback/ for every autograded submission
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_feedback $(a) --force --log-level=ERROR &&) true
 
 grades: $(STAMP)  ## export grades.csv, the per-problem CSV, grades_distribution.png; print the table
-	$(PY) -m normgrade.report
+	$(NBCONFINE) grades
 
 demo: release  ## the main job: release, autograde the demo submissions, feedback, grades
-	$(PY) -m normgrade.examples submitted
+	$(PY) -m course.demo submitted
 	$(MAKE) --no-print-directory autograde feedback grades
 
 test: $(STAMP)  ## run the test suite (real nbgrader commands)

@@ -3,7 +3,7 @@
 Each attack is one submission, of student ``atk-<name>``, built from the release with
 the reference answers except where the attack says otherwise, so every problem it does
 not target must keep full points. ``tests/test_attacks.py`` grades the catalog with one
-run of ``python -m normgrade.autograde --students 'atk-*'`` (cells limited to 8 s; the
+run of ``nbconfine autograde --students 'atk-*'`` (cells limited to 8 s; the
 few ``batch=2`` attacks, which can stop a whole run, in a second run with a control of
 their own) and asserts each attack's exact effect:
 
@@ -50,7 +50,9 @@ import nbformat
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from coursedir import ASSIGNMENTS, REPO, Course  # noqa: E402
+import nbconfine  # noqa: E402
 
+ENGINE = os.path.dirname(os.path.dirname(os.path.abspath(nbconfine.__file__)))  # the grader
 MARK = "# atk-mark"  # first line of cells whose outputs an attack checks
 # Name (comm) of the process the orphan attack leaves behind; unique to this run.
 ORPHAN_NAME = "atkorph" + secrets.token_hex(3)
@@ -504,7 +506,7 @@ _probe("delete a submission", lambda: _os.remove(
 _probe("symlink", lambda: _os.symlink("/etc/passwd", "@ROOT@/submitted/link"))
 _probe("mkdir", lambda: _os.mkdir("@ROOT@/source/pwned"))
 _probe("mkdir in its root", lambda: _os.mkdir("/pwned"))
-_probe("touch the grader", lambda: _os.utime("@ROOT@/normgrade/sandbox.py", (0, 0)))
+_probe("touch the grader", lambda: _os.utime("@ENGINE@/nbconfine/sandbox.py", (0, 0)))
 _probe("chmod a solution", lambda: _os.chmod("@ROOT@/source/normalization/normalization.ipynb",
                                               0o777))
 _probe("chroot out", lambda: _os.chroot(".."))
@@ -558,7 +560,8 @@ if os.fork() == 0:
 
 def probe_context(course):
     """What the probes' placeholders stand for in ``course``."""
-    return {"@ROOT@": course.root, "@REPO@": REPO, "@PORT@": str(LISTENER.port),
+    return {"@ROOT@": course.root, "@REPO@": REPO, "@ENGINE@": ENGINE,
+            "@PORT@": str(LISTENER.port),
             "@TESTPID@": str(os.getpid()), "@SECRET_NAME@": SECRET_NAME, "@TMPMARK@": TMP_MARK,
             "@SETSID@": SETSID_NAME}
 
@@ -1057,7 +1060,7 @@ def grade_batch(course, batch, timeout=TIMEOUT):
 
 
 def grade_attacks(course, attacks, glob, timeout=TIMEOUT, plain=False, run_as=None, env=None):
-    """Build ``attacks`` and grade them in one run of ``python -m normgrade.autograde``
+    """Build ``attacks`` and grade them in one run of ``nbconfine autograde``
     (as the user ``run_as``, with ``env`` added), with the run's secret in its
     environment; with ``plain``, the plain runs meanwhile."""
     import signal
@@ -1096,7 +1099,7 @@ def wrapper(course, glob, env, run_as=None):
     """Run the autograde wrapper over ``course`` (as the user ``run_as``): the completed
     process."""
     import subprocess
-    command = [sys.executable, "-m", "normgrade.autograde", "--root", course.root,
+    command = [sys.executable, "-m", "nbconfine", "autograde", "--root", course.root,
                "--jobs", "2", "--students", glob]
     if run_as:
         command = ["runuser", "-u", run_as, "--"] + command

@@ -69,10 +69,11 @@ def timed_grading(course, jobs):
 
 
 def problem_seconds():
-    """Seconds each problem's cells take in SandboxExecute, reference answers, warm zygote."""
-    from normgrade.execute import SandboxExecute
+    """Seconds each problem's cells take in ProblemExecute, reference answers, warm zygote."""
+    from nbconfine import settings
+    from nbconfine.problems import ProblemExecute
     nb = nbformat.read(os.path.join(REPO, "source", "normalization", "normalization.ipynb"), 4)
-    executor = SandboxExecute()
+    executor = ProblemExecute(config=settings.load_config(REPO))
     executor.preprocess(nbformat.from_dict(nb), {})  # warms the zygote
     executor.preprocess(nb, {})
     return executor.problem_seconds

@@ -10,9 +10,14 @@ import nbformat
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from normgrade import examples, report  # noqa: E402
+from course import demo  # noqa: E402
+from nbconfine import report  # noqa: E402
+from nbconfine.layout import Problems, course_assignments  # noqa: E402
 
-ASSIGNMENTS = examples.ASSIGNMENTS
+# {assignment: its notebook's file name}: each assignment of this course has one.
+ASSIGNMENTS = {a: names[0] + ".ipynb" for a, names in course_assignments(REPO).items()}
+# The course's problems: the grade_id's prefix (nbgrader_config.py).
+PROBLEMS = Problems(pattern=r"^([^_]+)_")
 NBGRADER_ENV = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
                     + os.environ.get("PATH", ""))
 NBGRADER_ENV.pop("NBGRADER_DB_URL", None)
@@ -26,7 +31,7 @@ class Course:
         self.env = env
         shutil.copytree(os.path.join(REPO, "source"), os.path.join(root, "source"),
                         symlinks=True)
-        shutil.copytree(os.path.join(REPO, "normgrade"), os.path.join(root, "normgrade"),
+        shutil.copytree(os.path.join(REPO, "course"), os.path.join(root, "course"),
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(os.path.join(REPO, "nbgrader_config.py"), root)
 
@@ -51,7 +56,7 @@ class Course:
         """A submission from the release with ``answers`` (grade_id -> source)."""
         folder = os.path.join(self.root, "submitted", student, assignment)
         shutil.rmtree(folder, ignore_errors=True)
-        return examples.build_submission(assignment, answers, folder, course_root=self.root)
+        return demo.build_submission(assignment, answers, folder, course_root=self.root)
 
     def autograde(self, assignment, *extra):
         done = self.nbgrader("autograde", assignment, "--force", *extra)
@@ -60,7 +65,7 @@ class Course:
 
     def scores(self):
         """{(student, assignment): {problem: [score, max_score]}}."""
-        return report.problem_scores(self.db_url)
+        return report.problem_scores(self.db_url, PROBLEMS)
 
     @property
     def db_url(self):
@@ -74,12 +79,12 @@ class Course:
         return nbformat.read(path, as_version=4)
 
     def reference(self, assignment):
-        return examples.reference_answers(assignment, course_root=self.root)
+        return demo.reference_answers(assignment, course_root=self.root)
 
     def grade(self, students="*", jobs=2, extra_env=None):
-        """`python -m normgrade.autograde` over the course; returns its report text."""
+        """`nbconfine autograde` over the course; returns its report text."""
         done = subprocess.run(
-            [sys.executable, "-m", "normgrade.autograde", "--root", self.root,
+            [sys.executable, "-m", "nbconfine", "autograde", "--root", self.root,
              "--jobs", str(jobs), "--students", students],
             cwd=self.root, env={**self.env, **(extra_env or {})}, capture_output=True,
             text=True, timeout=1800)

@@ -47,7 +47,7 @@ class Cluster:
         with open(os.path.join(folder, "log"), "w") as log:
             return subprocess.Popen(command, cwd=folder, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    env=dict(os.environ, PYTHONPATH=REPO, **env))
+                                    env=dict(os.environ, **env))
 
     def log(self, name):
         with open(os.path.join(self.workdir, name, "log")) as f:
@@ -55,13 +55,14 @@ class Cluster:
 
     def add_workers(self, count, timeout=180):
         """``count`` more single-threaded grading workers (each a nanny and its worker
-        process, prepared by ``--preload normgrade.cluster``); waits until they are up."""
+        process, prepared by ``--preload nbconfine.cluster``); waits until they are up."""
         for _ in range(count):
             self.started += 1
             self.workers.append(self._start(
                 f"worker-{self.started - 1}",
                 [DASK, "worker", self.address, "--nworkers", "1", "--nthreads", "1",
-                 "--preload", "normgrade.cluster", "--no-dashboard", "--local-directory", "."]))
+                 "--preload", "nbconfine.cluster", "--no-dashboard", "--local-directory", "."],
+                NBCONFINE_COURSE=REPO))  # the worker's copy of the course
         with self.client() as client:
             client.wait_for_workers(len(self.workers), timeout=timeout)
 
@@ -91,7 +92,7 @@ def stop(process):
 
 
 def autograde(course, *args):
-    """`python -m normgrade.autograde` over the course, started: the Popen (text pipes)."""
-    return subprocess.Popen([sys.executable, "-m", "normgrade.autograde", "--root", course.root,
+    """`nbconfine autograde` over the course, started: the Popen (text pipes)."""
+    return subprocess.Popen([sys.executable, "-m", "nbconfine", "autograde", "--root", course.root,
                              *args], cwd=course.root, env=course.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

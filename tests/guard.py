@@ -34,11 +34,12 @@ class Breakage:
     tests: list             # pytest arguments: files, node ids, -k expressions
 
 
-AUTOGRADE, EXECUTE, SANDBOX = "normgrade/autograde.py", "normgrade/execute.py", \
-    "normgrade/sandbox.py"
-CONFINE = "normgrade/confine.py"
-NORMCHECK, FEEDBACK, CONFIG = "normgrade/normcheck.py", "normgrade/feedback.py", \
-    "nbgrader_config.py"
+ENGINE = "engine/nbconfine/"
+AUTOGRADE, EXECUTE, SANDBOX = ENGINE + "autograde.py", ENGINE + "problems.py", \
+    ENGINE + "sandbox.py"
+CONFINE, FEEDBACK, SETTINGS = ENGINE + "confine.py", ENGINE + "feedback.py", \
+    ENGINE + "__init__.py"
+NORMCHECK, CONFIG = "course/normcheck.py", "nbgrader_config.py"
 EDGE = "tests/test_autograde.py"  # its `edge` run grades many unusual submissions
 
 BREAKAGES = [
@@ -46,7 +47,7 @@ BREAKAGES = [
              [(FEEDBACK, "cell.source = summary + ", "cell.source += ")],
              [EDGE, "-k", "feedback_hides_hidden_tests"]),
     Breakage("feedback_hiding_off", "generate_feedback without HideHiddenTests",
-             [(CONFIG, '    "normgrade.feedback.HideHiddenTests",\n', "")],
+             [(SETTINGS, '        "nbconfine.feedback.HideHiddenTests",\n', "")],
              [EDGE, "-k", "feedback_hides_hidden_tests"]),
     Breakage("whole_notebook_zero_not_recorded", "an ungradable notebook left out of the "
              "gradebook", [(AUTOGRADE, "        record_zero(url, pool.ungradable)\n", "")],
@@ -76,8 +77,8 @@ BREAKAGES = [
              [EDGE, "-k", "edited_test_cells"]),
     Breakage("instructor_cells_from_submission", "what a cell is, and its code, taken from "
              "the submission instead of the gradebook",
-             [(EXECUTE, "if info else CellKinds.from_notebook(nb))",
-               "if False else CellKinds.from_notebook(nb))")],
+             [(EXECUTE, "if info else CellKinds.from_notebook(nb, grouping))",
+               "if False else CellKinds.from_notebook(nb, grouping))")],
              [EDGE, "-k", "instructor_cells_come_from_the_gradebook"]),
     Breakage("memory_limit_off", "a sandbox may use any amount of memory",
              [(CONFINE, "resource.setrlimit(resource.RLIMIT_AS,", "(resource.RLIMIT_AS,")],
@@ -133,8 +134,10 @@ def run(breakage):
         if stale:
             return "NO LONGER APPLIES", time.monotonic() - start, stale
         try:
+            # the copy's engine, not the one installed (editable) from this checkout
+            env = dict(os.environ, PYTHONPATH=os.path.join(root, "engine"))
             done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q",
-                                   "-p", "no:cacheprovider", *breakage.tests],
+                                   "-p", "no:cacheprovider", *breakage.tests], env=env,
                                   cwd=root, capture_output=True, text=True, timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             return "killed (timed out)", time.monotonic() - start, ""

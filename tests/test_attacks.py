@@ -1,6 +1,6 @@
 """The attack catalog (tests/attacks.py) through the real autograde wrapper.
 
-Every attack is graded in one run (`python -m normgrade.autograde --students 'atk-*'`,
+Every attack is graded in one run (`nbconfine autograde --students 'atk-*'`,
 cells limited to 8 s), the few that could stop a whole run in a second one; meanwhile
 the ``plain`` attacks run outside the sandbox, to show they are real. Each kind of
 expectation has its own test, parametrized over the attacks it applies to. The probe
@@ -20,7 +20,7 @@ import nbformat
 import pytest
 import torch
 
-from normgrade import sandbox
+from nbconfine import wire
 
 from attacks import (ATTACKS, CODE_PROBLEMS, FORGED_MARKER, MARK, forge_reply, grade_attacks,
                      grade_batch, report_lines, scratch_course, submission, wrapper)
@@ -216,7 +216,7 @@ def test_the_forged_reply_is_real_and_the_grader_refuses_it(tmp_path):
 
     server = _Server()  # noqa: F841 (found through gc)
     exec(forge_reply(marker), {"__name__": "forged_reply"})
-    raw = sandbox._recv(ours)
+    raw = wire.recv(ours)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(io.BytesIO(raw), weights_only=True)
     assert not os.path.exists(marker)
@@ -254,7 +254,7 @@ USER = "normgrade-atk"
 PROBES = [a for a in ATTACKS if a.probe or (a.name, a.assignment) == ("control", "normalization")]
 FILE_AND_TCP = [a for a in PROBES if a.name in ("probe_files", "probe_writes", "probe_network",
                                                    "control")]
-LANDLOCK_ONLY = {"NORMGRADE_CONFINE_MISSING": "namespaces,empty-root,seccomp", "UNCONFINED": "1"}
+LANDLOCK_ONLY = {"NBCONFINE_CONFINE_MISSING": "namespaces,empty-root,seccomp", "UNCONFINED": "1"}
 
 
 def violations(course, run, attacks, gained_ok=lambda line: False):
@@ -332,14 +332,14 @@ def test_without_namespaces_landlock_still_blocks_files_and_tcp(scratch):
 def test_with_nothing_available_autograde_refuses_unless_told(scratch):
     course = scratch("nothing")
     submission("batchnorm")(course, "weak-control")
-    refused = wrapper_run(course, {"NORMGRADE_CONFINE_MISSING": "all"})
+    refused = wrapper_run(course, {"NBCONFINE_CONFINE_MISSING": "all"})
     assert refused.returncode == 2, refused.stdout + refused.stderr
     for layer in ("namespaces", "empty-root", "landlock", "seccomp"):
         assert f"  {layer}: missing. An answer could reach" in refused.stderr
     assert "To enable it:" in refused.stderr and "UNCONFINED=1" in refused.stderr
     assert ("weak-control", "batchnorm") not in course.scores()
     assert not os.path.exists(os.path.join(course.root, "autograded", "weak-control"))
-    graded = wrapper_run(course, {"NORMGRADE_CONFINE_MISSING": "all", "UNCONFINED": "1"})
+    graded = wrapper_run(course, {"NBCONFINE_CONFINE_MISSING": "all", "UNCONFINED": "1"})
     assert graded.returncode == 0, graded.stderr[-3000:]
     assert "MISSING: namespaces, empty-root, landlock, seccomp" in graded.stdout
     with open(os.path.join(course.root, "autograded", "report.txt")) as f:

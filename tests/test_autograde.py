@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 
 from attacks import CODE_PROBLEMS
 from conftest import ASSIGNMENTS, REPO
-from normgrade import examples
+from course import demo
 
 WRITTEN = {f"q{k}" for k in range(1, 7)}
 CODE = CODE_PROBLEMS  # each assignment's code problems (the others are written answers)
@@ -206,7 +206,7 @@ def submit_edge_students(course):
     submitted = os.path.join(course.root, "submitted")
     reference = course.reference("normalization")
     with tempfile.TemporaryDirectory() as demo:  # `make demo`'s students, renamed
-        examples.write_demo_submissions(demo)
+        demo.write_demo_submissions(demo)
         for student in os.listdir(demo):
             shutil.move(os.path.join(demo, student), os.path.join(submitted, "edge-" + student))
     for student in GLOB_IDS:
@@ -246,10 +246,10 @@ def submit_edge_students(course):
 
 @pytest.fixture(scope="module")
 def edge(course):
-    """The edge students graded in one run (2 jobs), then `python -m normgrade.report`."""
+    """The edge students graded in one run (2 jobs), then `nbconfine grades`."""
     submit_edge_students(course)
     report = course.grade("edge*", jobs=2)
-    done = subprocess.run([sys.executable, "-m", "normgrade.report"], cwd=course.root,
+    done = subprocess.run([sys.executable, "-m", "nbconfine", "grades"], cwd=course.root,
                           env=course.env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     with open(os.path.join(course.root, "grades.csv"), newline="") as f:

@@ -19,9 +19,9 @@ import urllib.request
 import pytest
 from nbgrader.api import Gradebook
 
-from coursedir import REPO
+from coursedir import ASSIGNMENTS, REPO
 from daskcluster import free_port
-from normgrade import examples
+from course import demo
 
 pytestmark = pytest.mark.browser
 
@@ -29,7 +29,7 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 SCREENSHOTS = os.environ.get("NORMGRADE_SCREENSHOTS",
                              os.path.join(REPO, "artifacts", "screenshots"))
 STUDENT = "browser-student"
-LABEXTENSIONS = os.path.join(REPO, "normgrade", "jupyter")  # holds labextensions/normgrade-lab
+LABEXTENSIONS = os.path.join(REPO, "engine", "nbconfine", "jupyter")  # labextensions/nbconfine-lab
 WAIT = 60  # seconds, the most any page condition may take (validation runs the notebook)
 P1_UNBIASED = ["def custom_batch_norm1d(input_tensor, eps):",  # typed: the editor indents
                "mean = input_tensor.mean(dim=0)",
@@ -49,7 +49,7 @@ def require_browser():
 
 
 class Lab:
-    """JupyterLab with nbgrader's extensions and the course's (normgrade-lab), serving
+    """JupyterLab with nbgrader's extensions and the engine's (nbconfine-lab), serving
     root from cwd (where nbgrader's extensions read nbgrader_config.py), in env."""
 
     def __init__(self, root, cwd, tmp, env):
@@ -108,7 +108,7 @@ def site(course, tmp_path_factory):
     instructor = course.clone(os.path.join(home, "course"))
     exchange = os.path.join(home, "exchange")
     instructor.env = dict(instructor.env, NBGRADER_EXCHANGE=exchange)
-    for command in (["-m", "normgrade.exchange", exchange],  # make exchange, make publish
+    for command in (["-m", "nbconfine", "exchange", exchange],  # make exchange, make publish
                     ["-m", "nbgrader", "release_assignment", "normalization", "--force"]):
         done = subprocess.run([sys.executable, *command], cwd=instructor.root,
                               env=instructor.env, capture_output=True, text=True, timeout=300)
@@ -230,7 +230,7 @@ def test_check_names_the_mistake(browser, student_notebook):
 # Issue 11's notebook side: a failed check shows its message through IPython's
 # _render_traceback_ hook (normcheck.py); until normcheck has it, this fails as expected.
 @pytest.mark.xfail("_render_traceback_" not in open(os.path.join(
-    REPO, "normgrade", "normcheck.py")).read(), strict=True,
+    REPO, "course", "normcheck.py")).read(), strict=True,
     reason="normcheck.py lacks _render_traceback_: the traceback is shown")
 def test_check_shows_only_its_message(browser, student_notebook):
     """The failed check shows its message, not a traceback through normcheck.py."""
@@ -280,10 +280,10 @@ def graded_student(site):
     """STUDENT's submissions, autograded: the reference answers except Problem 1 (the
     unbiased variance); the batchnorm written answers await a hand grade."""
     instructor = site[0]
-    for assignment in examples.ASSIGNMENTS:
+    for assignment in ASSIGNMENTS:
         answers = instructor.reference(assignment)
         if assignment == "normalization":
-            answers.update(examples.catalog_answers(["p1_unbiased_var"]))
+            answers.update(demo.catalog_answers(["p1_unbiased_var"]))
         instructor.submit(STUDENT, assignment, answers)
     instructor.grade(STUDENT, jobs=1)
     return instructor
@@ -317,8 +317,8 @@ def manual_score(course, grade_id):
 
 
 def grade_table_row(course, assignment, student):
-    """{problem: cell} of student's row in `make grades`' table (normgrade.report)."""
-    done = subprocess.run([sys.executable, "-m", "normgrade.report"], cwd=course.root,
+    """{problem: cell} of student's row in `make grades`' table (nbconfine.report)."""
+    done = subprocess.run([sys.executable, "-m", "nbconfine", "grades"], cwd=course.root,
                           env=course.env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -353,7 +353,7 @@ def test_feedback_html_names_problems_renders_math_and_wraps(browser, graded_stu
     done = course.nbgrader("generate_feedback", "*", "--force", f"--student={STUDENT}")
     assert done.returncode == 0, done.stderr[-3000:]
     pages = {}
-    for assignment, notebook in examples.ASSIGNMENTS.items():
+    for assignment, notebook in ASSIGNMENTS.items():
         path = os.path.join(course.root, "feedback", STUDENT, assignment,
                             notebook.replace(".ipynb", ".html"))
         html = open(path, encoding="utf-8").read()

@@ -17,7 +17,7 @@ import pytest
 
 import attacks
 from coursedir import REPO, wait_for
-from normgrade import autograde, sandbox, zygote
+from nbconfine import autograde, remote, sandbox, wire, zygote
 
 
 def test_no_submissions_is_said_plainly(tmp_path):
@@ -31,7 +31,8 @@ def test_no_submissions_is_said_plainly(tmp_path):
 def test_a_folder_that_cannot_be_read_is_reported_and_still_graded():
     """A submission removed (or unreadable) between listing and checking: one line, and
     nbgrader gets to try (it decides whether there is anything to grade)."""
-    lines, grade = autograde.precheck(REPO, "ghost-student", "normalization", {})
+    lines, grade = autograde.precheck(REPO, "ghost-student", "normalization",
+                                      os.path.join(REPO, "release", "normalization"), {})
     assert grade is True
     assert len(lines) == 1 and lines[0].startswith(
         "ghost-student/normalization: could not be checked (FileNotFoundError: "), lines
@@ -61,7 +62,7 @@ def test_the_progress_bar_on_a_terminal_and_in_a_log():
 def test_a_workers_unexpected_exception_costs_that_submission_only(caplog):
     """Not nbgrader's own failure: logged with its traceback, the submission reported as
     not graded (False), the worker goes on."""
-    from normgrade import worker
+    from nbconfine import worker
     app = types.SimpleNamespace(coursedir=types.SimpleNamespace(), log=logging.getLogger("w"))
     with caplog.at_level(logging.ERROR, logger="w"):
         assert worker.grade(app, "alice", "normalization") is False
@@ -82,7 +83,7 @@ def test_a_zygote_that_dies_while_forking_says_so():
     dying.start()
     reached = zygote.Zygote.__new__(zygote.Zygote)
     reached.control, reached.process = ours, None
-    reached._hello = (-1, types.SimpleNamespace(active=()))  # as if it had said hello
+    reached._hello = (-1, types.SimpleNamespace(active=()), None)  # as if it had said hello
     with pytest.raises(RuntimeError, match="the sandbox zygote died; see the autograde log"):
         reached.fork(2**20)
     dying.join(10)
@@ -95,14 +96,15 @@ def test_a_reply_over_max_reply_is_a_crash_not_read():
     ours, theirs = socket.socketpair()
 
     def oversized_reply():
-        sandbox._recv(theirs)
-        theirs.sendall(sandbox.HEADER.pack(sandbox.MAX_REPLY + 1))
+        wire.recv(theirs)  # the sandbox's setup (see nbconfine.forkserver)
+        wire.recv(theirs)  # the request
+        theirs.sendall(wire.HEADER.pack(sandbox.MAX_REPLY + 1))
 
-    replying = threading.Thread(target=oversized_reply)
-    replying.start()
     fake = types.SimpleNamespace(pid=-1, fork=lambda memory: (ours, 2**22 + 7),
                                  confinement=types.SimpleNamespace(active=()))
-    box = sandbox.Sandbox(fake, 2**20)
+    box = remote.ProblemSandbox(fake, 2**20)
+    replying = threading.Thread(target=oversized_reply)
+    replying.start()
     box.deadline = time.monotonic() + 5
     with pytest.raises(sandbox.AnswerFault, match="died"):
         box.request("exec", "cell", "x = 1")
@@ -114,7 +116,7 @@ def test_a_reply_over_max_reply_is_a_crash_not_read():
 
 def test_the_figures_are_redrawn_byte_for_byte(tmp_path):
     """`make figures` reproduces the committed figures, which the release ships."""
-    done = subprocess.run([sys.executable, "-m", "normgrade.figures", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "course.figures", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     names = ["batch_matrix.png", "norm_cube.png"]
@@ -128,11 +130,11 @@ def test_closing_a_sandbox_ends_what_it_started_setsid_or_not():
     """An answer forks a child that calls os.setsid(); when its problem is over (the
     sandbox is closed) the child ends too, while the zygote, and so the run, goes on."""
     name = "ngsetsid" + secrets.token_hex(3)
-    forks = zygote.Zygote()
+    forks = zygote.Zygote(zygote.Spec(roles=("problem",)))
     try:
         if "namespaces" not in forks.confinement.active:
             pytest.skip("no PID namespaces here: autograde refuses such sandboxes")
-        box = sandbox.Sandbox(forks, 2**30)
+        box = remote.ProblemSandbox(forks, 2**30)
         box.deadline = time.monotonic() + 60
         reply = box.request("exec", "answer", attacks.SETSID_ORPHAN.replace("@SETSID@", name))
         assert reply["error"] is None, reply["error"]

@@ -13,17 +13,18 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from conftest import MANUAL_SCORE, REPO
-from normgrade import examples
-from normgrade.exchange import COURSE_ID, SERVER_ROOT, default_root
+from conftest import ASSIGNMENTS, MANUAL_SCORE, REPO
+from course import demo
+from nbconfine.exchange import SERVER_ROOT, default_root
 
+COURSE_ID = "normalization-layers"  # nbgrader_config.py
 VENV = os.path.dirname(os.path.dirname(sys.executable))
 MISTAKE = "bn_biased_moving_var"  # tests/catalog.py: loses the moving-variance points
 # A student fills in the fetched notebook (answers: grade_id -> source, a JSON file).
 FILL_IN = f"""
 import json, sys
 sys.path.insert(0, {REPO!r})
-from normgrade.examples import fill_in
+from course.demo import fill_in
 fill_in(sys.argv[1], json.load(open(sys.argv[2])))
 """
 # Run as the student: the paths of argv[1] (a JSON list) they could write to.
@@ -44,8 +45,8 @@ with Gradebook(sys.argv[1]) as gb:
 
 
 def test_demo_submissions_hold_no_solution_markers(tmp_path):
-    examples.write_demo_submissions(str(tmp_path))
-    for assignment, name in examples.ASSIGNMENTS.items():
+    demo.write_demo_submissions(str(tmp_path))
+    for assignment, name in ASSIGNMENTS.items():
         nb = nbformat.read(tmp_path / "demo-complete" / assignment / name, as_version=4)
         text = "\n".join(cell.source for cell in nb.cells)
         assert "SOLUTION" not in text and not re.search(r"^\s*#> ", text, re.M), assignment
@@ -109,7 +110,7 @@ def users():
 
 def hidden_test_id(assignment):
     """A test cell of the assignment with hidden tests (from the instructor's notebook)."""
-    path = os.path.join(REPO, "source", assignment, examples.ASSIGNMENTS[assignment])
+    path = os.path.join(REPO, "source", assignment, ASSIGNMENTS[assignment])
     return next(c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(path, 4).cells
                 if "### BEGIN HIDDEN TESTS" in c.source)
 
@@ -122,7 +123,7 @@ def test_round_trip_between_an_instructor_and_a_student(users):
         shutil.chown(scratch, instructor.name)
         os.chmod(scratch, 0o755)
         course = os.path.join(instructor.home, "course")  # a fresh clone: no make release
-        for name in ("source", "release", "normgrade"):
+        for name in ("source", "release", "course"):
             shutil.copytree(os.path.join(REPO, name), os.path.join(course, name),
                             ignore=shutil.ignore_patterns("__pycache__"))
         for name in ("Makefile", "nbgrader_config.py", "requirements.txt"):
@@ -136,10 +137,10 @@ def test_round_trip_between_an_instructor_and_a_student(users):
 
         # The student: fetch both, fill in one with the reference answers and a mistake.
         where = ["--course", COURSE_ID, f"--Exchange.root={exchange}"]
-        for assignment in examples.ASSIGNMENTS:
+        for assignment in ASSIGNMENTS:
             student.nbgrader("fetch_assignment", assignment, *where)
-        answers = {**examples.reference_answers("batchnorm"),
-                   **examples.catalog_answers([MISTAKE])}
+        answers = {**demo.reference_answers("batchnorm"),
+                   **demo.catalog_answers([MISTAKE])}
         answers_file = os.path.join(scratch, "answers.json")
         with open(answers_file, "w") as f:
             json.dump(answers, f)
@@ -162,7 +163,7 @@ def test_round_trip_between_an_instructor_and_a_student(users):
         nbformat.write(nb, os.path.join(tampered, "batchnorm.ipynb"))
         subprocess.run(["chown", "-R", f"{instructor.name}:",
                         os.path.dirname(tampered)], check=True)
-        report = instructor.run(sys.executable, "-m", "normgrade.autograde", "--jobs", "1",
+        report = instructor.run(sys.executable, "-m", "nbconfine", "autograde", "--jobs", "1",
                                 cwd=course)
         assert "batchnorm: added to the gradebook" in report, report
         assert f"tampered/batchnorm: test cells edited, restored from the gradebook: " \
@@ -211,7 +212,7 @@ def check_regrading_keeps_hand_grades(instructor, course, submission):
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "q1_answer":
             cell.source += " Resubmitted with more detail."
     nbformat.write(nb, path)
-    instructor.run(sys.executable, "-m", "normgrade.autograde", "--jobs", "1",
+    instructor.run(sys.executable, "-m", "nbconfine", "autograde", "--jobs", "1",
                    "--students", "tampered", cwd=course)
     with Gradebook(db_url) as gb:
         flags = {grade_id: (grade.manual_score, grade.needs_manual_grade)

@@ -84,7 +84,7 @@ def children(pid):
 
 def worker_pids(wrapper_pid):
     """Children of the autograde wrapper that are its forked workers (same command line;
-    the zygote's is `python -m normgrade.sandbox`)."""
+    the zygote's is `python -m nbconfine.forkserver`)."""
     command = cmdline(wrapper_pid)
     return [c for c in children(wrapper_pid) if command and cmdline(c) == command]
 
@@ -104,7 +104,7 @@ def test_a_worker_killed_mid_run_costs_only_its_student(course):
     for student in students:
         course.submit(student, "normalization", reference)
     wrapper = subprocess.Popen(
-        [sys.executable, "-m", "normgrade.autograde", "--root", course.root, "--jobs", "1",
+        [sys.executable, "-m", "nbconfine", "autograde", "--root", course.root, "--jobs", "1",
          "--students", "kill-*"], cwd=course.root, env=course.env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     def running():
@@ -133,7 +133,7 @@ def test_ctrl_c_stops_everything_and_a_rerun_grades_all(course):
     for student in students:
         course.submit(student, "normalization", course.reference("normalization"))
     wrapper = subprocess.Popen(
-        [sys.executable, "-m", "normgrade.autograde", "--root", course.root, "--jobs", "2",
+        [sys.executable, "-m", "nbconfine", "autograde", "--root", course.root, "--jobs", "2",
          "--students", "int-*"], cwd=course.root, env=course.env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True)
     def running():
@@ -142,7 +142,7 @@ def test_ctrl_c_stops_everything_and_a_rerun_grades_all(course):
     workers = wait_for(running, 120, "the workers")
     worker_command = cmdline(workers[0])
     zygote = wait_for(lambda: [c for c in children(wrapper.pid)
-                               if b"normgrade.sandbox" in cmdline(c)], 60, "the zygote")
+                               if b"nbconfine.forkserver" in cmdline(c)], 60, "the zygote")
     socket_path = cmdline(zygote[0]).rstrip(b"\0").split(b"\0")[-1]
     assert socket_path.endswith(b"zygote.sock"), cmdline(zygote[0])
     # Interrupted while sandboxes run (so not vacuous, as root or not).

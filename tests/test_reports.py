@@ -8,7 +8,7 @@ from nbgrader.api import Gradebook
 from PIL import Image
 
 from conftest import REPO
-from normgrade import report
+from nbconfine import report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from conftest import REPO
-from normgrade import examples
+from course import demo
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def fixed_random_seed():
 
 def reference_namespace(assignment, grade_id):
     namespace = {"torch": torch, "nn": nn, "np": np}
-    exec(examples.reference_answers(assignment)[grade_id], namespace)
+    exec(demo.reference_answers(assignment)[grade_id], namespace)
     return namespace
 
 

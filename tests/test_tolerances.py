@@ -7,8 +7,8 @@ reference answer off by 3x the tolerance must fail, off by far less than it must
 import pytest
 import torch
 
-from coursedir import examples
-from normgrade import normcheck as check
+from coursedir import demo
+import normcheck as check
 
 VALUE_MISS, VALUE_NEAR = 3e-4, 1e-6  # absolute offsets of every value
 GRAD_MISS, GRAD_NEAR = 3e-6, 1e-8  # relative errors of every gradient
@@ -17,7 +17,7 @@ GRAD_MISS, GRAD_NEAR = 3e-6, 1e-8  # relative errors of every gradient
 def reference(grade_id, name):
     """The function or class ``name`` of the reference answer ``grade_id``."""
     namespace = {"torch": torch, "nn": torch.nn}
-    exec(compile(examples.reference_answers("normalization")[grade_id], grade_id, "exec"),
+    exec(compile(demo.reference_answers("normalization")[grade_id], grade_id, "exec"),
          namespace)
     return namespace[name]
 

@@ -217,7 +217,7 @@ def run_scenario(scenario, answer, *args):
     In the grader, ``answer`` is a proxy for an object in a separate process, and the
     scenario runs there; in a notebook it runs here.
     """
-    remote = getattr(type(answer), "__normcheck_scenario__", None)
+    remote = getattr(type(answer), "__sandbox_scenario__", None)
     if remote is not None:
         return remote(answer, scenario.__name__, args)
     return run_scenario_here(scenario, answer, *args)
@@ -460,6 +460,39 @@ def _note(where, messages):
     message = next((m for m in messages if m), None)
     if message:
         print(_wrap(f"Note ({where}): {message}"))
+
+
+# ---------------------------------------------------------------------------
+# What the grading engine (nbconfine, problem mode) uses; see nbconfine/remote.py.
+# ---------------------------------------------------------------------------
+
+# Names through which an answer reaches torch's own normalization.
+FORBIDDEN_NAME = (
+    r"^(BatchNorm[123]d|LazyBatchNorm[123]d|SyncBatchNorm|LayerNorm|GroupNorm|"
+    r"InstanceNorm[123]d|LazyInstanceNorm[123]d|(batch|layer|group|instance|rms)_norm|"
+    r"_?native_(batch|layer|group)_norm\w*|_batch_norm_impl_index|cudnn_batch_norm|"
+    r"miopen_batch_norm|aten)$")
+
+
+def warm_up():
+    """Run once in the grader's zygote what sandboxes use, so forks find it all loaded
+    (sandboxes read no files, so a lazy import there would fail)."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    def normalize(x, eps):
+        mean = x.mean(dim=0, keepdim=True)
+        var = torch.var(x, dim=0, unbiased=False) + torch.einsum("ij->j", x) * 0
+        return F.relu((x - mean) * torch.rsqrt(var + eps)) + np.float64(0.0)
+
+    x = torch.randn(4, 3)
+    run_scenario_here(scenario_calls, normalize, [[x, 1e-5]])
+    run_scenario_here(scenario_grads, normalize, [x.double(), 1e-5],
+                      torch.ones(4, 3, dtype=torch.float64))
+    run_scenario_here(scenario_module, TorchSkeletonBatchNorm, (4, 2, 3, 3), 1e-5, 0.9,
+                      [torch.randn(4, 2, 3, 3)], [torch.randn(4, 2, 3, 3)])
+    repr(torch.nn.Parameter(torch.ones(2)) * 2)
+    x.detach().numpy().std(), torch.std_mean(x, 0)
 
 
 def forbidden_ops(ops):

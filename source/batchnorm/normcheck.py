@@ -1,1 +1,1 @@
-../../normgrade/normcheck.py
+../../course/normcheck.py

@@ -21,7 +21,8 @@ from nbconvert.preprocessors import Preprocessor
 from nbgrader.api import Gradebook
 from traitlets import Bool
 
-from normgrade.report import awaits_hand_grade, problem_of
+from nbconfine.layout import Problems, problem_spans, title
+from nbconfine.report import awaits_hand_grade
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 TEMPLATE = "readable_feedback"
@@ -32,8 +33,6 @@ TEMPLATE_BASEDIRS = [  # ours first: they override nbgrader's mathjax macro
 # where {% extends 'feedback/index.html.j2' %} and nbgrader's bootstrap.min.css are found
 TEMPLATE_PATHS = [NBGRADER_TEMPLATES, os.path.join(
     NBGRADER_TEMPLATES, "..", "static", "node_modules", "bootstrap", "dist", "css")]
-POINTS_HEADING = re.compile(r"^#+\s*(.+?)\s*\(\s*[\d.]+\s+points?\s*\)\s*$", re.M)
-TITLE = re.compile(r"^#\s+(.+?)\s*$", re.M)
 
 
 class HideHiddenTests(Preprocessor):
@@ -53,7 +52,7 @@ class ReadableFeedback(Preprocessor):
 
     Runs after nbgrader's GetGrades (which puts each grade cell's score in its metadata)
     and before HideHiddenTests (it tells hidden tests by their source). Sets
-    ``resources["normgrade"]``: problems, score, graded_max, pending, mathjax_js; marks
+    ``resources["nbconfine"]``: problems, score, graded_max, pending, mathjax_js; marks
     written answers awaiting a hand grade with ``metadata.nbgrader.pending``.
     """
 
@@ -68,9 +67,9 @@ class ReadableFeedback(Preprocessor):
                     meta["pending"] = awaits_hand_grade(gb.find_grade(
                         meta["grade_id"], info["notebook"], info["assignment"],
                         info["student"]))
-        problems = summarize(nb.cells)
+        problems = summarize(nb.cells, Problems(parent=self))
         parts = [part for problem in problems for part in problem["parts"]]
-        resources["normgrade"] = {
+        resources["nbconfine"] = {
             "problems": problems,
             "score": sum(p["score"] for p in parts if not p["pending"])
             - (info.get("late_penalty") or 0),
@@ -81,26 +80,22 @@ class ReadableFeedback(Preprocessor):
         return nb, resources
 
 
-def summarize(cells):
-    """One entry per problem (grade_id prefix) with a grade cell, in notebook order:
+def summarize(cells, grouping):
+    """One entry per problem (``grouping``: the course's Problems) with a grade cell, in
+    notebook order:
     {title, anchor, score, max_score, pending (points awaiting a hand grade), comment
     (grade_id of an answer with a grader's comment, or None), parts}; a part is
     {label, anchor, score, max_score, pending}. Visible tests of a problem make one part
     ("visible check", or "visible tests" when there are several); each hidden test,
     written answer, task and graded code answer is its own part, named from its grade_id."""
-    spans = {}  # problem -> [first, last] cell index
-    for index, cell in enumerate(cells):
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade") or meta.get("solution") or meta.get("task"):
-            spans.setdefault(problem_of(meta["grade_id"]), [index, index])[1] = index
     problems, previous_end = [], -1
-    for key, (first, last) in spans.items():
+    for key, (first, last) in problem_spans(cells, grouping).items():
         problem = {"title": title(cells, key, previous_end + 1, first), "parts": [],
                    "comment": None}
         visible = None
         for cell in cells[first:last + 1]:
             meta = cell.metadata.get("nbgrader", {})
-            if not meta.get("grade_id") or problem_of(meta["grade_id"]) != key:
+            if not meta.get("grade_id") or grouping.of(meta["grade_id"]) != key:
                 continue
             if meta.get("solution") and meta.get("comment"):
                 problem["comment"] = problem["comment"] or meta["grade_id"]
@@ -126,21 +121,6 @@ def summarize(cells):
             problems.append(problem)
         previous_end = last
     return problems
-
-
-def title(cells, key, start, first):
-    """The problem's name: the last heading stating points ("## Problem 1: ... (5 points)")
-    between the previous problem and its first cell, without the points; else the
-    notebook's title (a problem without its own heading is the notebook's), else key."""
-    for cell in reversed(cells[start:first + 1]):
-        headings = POINTS_HEADING.findall(cell.source) if cell.cell_type == "markdown" else []
-        if headings:
-            return headings[-1]
-    for cell in cells:
-        match = TITLE.search(cell.source) if cell.cell_type == "markdown" else None
-        if match:
-            return match.group(1)
-    return key
 
 
 def part_label(cell, key):

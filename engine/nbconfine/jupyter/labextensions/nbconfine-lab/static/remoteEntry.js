@@ -3,11 +3,11 @@
 // adds style.css (next to this file) to the page.
 (function () {
   var here = document.currentScript.src.replace(/[^/]*$/, "");
-  (window._JUPYTERLAB = window._JUPYTERLAB || {})["normgrade-lab"] = {
+  (window._JUPYTERLAB = window._JUPYTERLAB || {})["nbconfine-lab"] = {
     init: function () {},
     get: function (module) {
       if (module !== "./style") {
-        return Promise.reject(new Error("normgrade-lab has no module " + module));
+        return Promise.reject(new Error("nbconfine-lab has no module " + module));
       }
       return Promise.resolve(function () {
         var link = document.createElement("link");

@@ -1,24 +1,29 @@
 """Autograde on a Dask cluster, against a shared gradebook (PostgreSQL).
 
-    make scheduler                        # dask scheduler on HOST:PORT
-    make worker SCHEDULER=tcp://HOST:PORT # NWORKERS grading processes, on any machine
-    make autograde SCHEDULER=tcp://HOST:PORT
+    dask scheduler                                            # any stock Dask scheduler
+    NBCONFINE_COURSE=/path/to/course dask worker tcp://HOST:PORT --nthreads 1 \
+        --preload nbconfine.cluster                           # on any machine
+    nbconfine autograde --scheduler tcp://HOST:PORT
 
-The instructor's side (``normgrade.autograde --scheduler``) checks the submissions as a
+The instructor's side (``nbconfine.autograde --scheduler``) checks the submissions as a
 local run does, then sends each accepted one as a task: its files' bytes, the student id,
 the assignment, the gradebook's URL and the assignment's instructor files that nbgrader
 copies over a submission (its non-notebook files in ``source/``: never a notebook). A
 worker process grades it with nbgrader's own ``Autograde`` (``--force``: a retry regrades
 it) in a private course directory of its own, configured by the ``nbgrader_config.py``
-of its checkout; cell roles and instructor code come from the gradebook. It sends back
+of its own copy of the course (``NBCONFINE_COURSE``, else its working directory); cell
+roles and instructor code come from the gradebook. It sends back
 the autograded folder, which the instructor's side writes to ``autograded/``. No file
 system is shared.
 
 Each worker process is prepared once by ``GraderPlugin`` (nbgrader loaded, the sandboxes'
-zygote started through ``normgrade.zygote``, as for a local run): ``dask worker --preload
-normgrade.cluster`` does it as the worker starts, and the client registers it too, for
+zygote started through ``nbconfine.zygote``, as for a local run): ``dask worker --preload
+nbconfine.cluster`` does it as the worker starts, and the client registers it too, for
 workers started without it. Dask retries a task whose worker died on another worker; the
 scheduler's ``allowed-failures`` bounds the tries, after which the submission scores zero.
+
+The scheduler needs nothing of nbconfine: the functions sent to workers are those of
+``nbconfine.tasks``, pickled by value, which import the engine only where they run.
 """
 import asyncio
 import contextlib
@@ -36,7 +41,7 @@ from nbgrader.api import Gradebook
 
 CONNECT_SECONDS = 5
 WAIT_WORKERS_SECONDS = 10
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # nbgrader_config.py
+COURSE_ENV = "NBCONFINE_COURSE"  # a worker's copy of the course (its nbgrader_config.py)
 CLUSTER_LOG = "autograded/logs/cluster.log"
 
 
@@ -83,12 +88,15 @@ class Grader:
     def __init__(self):
         from nbgrader.apps.nbgraderapp import NbGraderApp
 
-        from normgrade import worker, zygote
+        from nbconfine import MODES, settings, worker, zygote
         self.worker = worker
-        zygote.shared()  # its own zygote, started as a local run starts it
-        self.root = tempfile.mkdtemp(prefix="normgrade-worker-")  # mode 0700
+        course = os.path.abspath(os.environ.get(COURSE_ENV, "."))
+        config = settings.load_config(course)
+        self.zygote = zygote.shared(settings.zygote_spec(config, course))  # as a local run
+        worker.load(MODES[settings.mode(config)])
+        self.root = tempfile.mkdtemp(prefix="nbconfine-worker-")  # mode 0700
         cli = NbGraderApp.instance()
-        with contextlib.chdir(CHECKOUT):  # the checkout's nbgrader_config.py
+        with contextlib.chdir(course):  # the course's nbgrader_config.py
             cli.initialize(["autograde", "--force", "--log-level=INFO"])
         self.app = cli.subapp
         self.app.coursedir.root = self.root
@@ -133,7 +141,8 @@ def grader():
 
 
 def grade_submission(student, assignment, files, instructor_files, db_url, topic):
-    """The task: grade one submission on this worker (every try is logged to ``topic``)."""
+    """Grade one submission on this worker (every try is logged to ``topic``); the task
+    nbconfine.tasks.grade_submission calls it."""
     from distributed import get_worker
     address = get_worker().address
     get_worker().log_event(topic, {"student": student, "assignment": assignment,
@@ -151,7 +160,7 @@ except ImportError:  # no Dask here: local grading only
 class GraderPlugin(WorkerPlugin):
     """Prepares a worker process once: nbgrader and torch loaded, the zygote started."""
 
-    name = "normgrade-grader"
+    name = "nbconfine-grader"
     idempotent = True  # registered by every client: once per worker is enough
 
     async def setup(self, worker):
@@ -160,7 +169,7 @@ class GraderPlugin(WorkerPlugin):
 
 
 async def dask_setup(worker):
-    """``dask worker --preload normgrade.cluster``: prepared before any task arrives."""
+    """``dask worker --preload nbconfine.cluster``: prepared before any task arrives."""
     await worker.plugin_add(GraderPlugin())
 
 
@@ -176,46 +185,50 @@ def connect(address, db_url, wait_workers=WAIT_WORKERS_SECONDS):
         raise ClusterUnavailable(
             "a Dask cluster needs a gradebook every worker can reach, and workers on other "
             "machines cannot share a SQLite file: set NBGRADER_DB_URL to a PostgreSQL "
-            "gradebook (e.g. postgresql+psycopg2://grader:grader@HOST:5432/gradebook; "
-            ".ci/postgres starts one) and release the assignments into it. Nothing was graded.")
+            "gradebook (e.g. postgresql+psycopg2://grader:grader@HOST:5432/gradebook) and "
+            "release the assignments into it. Nothing was graded.")
+    import cloudpickle
     from distributed import Client
+
+    from nbconfine import tasks
+    cloudpickle.register_pickle_by_value(tasks)  # the scheduler unpickles tasks: no engine
     try:
         client = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterUnavailable(
             f"cannot reach the Dask scheduler at {address} within {CONNECT_SECONDS} s "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
-            "start one with `make scheduler`, or check SCHEDULER. Nothing was graded.") from None
+            "start one (`dask scheduler`), or check the address. Nothing was graded.") from None
     try:
         client.wait_for_workers(1, timeout=wait_workers)
     except TimeoutError:
         client.close()
         raise ClusterUnavailable(
             f"the Dask scheduler at {address} has no workers (waited {wait_workers} s): "
-            f"start some with `make worker SCHEDULER={address}`. Nothing was graded.") from None
+            f"start some (`dask worker {address} --nthreads 1 --preload nbconfine.cluster`). "
+            "Nothing was graded.") from None
     try:
         client.register_plugin(GraderPlugin())
     except Exception as exc:  # e.g. a worker without this repository on its path
         client.close()
         raise ClusterUnavailable(
             f"the workers of {address} could not be prepared ({type(exc).__name__}: {exc}): "
-            "each needs this repository and its requirements (`make install`), as "
-            "`make worker` runs it. Nothing was graded.") from None
+            "each needs nbconfine, the course's requirements and its own copy of the course "
+            f"({COURSE_ENV}). Nothing was graded.") from None
     return client
 
 
 def worker_confinement():
     """This worker's sandbox confinement (its zygote's), as plain data."""
-    from normgrade import zygote
-    return zygote.shared().confinement.to_wire()
+    return grader().zygote.confinement.to_wire()
 
 
 def confinement_line(client, accept_weaker):
     """The report's confinement line for the workers' sandboxes; raises confine.Refused,
     naming the worker, when one lacks a layer (unless ``accept_weaker``)."""
-    from normgrade import confine
+    from nbconfine import confine, tasks
     lines = set()
-    for address, wire in sorted(client.run(worker_confinement).items()):
+    for address, wire in sorted(client.run(tasks.worker_confinement).items()):
         try:
             lines.add(confine.check(confine.Confinement.from_wire(wire), accept_weaker))
         except confine.Refused as refusal:
@@ -235,7 +248,8 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
     """
     from distributed import KilledWorker, as_completed
     workers = len(client.nthreads())
-    topic = f"normgrade-{uuid.uuid4().hex}"
+    from nbconfine import tasks
+    topic = f"nbconfine-{uuid.uuid4().hex}"
     instructor = {a: read_tree(os.path.join(root, "source", a), skip=("*.ipynb",))
                   for a in {a for _, a in graded}}
     with Gradebook(db_url) as gb:  # once, before workers would create them side by side
@@ -249,7 +263,7 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
         while pending and len(running) < capacity:
             student, assignment = pending.pop(0)
             future = client.submit(
-                grade_submission, student, assignment,
+                tasks.grade_submission, student, assignment,
                 read_tree(os.path.join(staging, student, assignment)),
                 instructor[assignment], db_url, topic,
                 key=f"autograde {student}/{assignment} {topic}", pure=False)

@@ -1,8 +1,12 @@
 """Grades from the gradebook: grades.csv, grades_by_problem.csv, a printed table and
 grades_distribution.png (each problem's score distribution).
 
-A problem is the grade_id prefix before the first ``_`` (p1..p7, bn, q1..q6).
+    nbconfine grades [--root COURSE]
+
+Problems are the course's (``c.Problems``, nbconfine.layout), named in the table's legend
+as the notebooks name them.
 """
+import argparse
 import csv
 import os
 import sys
@@ -10,28 +14,29 @@ from collections import defaultdict
 
 from nbgrader.api import Gradebook
 
-COURSE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from nbconfine.layout import Problems, problem_titles
 
 
-def db_url(root=COURSE_ROOT):
+def db_url(root):
     """The gradebook nbgrader_config.py uses: NBGRADER_DB_URL, else SQLite in the course."""
     return os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(root, "gradebook.db"))
 
 
-def problem_scores(url=None):
-    """{(student, assignment): {problem: [score, max_score]}} for every submission.
+def problem_scores(url, grouping):
+    """{(student, assignment): {problem: [score, max_score]}} for every submission;
+    grouping: the course's Problems.
 
     A written answer not graded by hand yet scores None; anything else never graded, 0.
     (A regrade flags hand-given scores for review again, but keeps and counts them.)
     """
     table = {}
-    with Gradebook(url or db_url()) as gb:
+    with Gradebook(url) as gb:
         for assignment in gb.assignments:
             for submission in assignment.submissions:
                 scores = defaultdict(lambda: [0.0, 0.0])
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
-                        problem = scores[problem_of(grade.name)]
+                        problem = scores[grouping.of(grade.name)]
                         if awaits_hand_grade(grade) or problem[0] is None:
                             problem[0] = None
                         else:
@@ -39,11 +44,6 @@ def problem_scores(url=None):
                         problem[1] += grade.max_score
                 table[submission.student.id, assignment.name] = dict(scores)
     return table
-
-
-def problem_of(grade_id):
-    """The problem a grade_id belongs to: its prefix before the first ``_``."""
-    return grade_id.split("_")[0]
 
 
 def awaits_hand_grade(grade):
@@ -84,8 +84,10 @@ def by_assignment(table):
     return {a: (list(problems), rows) for a, (problems, rows) in grouped.items()}
 
 
-def format_table(table):
-    """One line per submission: each problem's score (? = to grade by hand), then total."""
+def format_table(table, titles=None):
+    """One line per submission: each problem's score (? = to grade by hand), then total;
+    under each assignment's header, what the notebook calls its problems (``titles``:
+    {assignment: {problem: name}}) where that is more than the problem's key."""
     lines = []
     for assignment, (problems, rows) in by_assignment(table).items():
         lines.append(f"{assignment:<22} " + " ".join(f"{p:>5}" for p in problems) + "  total")
@@ -93,6 +95,8 @@ def format_table(table):
             cells = " ".join("    -" if p not in scores else "    ?" if scores[p][0] is None
                              else f"{scores[p][0]:5g}" for p in problems)
             lines.append(f"  {student:<20} {cells}  {total(scores, 0):g}/{total(scores, 1):g}")
+        named = (titles or {}).get(assignment, {})
+        lines += [f"    {p} = {named[p]}" for p in problems if named.get(p, p) != p]
     return "\n".join(lines)
 
 
@@ -147,9 +151,25 @@ def histogram(ax, problem, cells, n_students):
                  color="black" if graded else "0.45")
 
 
-if __name__ == "__main__":
-    scores = problem_scores()
+def course_table(root, config):
+    """(scores, the printed table) of the course at ``root`` with its ``config``."""
+    grouping = Problems(config=config)
+    scores = problem_scores(db_url(root), grouping)
+    titles = {a: problem_titles(root, a, grouping) for _, a in scores}
+    return scores, format_table(scores, titles)
+
+
+def main(argv=None):
+    from nbconfine import settings
+    parser = argparse.ArgumentParser(description="Export the grades of a course's gradebook.")
+    parser.add_argument("--root", default=".", help="the course directory (default: here)")
+    root = os.path.abspath(parser.parse_args(argv).root)
+    scores, table = course_table(root, settings.load_config(root))
     if not scores:
-        sys.exit("No graded submissions in the gradebook: run `make autograde` first.")
-    write_reports(scores, COURSE_ROOT)
-    print(format_table(scores))
+        sys.exit("No graded submissions in the gradebook: autograde first.")
+    write_reports(scores, root)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,19 +1,22 @@
-"""An nbgrader preprocessor that autogrades without trusting the learner's kernel.
+"""Problem mode: an nbgrader preprocessor that grades each problem in its own sandbox.
 
 nbgrader's own ``Execute`` runs learners' cells and test cells in one kernel, so an
 answer can patch what the tests rely on, and one ``os._exit`` loses the notebook.
-``SandboxExecute`` grades each problem on its own:
+``ProblemExecute``, which a course switches on (``nbconfine.configure(c, mode="problem",
+...)``), grades each problem on its own:
 
 - the learner's cells for that problem (its answer cells and any cells the learner
-  added before its tests) run in a fresh sandbox forked from a zygote (normgrade.sandbox);
+  added before its tests) run in a fresh sandbox forked from a zygote (nbconfine.remote);
 - the problem's test cells and locked instructor cells run in the grader, in a pristine
   namespace where the learner's names are proxies to the sandbox;
-- a timeout, crash or forbidden normalization layer costs that problem only.
+- a timeout, crash or forbidden name or operator (the checks module's) costs that
+  problem only.
 
 What a cell is, and the code of every instructor cell, come from the gradebook, never
-from the submission: a grade_id's prefix before the first ``_`` names its problem
-(``p3_running_stats_eval`` belongs to ``p3``); ``setup`` runs on both sides; locked
-instructor cells missing from a submission are put back.
+from the submission. Which problem a cell belongs to is the course's configuration
+(``c.Problems.pattern``, nbconfine.layout); the cells of ``c.Problems.shared`` run on both
+sides before every problem; locked instructor cells missing from a submission are put
+back.
 """
 import ast
 import builtins
@@ -21,30 +24,22 @@ import contextlib
 import io
 import os
 import re
-import sys
 import time
 import warnings
 
 import torch
 from nbformat.notebooknode import NotebookNode
-from traitlets import Integer
+from traitlets import Integer, List, Unicode
 
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
-from normgrade import confine, normcheck, reach, zygote
-from normgrade.sandbox import AnswerFault, LearnerError, Remote, Sandbox
+from nbconfine import confine, reach, zygote
+from nbconfine.layout import Problems
+from nbconfine.remote import AnswerFault, LearnerError, ProblemSandbox, Remote, load_checks
 
-sys.modules.setdefault("normcheck", normcheck)
 # Tests use small tensors; one thread each for grader and sandbox keeps two cores busy
 # without the thread pools spinning against each other.
 torch.set_num_threads(1)
-
-# Names through which an answer reaches torch's own normalization.
-FORBIDDEN_NAME = re.compile(
-    r"^(BatchNorm[123]d|LazyBatchNorm[123]d|SyncBatchNorm|LayerNorm|GroupNorm|"
-    r"InstanceNorm[123]d|LazyInstanceNorm[123]d|(batch|layer|group|instance|rms)_norm|"
-    r"_?native_(batch|layer|group)_norm\w*|_batch_norm_impl_index|cudnn_batch_norm|"
-    r"miopen_batch_norm|aten)$")
 BUILTIN_NAMES = frozenset(dir(builtins))
 
 def grade_id(cell):
@@ -58,20 +53,20 @@ class CellKinds:
     ``sources``: grade_id -> source, for every kind but "answer".
     """
 
-    def __init__(self, kinds, sources):
-        self.kinds, self.sources = kinds, sources
+    def __init__(self, kinds, sources, problems):
+        self.kinds, self.sources, self.problems = kinds, sources, problems
 
     @classmethod
-    def from_gradebook(cls, db_url, notebook, assignment):
+    def from_gradebook(cls, db_url, notebook, assignment, problems):
         with Gradebook(db_url) as gb:
             nb = gb.find_notebook(notebook, assignment)
             graded = {c.name for c in nb.grade_cells}
             answers = {c.name for c in nb.solution_cells}
             return cls.of([(c.name, c.name in answers, c.name in graded, c.locked, c.source)
-                           for c in nb.source_cells if c.cell_type == "code"])
+                           for c in nb.source_cells if c.cell_type == "code"], problems)
 
     @classmethod
-    def from_notebook(cls, nb):
+    def from_notebook(cls, nb, problems):
         """The instructor's own notebook describes itself (used outside nbgrader)."""
         cells = []
         for cell in nb.cells:
@@ -79,20 +74,21 @@ class CellKinds:
             if cell.cell_type == "code" and meta.get("grade_id"):
                 cells.append((meta["grade_id"], meta.get("solution"), meta.get("grade"),
                               meta.get("locked"), cell.source))
-        return cls.of(cells)
+        return cls.of(cells, problems)
 
     @classmethod
-    def of(cls, cells):
-        """From (grade_id, is solution, is graded, is locked, source) of code cells."""
+    def of(cls, cells, problems):
+        """From (grade_id, is solution, is graded, is locked, source) of code cells and the
+        course's ``Problems``."""
         kinds, sources = {}, {}
         for name, solution, graded, locked, source in cells:
-            kind = ("answer" if solution else "setup" if name == "setup" else
+            kind = ("answer" if solution else "setup" if name in problems.shared else
                     "test" if graded else "instructor" if locked else None)
             if kind:
                 kinds[name] = kind
             if kind and kind != "answer":
                 sources[name] = source
-        return cls(kinds, sources)
+        return cls(kinds, sources, problems)
 
     def role(self, cell):
         """(role, problem) of a submitted cell: unknown code cells are the learner's."""
@@ -102,7 +98,7 @@ class CellKinds:
         kind = self.kinds.get(name)
         if kind is None:
             return "learner", None
-        return kind, None if kind == "setup" else name.split("_")[0]
+        return kind, None if kind == "setup" else self.problems.of(name)
 
     def restore(self, nb):
         """Put the instructor's code back in its cells, and missing ones back in place."""
@@ -112,10 +108,11 @@ class CellKinds:
                 cell.source = self.sources[grade_id(cell)]
         for name, kind in self.kinds.items():
             if kind in ("setup", "instructor") and name not in present:
-                problem = name.split("_")[0]
+                problem = self.problems.of(name)
                 at = 0 if kind == "setup" else next(
-                    (i for i, c in enumerate(nb.cells) if (grade_id(c) or "").startswith(
-                        problem + "_") and self.kinds.get(grade_id(c)) == "test"), len(nb.cells))
+                    (i for i, c in enumerate(nb.cells) if grade_id(c)
+                     and self.problems.of(grade_id(c)) == problem
+                     and self.kinds.get(grade_id(c)) == "test"), len(nb.cells))
                 restored = NotebookNode(cell_type="code", source=self.sources[name], outputs=[],
                                         execution_count=None, metadata={"nbgrader": {
                                             "grade_id": name, "locked": True, "grade": False,
@@ -123,24 +120,24 @@ class CellKinds:
                 nb.cells.insert(at, restored)
 
 
-def forbidden_names(sources, roots):
-    """Names of torch's normalization that the code ``roots`` lead to uses (see
-    normgrade.reach): attributes read from anything but ``self``, imports, and bare names
-    the learner did not define."""
+def forbidden_names(sources, roots, forbidden):
+    """Names matching ``forbidden`` (a compiled regular expression) that the code ``roots``
+    lead to uses (see nbconfine.reach): attributes read from anything but ``self``,
+    imports, and bare names the learner did not define."""
     reached, defined = reach.reachable(sources, roots)
     found = set()
     for node in (n for statement in reached for n in ast.walk(statement)):
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and \
-                FORBIDDEN_NAME.match(node.attr):
+                forbidden.match(node.attr):
             base = node.value
             while isinstance(base, (ast.Attribute, ast.Call, ast.Subscript)):
                 base = base.func if isinstance(base, ast.Call) else base.value
             if not (isinstance(base, ast.Name) and base.id == "self"):
                 found.add(node.attr)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
-                FORBIDDEN_NAME.match(node.id) and node.id not in defined:
+                forbidden.match(node.id) and node.id not in defined:
             found.add(node.id)
-        elif isinstance(node, ast.alias) and FORBIDDEN_NAME.match(node.name.split(".")[-1]):
+        elif isinstance(node, ast.alias) and forbidden.match(node.name.split(".")[-1]):
             found.add(node.name)
     return found
 
@@ -158,10 +155,11 @@ def stream_output(text):
 class ProblemSession:
     """A sandbox and a grader namespace for one problem."""
 
-    def __init__(self, timeout, memory_bytes):
+    def __init__(self, zygote, timeout, memory_bytes):
+        self.zygote = zygote
         self.timeout = timeout
         self.memory_bytes = memory_bytes
-        self.sandbox = Sandbox(zygote.shared(), memory_bytes)
+        self.sandbox = ProblemSandbox(zygote, memory_bytes)
         self.replay = []  # (name, source) of learner-side cells run so far
         self.namespace = {"__name__": "__main__"}
         self.learner_names = []
@@ -184,7 +182,7 @@ class ProblemSession:
         """A fresh sandbox with every learner-side cell run so far run again."""
         self.ops |= self.sandbox.ops
         self.sandbox.close()
-        self.sandbox = Sandbox(zygote.shared(), self.memory_bytes)
+        self.sandbox = ProblemSandbox(self.zygote, self.memory_bytes)
         replay, self.replay = self.replay, []
         for name, source in replay:
             self.run_learner_side(name, source)
@@ -229,19 +227,32 @@ class ProblemSession:
         self.sandbox.close()
 
 
-class SandboxExecute(NbGraderPreprocessor):
+class ProblemExecute(NbGraderPreprocessor):
     """Autograde problem by problem in sandboxes (replaces nbgrader's Execute)."""
 
     timeout = Integer(10, help="Seconds one cell (an answer or a test) may run.").tag(config=True)
     memory_limit = Integer(4 * 2**30, help="Bytes of memory a sandbox may add to the zygote's."
                            ).tag(config=True)
+    checks = Unicode("", help="Path of the course's checks module: what test cells import, "
+                     "and the hooks of nbconfine.remote (scenarios run where the answer "
+                     "lives, operators recorded, names an answer must not reach)."
+                     ).tag(config=True)
+    preload = List(Unicode(), help="Modules the zygote imports once for every sandbox."
+                   ).tag(config=True)
+
+    def zygote_spec(self):
+        return zygote.Spec(roles=("problem",), preload=tuple(self.preload), checks=self.checks)
 
     def preprocess(self, nb, resources):
-        # `nbgrader autograde` run directly refuses weak sandboxes as normgrade.autograde does
-        confine.check(zygote.shared().confinement, os.environ.get("UNCONFINED") == "1")
+        shared = zygote.shared(self.zygote_spec())
+        # `nbgrader autograde` run directly refuses weak sandboxes as nbconfine.autograde does
+        confine.check(shared.confinement, os.environ.get("UNCONFINED") == "1")
+        self.checks_module = load_checks(self.checks) if self.checks else None
+        grouping = Problems(parent=self)
         info = resources.get("nbgrader")
-        kinds = (CellKinds.from_gradebook(info["db_url"], info["notebook"], info["assignment"])
-                 if info else CellKinds.from_notebook(nb))
+        kinds = (CellKinds.from_gradebook(info["db_url"], info["notebook"], info["assignment"],
+                                          grouping)
+                 if info else CellKinds.from_notebook(nb, grouping))
         kinds.restore(nb)
         roles = [kinds.role(cell) for cell in nb.cells]
         problems = list(dict.fromkeys(p for role, p in roles if role == "test"))
@@ -251,7 +262,7 @@ class SandboxExecute(NbGraderPreprocessor):
         for problem in problems:
             start = time.monotonic()
             last = max(i for i, (_, p) in enumerate(roles) if p == problem)
-            session = ProblemSession(self.timeout, self.memory_limit)
+            session = ProblemSession(shared, self.timeout, self.memory_limit)
             try:
                 self._grade_problem(nb, roles, problem, last, session, recorded, broken)
             finally:
@@ -300,7 +311,11 @@ class SandboxExecute(NbGraderPreprocessor):
         return outputs
 
     def _enforce_own_work(self, nb, roles, problem, session):
-        """Zero a problem whose answer uses torch's own normalization."""
+        """Zero a problem whose answer reaches a name or runs an operator the checks module
+        forbids."""
+        checks = self.checks_module
+        if not hasattr(checks, "FORBIDDEN_MESSAGE"):
+            return
         last = max(i for i, (_, owner) in enumerate(roles) if owner == problem)
         learner_side, tests = [], set()  # the code run in the problem's sandbox; what tests read
         for (role, owner), cell in zip(roles[:last + 1], nb.cells):
@@ -308,11 +323,12 @@ class SandboxExecute(NbGraderPreprocessor):
                 learner_side.append(cell.source)
             elif role in ("test", "instructor") and owner == problem:
                 tests |= reach.names_read(cell.source)
-        named = forbidden_names(learner_side, tests)
-        ran = set(normcheck.forbidden_ops(session.ops))
+        forbidden = getattr(checks, "FORBIDDEN_NAME", None)
+        named = forbidden_names(learner_side, tests, re.compile(forbidden)) if forbidden else set()
+        ran = set(checks.forbidden_ops(session.ops)) if hasattr(checks, "forbidden_ops") else set()
         if not (named or ran):
             return
-        message = normcheck.FORBIDDEN_MESSAGE.format(", ".join(sorted(named | ran)))
+        message = checks.FORBIDDEN_MESSAGE.format(", ".join(sorted(named | ran)))
         for (role, owner), cell in zip(roles, nb.cells):
             if role == "test" and owner == problem:
                 cell.outputs = [error_output("ForbiddenNormalization", f"{problem}: {message}")]

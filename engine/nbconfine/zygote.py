@@ -1,9 +1,12 @@
-"""Start or reach the sandboxes' zygote (normgrade.sandbox), without importing torch here.
+"""Start or reach the sandboxes' zygote (nbconfine.forkserver), without loading its
+libraries here.
 
-``nbgrader_config.py`` calls ``shared()`` when nbgrader starts an autograde, so the
-zygote imports torch while nbgrader loads. ``normgrade.autograde`` starts one zygote for
-all its workers (``serve()``) and names its socket in ``NORMGRADE_ZYGOTE``; workers then
-connect to it instead of starting their own.
+A ``Spec`` says what the zygote prepares: the roles its sandboxes play, the modules it
+loads once (torch, numpy, ...) and the course's checks module (problem mode). The
+course's configuration (``nbconfine.configure``) names them; ``shared(spec)`` starts the
+zygote of this process, or reaches the one named by ``NBCONFINE_ZYGOTE``:
+``nbconfine.autograde`` starts one zygote for all its workers (``serve(spec)``), which
+then connect to it instead of starting their own.
 """
 import atexit
 import contextlib
@@ -15,33 +18,50 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 
-from normgrade import confine
+from nbconfine import confine
 
 ZYGOTE_DIED = "the sandbox zygote died; see the autograde log"
-SHARED_ENV = "NORMGRADE_ZYGOTE"
+SHARED_ENV = "NBCONFINE_ZYGOTE"
 _shared = None
 _CREDENTIALS = struct.Struct("iII")  # struct ucred: pid, uid, gid
 
 
-def sandbox_environment(package_root):
+@dataclass(frozen=True)
+class Spec:
+    """What a zygote prepares once for its sandboxes (see nbconfine.forkserver)."""
+    roles: tuple = ("notebook",)  # "problem" and/or "notebook"
+    preload: tuple = ()  # modules imported once, before any sandbox is forked
+    checks: str = ""  # path of the course's checks module (problem mode), or ""
+
+    def to_wire(self):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_wire(cls, data):
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def sandbox_environment():
     """The zygote's environment, hence every sandbox's: a fixed allowlist, nothing of the
-    grader's (no NBGRADER_DB_URL, no tokens, nothing from the instructor's shell)."""
+    grader's (no NBGRADER_DB_URL, no tokens, nothing from the instructor's shell). The
+    engine is imported from where the grader imports it."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": package_root,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/nonexistent",
             "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
 
 
 class Zygote:
-    """The process that forks sandboxes: started here (costs one torch import) or, with
-    ``path``, an already running one reached through its socket.
+    """The process that forks sandboxes: started here or, with ``path``, an already
+    running one reached through its socket.
 
-    ``pid`` and ``confinement`` come with the zygote's hello, read on first use (the
-    zygote sends it once torch is loaded); pids are read from the kernel's credentials
-    of a message, which name the sender as this process sees it, whatever PID
-    namespace the sender is in."""
+    ``pid``, ``confinement`` and ``spec`` come with the zygote's hello, read on first use;
+    pids are read from the kernel's credentials of a message, which name the sender as
+    this process sees it, whatever PID namespace the sender is in."""
 
-    def __init__(self, path=None, listen_path=None):
+    def __init__(self, spec=Spec(), path=None, listen_path=None):
         self.process = None
         self._hello = None
         self.env = {SHARED_ENV: listen_path} if listen_path else None  # for its clients
@@ -50,12 +70,11 @@ class Zygote:
             return
         self.control, theirs = socket.socketpair()
         self.control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         without = os.environ.get(confine.MISSING_ENV, "")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "normgrade.sandbox", str(theirs.fileno()), without]
-            + ([listen_path] if listen_path else []),
-            pass_fds=[theirs.fileno()], env=sandbox_environment(package_root),
+            [sys.executable, "-m", "nbconfine.forkserver", str(theirs.fileno()), without,
+             json.dumps(spec.to_wire())] + ([listen_path] if listen_path else []),
+            pass_fds=[theirs.fileno()], env=sandbox_environment(),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             start_new_session=True)  # Ctrl-C: ends by hang-up
         theirs.close()
@@ -67,7 +86,9 @@ class Zygote:
             data = self.control.recv(size, socket.MSG_WAITALL)
             if len(data) != size:
                 raise RuntimeError(ZYGOTE_DIED)
-            self._hello = pid, confine.Confinement.from_wire(json.loads(data))
+            hello = json.loads(data)
+            self._hello = (pid, confine.Confinement.from_wire(hello["confinement"]),
+                           Spec.from_wire(hello["spec"]))
         return self._hello
 
     @property
@@ -78,6 +99,10 @@ class Zygote:
     def confinement(self):
         """The confinement layers of its sandboxes (confine.Confinement)."""
         return self._greeting()[1]
+
+    @property
+    def spec(self):
+        return self._greeting()[2]
 
     def fork(self, memory_bytes):
         """A new sandbox that may add ``memory_bytes`` to the zygote's: (socket, pid)."""
@@ -113,8 +138,7 @@ def _receive_with_pid(sock, size):
 
 
 def _connect(path, seconds=120):
-    """Connect to a zygote's socket, waiting while it starts (it binds after importing
-    torch)."""
+    """Connect to a zygote's socket, waiting while it starts (it binds once prepared)."""
     deadline = time.monotonic() + seconds
     while True:
         client = socket.socket(socket.AF_UNIX)
@@ -129,22 +153,29 @@ def _connect(path, seconds=120):
             time.sleep(0.05)
 
 
-def shared():
-    """The zygote of this process: the one named by NORMGRADE_ZYGOTE, else a new one."""
+def shared(spec=None):
+    """The zygote of this process: the one named by NBCONFINE_ZYGOTE, else one started
+    for ``spec``. A zygote started for another spec is replaced (a course's configuration
+    changed after nbconfine.configure started it)."""
     global _shared
+    if _shared is not None and spec is not None and _shared.process \
+            and _shared.spec != spec:
+        _shared.close()
+        _shared = None
     if _shared is None:
-        _shared = Zygote(path=os.environ.get(SHARED_ENV))
+        path = os.environ.get(SHARED_ENV)
+        _shared = Zygote(spec or Spec(), path=path)
         atexit.register(_shared.close)
     return _shared
 
 
 @contextlib.contextmanager
-def serve():
+def serve(spec):
     """A zygote for several processes: yields it; its ``env`` is the environment entry
     that points to it."""
-    with tempfile.TemporaryDirectory(prefix="normgrade-zygote-") as private:  # mode 0700
+    with tempfile.TemporaryDirectory(prefix="nbconfine-zygote-") as private:  # mode 0700
         path = os.path.join(private, "zygote.sock")
-        zygote = Zygote(listen_path=path)
+        zygote = Zygote(spec, listen_path=path)
         # The zygote ends when its owner hangs up: processes forked from the owner (its
         # workers) must not hold the owner's end open.
         os.register_at_fork(after_in_child=zygote.control.close)

@@ -1,9 +1,9 @@
 """What grading again needs from the gradebook: the assignments, quiet restores, hand grades kept.
 
 - ``prepare_gradebook``: a gradebook without the course's assignments (a fresh clone:
-  release/ is committed, so ``make release`` never ran there) gets them from ``nbgrader
-  generate_assignment`` into a scratch release folder, so release/ is never rewritten; it
-  says if the committed release differs from what source/ generates.
+  release/ is committed, so ``nbgrader generate_assignment`` never ran there) gets them
+  from ``nbgrader generate_assignment`` into a scratch release folder, so release/ is
+  never rewritten; it says if the committed release differs from what source/ generates.
 - ``QuietOverwriteCells``: nbgrader restores every locked cell from the gradebook, which
   holds the instructor's version (SaveCells runs before ClearHiddenTests), and warns
   "checksum has changed" whenever the two differ, so for every hidden-test cell of every
@@ -16,7 +16,6 @@
 import os
 import subprocess
 import sys
-import tempfile
 
 import nbformat
 from nbgrader import utils
@@ -24,31 +23,29 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import OverwriteCells, SaveAutoGrades
 from sqlalchemy import text
 
-from normgrade.examples import ASSIGNMENTS
+from nbconfine.layout import course_assignments
 
 # Per grade: the content its hand grade applies to, the content and manual score seen
 # by the last autograde.
-HAND_GRADES = "normgrade_hand_grade"
+HAND_GRADES = "nbconfine_hand_grade"
 CREATE_HAND_GRADES = (f"CREATE TABLE IF NOT EXISTS {HAND_GRADES} (grade_id VARCHAR(32) "
                       "PRIMARY KEY, graded VARCHAR(32), last VARCHAR(32), score FLOAT)")
-# For normgrade.autograde's merge of a worker's gradebook copy (see STUDENT_ROWS there).
+# For nbconfine.autograde's merge of a worker's gradebook copy (see STUDENT_ROWS there).
 STUDENT_ROWS = [(HAND_GRADES, "grade_id IN (SELECT g.id FROM w.grade g JOIN "
                               "w.submitted_notebook n ON g.notebook_id = n.id JOIN "
                               "w.submitted_assignment a ON n.assignment_id = a.id "
                               "WHERE a.student_id IN ({s}))")]
 
 
-def notebook_id(assignment):
-    return os.path.splitext(ASSIGNMENTS[assignment])[0]
-
-
-def missing_assignments(db_url, assignments):
-    """Those of ``assignments`` whose notebook the gradebook lacks."""
+def missing_assignments(db_url, notebooks):
+    """Those of the assignments of ``notebooks`` ({assignment: its notebooks}) of which the
+    gradebook lacks a notebook."""
     missing = []
     with Gradebook(db_url) as gb:
-        for assignment in sorted(assignments):
+        for assignment, names in sorted(notebooks.items()):
             try:
-                gb.find_notebook(notebook_id(assignment), assignment)
+                for name in names:
+                    gb.find_notebook(name, assignment)
             except MissingEntry:
                 missing.append(assignment)
     return missing
@@ -60,33 +57,45 @@ def cells(path):
             for c in nbformat.read(path, as_version=4).cells]
 
 
-def prepare_gradebook(root, db_url, assignments=ASSIGNMENTS):
-    """Put those of ``assignments`` the gradebook lacks in it; returns report lines."""
+def prepare_gradebook(root, db_url, assignments, scratch):
+    """Put those of ``assignments`` the gradebook lacks in it, generated from source/ into
+    the folder ``scratch`` (release/ is never rewritten); likewise generate those without a
+    release/ folder. Returns (report lines, {assignment: its release folder}: release/'s,
+    else the generated one)."""
     with Gradebook(db_url) as gb:
         gb.db.execute(text(CREATE_HAND_GRADES))
         gb.db.commit()
-    notes = []
-    for assignment in missing_assignments(db_url, assignments):
-        with tempfile.TemporaryDirectory(prefix="normgrade-release-") as scratch:
-            done = subprocess.run(
-                [sys.executable, "-m", "nbgrader", "generate_assignment", assignment,
-                 "--force", "--log-level=ERROR",
-                 f"--CourseDirectory.release_directory={scratch}"],
-                cwd=root, capture_output=True, text=True, timeout=600)
-            if done.returncode != 0:
-                raise RuntimeError(
-                    f"The gradebook lacks assignment {assignment} and `nbgrader "
-                    f"generate_assignment {assignment}` failed; run `make release` and "
-                    f"grade again.\n{done.stderr[-2000:]}")
-            name = ASSIGNMENTS[assignment]
-            committed = os.path.join(root, "release", assignment, name)
-            if not os.path.exists(committed) or \
-                    cells(committed) != cells(os.path.join(scratch, assignment, name)):
-                notes.append(f"release/{assignment}/{name} is not what source/ generates "
-                             "(graded with the tests of source/); run `make release`")
-        notes.append(f"{assignment}: added to the gradebook from source/ "
-                     "(nbgrader generate_assignment; release/ unchanged)")
-    return notes
+    notebooks = {a: names for a, names in course_assignments(root).items() if a in assignments}
+    missing = missing_assignments(db_url, notebooks)
+    notes, release_dirs = [], {}
+    for assignment in sorted(assignments):
+        committed = os.path.join(root, "release", assignment)
+        release_dirs[assignment] = committed
+        if assignment not in missing and os.path.isdir(committed):
+            continue
+        done = subprocess.run(
+            [sys.executable, "-m", "nbgrader", "generate_assignment", assignment,
+             "--force", "--log-level=ERROR", f"--CourseDirectory.release_directory={scratch}"],
+            cwd=root, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"The gradebook lacks assignment {assignment} and `nbgrader "
+                f"generate_assignment {assignment}` failed; fix source/{assignment} and "
+                f"grade again.\n{done.stderr[-2000:]}")
+        generated = os.path.join(scratch, assignment)
+        for name in notebooks[assignment] if os.path.isdir(committed) else ():
+            ours = os.path.join(committed, name + ".ipynb")
+            if not os.path.exists(ours) or \
+                    cells(ours) != cells(os.path.join(generated, name + ".ipynb")):
+                notes.append(f"release/{assignment}/{name}.ipynb is not what source/ generates "
+                             "(graded with the tests of source/); regenerate it: nbgrader "
+                             f"generate_assignment {assignment}")
+        if not os.path.isdir(committed):
+            release_dirs[assignment] = generated
+        if assignment in missing:
+            notes.append(f"{assignment}: added to the gradebook from source/ "
+                         "(nbgrader generate_assignment; release/ unchanged)")
+    return notes, release_dirs
 
 
 class QuietOverwriteCells(OverwriteCells):

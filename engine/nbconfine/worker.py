@@ -1,12 +1,14 @@
 """A grading worker: nbgrader's own ``Autograde``, one student at a time.
 
-``normgrade.autograde`` imports this module (nbgrader, torch, the checks) once, then
+``nbconfine.autograde`` imports this module (nbgrader, and with ``load`` the course's
+executor and what it imports: torch for problem mode) once, then
 forks its workers: none pays the imports again, and two workers do not spend their
 first seconds importing side by side. Each worker is handed one student (their
 submissions) at a time, so all stay busy until the last one. A worker is configured as
 ``nbgrader autograde --force`` run in the course directory (nbgrader_config.py
 included), reads the submissions from a staging copy, and writes its log to its own file.
 """
+import importlib
 import os
 import sys
 import traceback
@@ -16,7 +18,10 @@ from nbgrader.apps.nbgraderapp import NbGraderApp
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 
-import normgrade.execute  # noqa: F401  (loaded before the fork, with torch)
+
+def load(executor):
+    """Import the module of ``executor`` (a preprocessor's dotted name) before the fork."""
+    importlib.import_module(executor.rsplit(".", 1)[0])
 
 
 def serve(connection, root, staging, log_fd, env):

@@ -21,7 +21,7 @@ Generic: it knows what a process may reach, nothing of what the process runs. Tw
   the zygote's.)
 
 The environment a sandbox sees is the zygote's, which its starter sets to a fixed
-allowlist (normgrade.zygote). Layers the kernel refuses are reported by ``Confinement``;
+allowlist (nbconfine.zygote). Layers the kernel refuses are reported by ``Confinement``;
 ``MISSING_ENV`` (a comma-separated list of layer names, or ``all``) makes layers count as
 missing, to exercise the fallbacks.
 """
@@ -33,7 +33,7 @@ import signal
 import tempfile
 from dataclasses import dataclass, field
 
-MISSING_ENV = "NORMGRADE_CONFINE_MISSING"
+MISSING_ENV = "NBCONFINE_CONFINE_MISSING"
 SANDBOX_UID_BASE = 1_000_000  # as root, a sandbox runs as SANDBOX_UID_BASE + its host pid
 LAYERS = ("namespaces", "empty-root", "landlock", "seccomp")
 
@@ -215,7 +215,7 @@ def _become_child():
 def _empty_root(mount):
     """An empty directory for the sandboxes' root: a read-only tmpfs in the zygote's own
     mount namespace (the host sees an empty directory), else root's private directory."""
-    jail = tempfile.mkdtemp(prefix="normgrade-jail-")
+    jail = tempfile.mkdtemp(prefix="nbconfine-jail-")
     try:
         if mount:
             _check(_libc.mount(b"tmpfs", jail.encode(), b"tmpfs",

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m normgrade.figures [OUTDIR]
+    python -m course.figures [OUTDIR]
 
 OUTDIR defaults to ``source/normalization/figures``. Two PNGs are written:
 

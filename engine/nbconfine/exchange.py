@@ -1,10 +1,11 @@
-"""nbgrader's exchange for the course: where it is, and creating it.
+"""nbgrader's exchange for a course: where it is, and creating it.
 
-    python -m normgrade.exchange [DIR]     (or `make exchange EXCHANGE=DIR`)
+    nbconfine exchange [DIR] [--root COURSE]
 
 The exchange root is NBGRADER_EXCHANGE, else /srv/nbgrader/exchange when running as root
 or when that directory exists (a server's exchange, made by its administrator), else
-``nbgrader-exchange`` beside the course folder. nbgrader_config.py reads it from here.
+``nbgrader-exchange`` beside the course folder. ``nbconfine.configure`` sets
+``c.Exchange.root`` from here unless the course's configuration sets it.
 
 nbgrader (0.9.6) documents the root as writable by everyone (``chmod ugo+rwx``) and
 creates the rest itself on the instructor's first ``release_assignment``, owned by them:
@@ -13,13 +14,12 @@ cannot list them), ``feedback/`` 0711 (students fetch their own by a secret name
 root gets the sticky bit too (1777, as /tmp): then no one removes or renames what another
 user put there; nbgrader checks only the 0777 bits.
 """
+import argparse
 import os
 import stat
-import sys
 
 SERVER_ROOT = "/srv/nbgrader/exchange"
 ROOT_MODE = 0o1777
-COURSE_ID = "normalization-layers"
 
 
 def default_root(course_root):
@@ -42,8 +42,9 @@ def closed_ancestors(path):
         parent = os.path.dirname(parent)
 
 
-def create(root, course_root):
-    """Create (or repair) the exchange root; returns what to tell the instructor."""
+def create(root, course_root, course_id, assignments):
+    """Create (or repair) the exchange root; returns what to tell the instructor (and the
+    commands students run, for the first of ``assignments``)."""
     try:
         os.makedirs(root, exist_ok=True)
         if stat.S_IMODE(os.stat(root).st_mode) != ROOT_MODE:
@@ -58,26 +59,39 @@ def create(root, course_root):
     if closed:
         lines.append("Students cannot reach it until these folders are traversable by "
                      f"others (chmod o+x): {', '.join(closed)}")
+    assignment = assignments[0] if assignments else "ASSIGNMENT"
     lines += [
         "",
-        "Instructor: make publish (release_assignment), make collect, make return "
-        "(release_feedback)" + ("" if root == default_root(course_root) else
-                                f", each with EXCHANGE={root} (or NBGRADER_EXCHANGE)"),
-        "Students (in the folder where they keep their work):",
-        f"  nbgrader fetch_assignment normalization --course {COURSE_ID} "
-        f"--Exchange.root={root}",
-        f"  nbgrader submit normalization --course {COURSE_ID} --Exchange.root={root}",
-        f"  nbgrader fetch_feedback normalization --course {COURSE_ID} "
-        f"--Exchange.root={root}",
+        "Instructor: nbgrader release_assignment, collect, release_feedback"
+        + ("" if root == default_root(course_root) else
+           f", each with NBGRADER_EXCHANGE={root} (or EXCHANGE={root} on make)"),
+        f"Students (in the folder where they keep their work; {assignment} here, any of "
+        f"{', '.join(assignments) or 'the assignments'}):",
+        f"  nbgrader fetch_assignment {assignment} --course {course_id} --Exchange.root={root}",
+        f"  nbgrader submit {assignment} --course {course_id} --Exchange.root={root}",
+        f"  nbgrader fetch_feedback {assignment} --course {course_id} --Exchange.root={root}",
         "or, for JupyterLab's Assignment List, ~/.jupyter/nbgrader_config.py holding:",
         "  c = get_config()",
-        f"  c.CourseDirectory.course_id = {COURSE_ID!r}",
+        f"  c.CourseDirectory.course_id = {course_id!r}",
         f"  c.Exchange.root = {root!r}",
     ]
     return "\n".join(lines)
 
 
+def main(argv=None):
+    from nbconfine import settings
+    from nbconfine.layout import course_assignments
+    parser = argparse.ArgumentParser(description="Create nbgrader's exchange for a course.")
+    parser.add_argument("dir", nargs="?", default="", help="the exchange root (default: "
+                        "NBGRADER_EXCHANGE, else as root /srv/nbgrader/exchange, else "
+                        "nbgrader-exchange beside the course)")
+    parser.add_argument("--root", default=".", help="the course directory (default: here)")
+    args = parser.parse_args(argv)
+    course = os.path.abspath(args.root)
+    course_id = settings.load_config(course).CourseDirectory.get("course_id") or "COURSE"
+    print(create(os.path.abspath(args.dir) if args.dir else default_root(course), course,
+                 course_id, list(course_assignments(course))))
+
+
 if __name__ == "__main__":
-    course = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    print(create(os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1]
-                 else default_root(course), course))
+    main()

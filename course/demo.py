@@ -1,6 +1,6 @@
 """Build submissions from the release: reference answers, blank, or chosen answers.
 
-``python -m normgrade.examples`` writes the demo students into ``submitted/``:
+``python -m course.demo`` writes the demo students into ``submitted/``:
 demo-complete (the reference answers), demo-blank (the untouched release) and
 demo-mistake (reference answers but two classic mistakes from tests/catalog.py).
 Other students' folders are never touched.
@@ -11,18 +11,24 @@ import shutil
 import sys
 
 import nbformat
+from nbconfine.layout import course_assignments
 
 COURSE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ASSIGNMENTS = {"normalization": "normalization.ipynb", "batchnorm": "batchnorm.ipynb"}
 # A marker line, wherever it is (the last line of a cell has no newline).
 SOLUTION_MARKER = re.compile(r"^[ \t]*(### (BEGIN|END) SOLUTION|#> .*)(\n|\Z)", re.M)
 DEMO_MISTAKES = ("p1_unbiased_var", "p3_flipped_momentum", "bn_biased_moving_var")
 
 
+def notebook_file(assignment, course_root=COURSE_ROOT):
+    """The file name of the assignment's notebook (each assignment here has one)."""
+    (name,) = course_assignments(course_root)[assignment]
+    return name + ".ipynb"
+
+
 def reference_answers(assignment, course_root=COURSE_ROOT):
     """grade_id -> source of every solution cell in the instructor notebook, markers and
     release stubs removed."""
-    path = os.path.join(course_root, "source", assignment, ASSIGNMENTS[assignment])
+    path = os.path.join(course_root, "source", assignment, notebook_file(assignment, course_root))
     answers = {}
     for cell in nbformat.read(path, as_version=4).cells:
         meta = cell.metadata.get("nbgrader", {})
@@ -38,7 +44,7 @@ def build_submission(assignment, answers, student_dir, course_root=COURSE_ROOT):
     """
     release = os.path.join(course_root, "release", assignment)
     shutil.copytree(release, student_dir, dirs_exist_ok=True)
-    path = os.path.join(student_dir, ASSIGNMENTS[assignment])
+    path = os.path.join(student_dir, notebook_file(assignment, course_root))
     fill_in(path, answers)
     return path
 
@@ -65,7 +71,7 @@ def catalog_answers(names):
 def write_demo_submissions(submitted):
     """The three demo students, rebuilt from the current release."""
     mistakes = catalog_answers(DEMO_MISTAKES)
-    for assignment in ASSIGNMENTS:
+    for assignment in course_assignments(COURSE_ROOT):
         complete = reference_answers(assignment)
         for student, answers in (("demo-complete", complete), ("demo-blank", {}),
                                  ("demo-mistake", {**complete, **mistakes})):

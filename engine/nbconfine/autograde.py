@@ -1,6 +1,11 @@
 """Autograde every submission in parallel, with a report of everything unusual.
 
-    python -m normgrade.autograde [--jobs N] [--students GLOB]   (or `make autograde JOBS=N`)
+    nbconfine autograde [--jobs N] [--students GLOB] [--root COURSE]
+
+The course is the directory ``--root`` (default: the current one), as nbgrader sees it:
+``source/`` (each folder holding notebooks is an assignment), ``release/``,
+``submitted/``, ``autograded/``, and its ``nbgrader_config.py``, which calls
+``nbconfine.configure``.
 
 1. Each submission in ``submitted/<student>/<assignment>/`` is checked, read-only:
    missing or renamed notebooks, notebooks that are not valid JSON, test cells deleted
@@ -8,8 +13,8 @@
    and student ids nbgrader would read as glob patterns (such submissions are not
    graded). The accepted ones are copied to a staging folder, which is what nbgrader
    reads: submitted/ is never touched. Meanwhile the sandboxes' zygote imports torch.
-2. ``--jobs`` workers (normgrade.worker), forked from this process once it has loaded
-   nbgrader and torch, run nbgrader's own ``Autograde`` on one student at a time, the
+2. ``--jobs`` workers (nbconfine.worker), forked from this process once it has loaded
+   nbgrader and the sandboxes' libraries, run nbgrader's own ``Autograde`` on one student at a time, the
    next as soon as one is done. With a SQLite gradebook each worker writes to its own
    copy (in memory, /dev/shm), and the rows of the students it graded are merged back
    at the end (nbgrader's ids are UUIDs, so rows never collide); SQLite slows to a
@@ -21,7 +26,7 @@
 
 Grades are the same for any number of jobs: every problem is graded in its own
 sandbox, whatever else runs. With ``--scheduler tcp://HOST:PORT`` (``make autograde
-SCHEDULER=...``) step 2 runs on a Dask cluster instead: see normgrade/cluster.py.
+SCHEDULER=...``) step 2 runs on a Dask cluster instead: see nbconfine/cluster.py.
 """
 import argparse
 import contextlib
@@ -39,11 +44,13 @@ import traceback
 import nbformat
 from nbgrader.api import Gradebook
 
-from normgrade import cluster, confine, regrade, report, zygote
-from normgrade.examples import ASSIGNMENTS, COURSE_ROOT
+from nbconfine import MODES, cluster, confine, regrade, report, settings, zygote
+from nbconfine.layout import course_assignments
 
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
 GLOB_CHARACTERS = set("*?[]")
+# What nbgrader itself puts in a submission (collect, submit): never stray files.
+NBGRADER_FILES = {"timestamp.txt", "submission_secret.txt", ".ipynb_checkpoints"}
 # Workers' gradebook copies are merged back and dropped: kept in memory, where nbgrader's
 # commit after every graded cell costs no disk flush.
 MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -56,40 +63,48 @@ def student_folders(root):
     return sorted(s for s in os.listdir(submitted) if os.path.isdir(os.path.join(submitted, s)))
 
 
-def submissions(root, students="*"):
+def submissions(root, assignments, students="*"):
     """([(student, assignment)] to check and grade, report lines for unknown folders and
-    ones that are not folders, [(student, assignment)] of the latter: they score zero)."""
+    ones that are not folders, [(student, assignment)] of the latter: they score zero).
+    assignments: the course's, {assignment: notebooks}."""
     found, notes, unusable = [], [], []
     for student in student_folders(root):
         if not fnmatch.fnmatch(student, students):
             continue
         for assignment in sorted(os.listdir(os.path.join(root, "submitted", student))):
             folder = os.path.join(root, "submitted", student, assignment)
-            if assignment in ASSIGNMENTS and os.path.isdir(folder) \
+            if assignment in assignments and os.path.isdir(folder) \
                     and not os.path.islink(folder):
                 found.append((student, assignment))
-            elif assignment in ASSIGNMENTS:
+            elif assignment in assignments:
                 notes.append(f"{student}/{assignment}: not a folder; it scores zero")
                 unusable.append((student, assignment))
             else:
                 notes.append(f"{student}/{assignment}: not an assignment of this course "
-                             f"({', '.join(ASSIGNMENTS)}): ignored")
+                             f"({', '.join(assignments)}): ignored")
     return found, notes, unusable
 
 
-def release_test_cells(root, assignment):
-    """grade_id -> source of the released test cells (what a submission should hold)."""
-    nb = nbformat.read(os.path.join(root, "release", assignment, ASSIGNMENTS[assignment]), 4)
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
-            and not c.metadata["nbgrader"].get("solution")}
+class Release:
+    """What a submission of one notebook should hold, from its release: ``tests``,
+    grade_id -> source of the test cells; ``roles``, grade_id -> nbgrader role flags
+    (nbconfine.cellroles)."""
+
+    def __init__(self, path):
+        from nbconfine import cellroles  # loads nbgrader's preprocessors: once the zygote starts
+        cells = nbformat.read(path, 4).cells
+        self.tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in cells
+                      if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+                      and not c.metadata["nbgrader"].get("solution")}
+        self.roles = cellroles.roles_of(cells)
 
 
-def release_roles(root, assignment):
-    """grade_id -> nbgrader role flags of the released cells (normgrade.cellroles)."""
-    from normgrade import cellroles  # loads nbgrader's preprocessors: once the zygote starts
-    nb = nbformat.read(os.path.join(root, "release", assignment, ASSIGNMENTS[assignment]), 4)
-    return cellroles.roles_of(nb.cells)
+def releases(release_dirs, assignments):
+    """{assignment: {notebook file: Release}} of the ``assignments`` of ``release_dirs``
+    ({assignment: its release folder})."""
+    return {a: {name: Release(os.path.join(release_dirs[a], name))
+                for name in sorted(os.listdir(release_dirs[a])) if name.endswith(".ipynb")}
+            for a in assignments}
 
 
 def symlinks(folder):
@@ -99,8 +114,9 @@ def symlinks(folder):
                   for name in dirs + files if os.path.islink(os.path.join(base, name)))
 
 
-def precheck(root, student, assignment, expected_cells, expected_roles=None):
+def precheck(root, student, assignment, release_dir, expected):
     """(report lines, whether to grade it) for one submission; it is never modified.
+    expected: {notebook file: Release} of the assignment, released in ``release_dir``.
 
     A submission holding symbolic links is not graded: nbgrader would follow them (to the
     instructor's notebook, or any file on the grading machine). Nor is one whose student
@@ -117,24 +133,34 @@ def precheck(root, student, assignment, expected_cells, expected_roles=None):
         return [f"{where}: symbolic links are not accepted ({', '.join(links)}); not graded, "
                 "it scores zero"], False
     try:
-        return _precheck_files(root, where, folder, assignment, expected_cells,
-                               expected_roles or {}), True
+        return _precheck_files(where, folder, release_dir, expected), True
     except Exception as exc:  # whatever a submission holds, the others are graded
         return [f"{where}: could not be checked ({type(exc).__name__}: {exc})"], True
 
 
-def _precheck_files(root, where, folder, assignment, expected_cells, expected_roles):
+def _precheck_files(where, folder, release_dir, expected):
     lines = []
-    name = ASSIGNMENTS[assignment]
-    path = os.path.join(folder, name)
-    release = set(os.listdir(os.path.join(root, "release", assignment)))
-    others = sorted(set(os.listdir(folder)) - release - {"timestamp.txt", ".ipynb_checkpoints"})
+    others = sorted(set(os.listdir(folder)) - set(os.listdir(release_dir)) - NBGRADER_FILES)
     notebooks = [f for f in others if f.endswith(".ipynb")]
-    if not os.path.exists(path):
+    missing = [name for name in expected if not os.path.exists(os.path.join(folder, name))]
+    if missing:
         renamed = f" (found {', '.join(notebooks)}: renamed?)" if notebooks else ""
-        return [f"{where}: {name} is missing{renamed}; it scores zero"]
+        verb = "is" if len(missing) == 1 else "are"
+        if len(missing) == len(expected):
+            return [f"{where}: {', '.join(missing)} {verb} missing{renamed}; it scores zero"]
+        lines.append(f"{where}: {', '.join(missing)} {verb} missing{renamed}; their cells "
+                     "score zero")
     if others:
         lines.append(f"{where}: files not in the release were ignored: {', '.join(others)}")
+    for name, release in expected.items():
+        if name not in missing:
+            lines += _precheck_notebook(where, os.path.join(folder, name), release)
+    return lines
+
+
+def _precheck_notebook(where, path, release):
+    lines = []
+    name = os.path.basename(path)
     if os.path.getsize(path) > LARGE_NOTEBOOK:
         lines.append(f"{where}: {name} is {os.path.getsize(path) / 2**20:.0f} MB; its outputs "
                      "are cleared before grading")
@@ -145,17 +171,17 @@ def _precheck_files(root, where, folder, assignment, expected_cells, expected_ro
         return lines + [f"{where}: {name} is not a valid notebook ({reason}); it scores zero"]
     submitted = {(c.metadata.get("nbgrader") or {}).get("grade_id"): c.source
                  for c in nb.cells if c.cell_type == "code"}
-    missing = sorted(set(expected_cells) - set(submitted))
-    edited = sorted(g for g in expected_cells if g in submitted
-                    and submitted[g] != expected_cells[g])
+    missing = sorted(set(release.tests) - set(submitted))
+    edited = sorted(g for g in release.tests if g in submitted
+                    and submitted[g] != release.tests[g])
     if missing:
         lines.append(f"{where}: test cells deleted or stripped of their metadata, restored "
                      f"from the gradebook: {', '.join(missing)}")
     if edited:
         lines.append(f"{where}: test cells edited, restored from the gradebook: "
                      f"{', '.join(edited)}")
-    from normgrade.cellroles import changed_roles
-    retyped = changed_roles(nb.cells, expected_roles)
+    from nbconfine.cellroles import changed_roles
+    retyped = changed_roles(nb.cells, release.roles)
     if retyped:
         lines.append(f"{where}: cell roles or points edited in the metadata, restored from "
                      f"the gradebook: {', '.join(retyped)}")
@@ -208,7 +234,7 @@ def record_zero(db_url, submissions):
         gb.db.commit()
 
 
-def run_workers(root, staging, graded, jobs, zygote_env, progress):
+def run_workers(root, staging, graded, jobs, zygote_env, executor, progress):
     """Grade ``graded`` [(student, assignment)], read from ``staging``, with ``jobs``
     workers; returns {(student, assignment): why nbgrader could not grade it}."""
     assignments = {}
@@ -218,7 +244,7 @@ def run_workers(root, staging, graded, jobs, zygote_env, progress):
     tasks = sorted(assignments.items(), key=lambda task: (-len(task[1]), task[0]))
     url = report.db_url(root)
     sqlite_path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
-    scratch = tempfile.mkdtemp(prefix="normgrade-", dir=MEMORY_DIR) if sqlite_path else None
+    scratch = tempfile.mkdtemp(prefix="nbconfine-", dir=MEMORY_DIR) if sqlite_path else None
     urls = []
     for slot in range(jobs):
         if sqlite_path:
@@ -228,7 +254,7 @@ def run_workers(root, staging, graded, jobs, zygote_env, progress):
         else:
             urls.append(url)
     try:
-        pool = WorkerPool(root, staging, urls, zygote_env)
+        pool = WorkerPool(root, staging, urls, zygote_env, executor)
         failures = pool.grade(tasks, len(graded), progress)
         if sqlite_path:
             for slot, students in enumerate(pool.students):
@@ -241,16 +267,17 @@ def run_workers(root, staging, graded, jobs, zygote_env, progress):
 
 
 class WorkerPool:
-    """Worker processes (normgrade.worker) forked from this one, one per gradebook URL.
+    """Worker processes (nbconfine.worker) forked from this one, one per gradebook URL.
 
     Each is handed one student at a time (all their submissions); a worker that dies
     costs the student it was grading, and another takes its place. Slot k's log is
     autograded/logs/worker-<k>.log.
     """
 
-    def __init__(self, root, staging, urls, zygote_env):
-        # Imported once the zygote is starting, so both load torch at the same time.
-        from normgrade import worker
+    def __init__(self, root, staging, urls, zygote_env, executor):
+        # Imported once the zygote is starting, so both load their libraries at once.
+        from nbconfine import worker
+        worker.load(executor)
         self.worker = worker
         self.root, self.staging, self.urls = root, staging, urls
         self.env = dict(zygote_env, PATH=os.path.dirname(sys.executable) + os.pathsep
@@ -361,33 +388,41 @@ def progress_bar(done, total, stream=sys.stderr):
         stream.flush()
 
 
-def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=progress_bar,
+def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar,
               scheduler=None):
     """Grade every submission (on the Dask cluster at ``scheduler``, if given); returns
-    the report text. Raises cluster.ClusterUnavailable before writing anything."""
+    the report text. Raises cluster.ClusterUnavailable and settings.NotConfigured before
+    writing anything."""
     start = time.monotonic()
-    found, notes, unusable = submissions(root, students)
+    root = os.path.abspath(root)
+    config = settings.load_config(root)
+    spec = settings.zygote_spec(config, root)
+    assignments = course_assignments(root)
+    found, notes, unusable = submissions(root, assignments, students)
     if not found and not unusable:
         return "No submissions in submitted/: nothing to grade."
     accept_weaker = os.environ.get("UNCONFINED") == "1"
     client = cluster.connect(scheduler, report.db_url(root)) if scheduler else None
     with contextlib.ExitStack() as stack, \
-            tempfile.TemporaryDirectory(prefix="normgrade-submitted-") as staging:
-        # The zygote imports torch while the submissions are checked and copied; on a
-        # cluster the workers have theirs. Leaving closes the client: its tasks are dropped.
+            tempfile.TemporaryDirectory(prefix="nbconfine-submitted-") as staging:
+        # The zygote loads its libraries while the submissions are checked and copied; on
+        # a cluster the workers have theirs. Leaving closes the client: its tasks are dropped.
         if client:
             stack.enter_context(client)
             confinement = cluster.confinement_line(client, accept_weaker)
         else:
-            shared = stack.enter_context(zygote.serve())
+            shared = stack.enter_context(zygote.serve(spec))
             confinement = confine.check(shared.confinement, accept_weaker)
-        notes += regrade.prepare_gradebook(root, report.db_url(root), {a for _, a in found})
-        expected = {a: release_test_cells(root, a) for a in ASSIGNMENTS}
-        roles = {a: release_roles(root, a) for a in ASSIGNMENTS}
+        submitted = sorted({a for _, a in found})
+        lines, release_dirs = regrade.prepare_gradebook(
+            root, report.db_url(root), submitted, stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="nbconfine-release-")))
+        notes += lines
+        expected = releases(release_dirs, submitted)
         graded, rejected = [], list(unusable)
         for student, assignment in found:
-            lines, grade = precheck(root, student, assignment, expected[assignment],
-                                    roles[assignment])
+            lines, grade = precheck(root, student, assignment, release_dirs[assignment],
+                                    expected[assignment])
             notes += lines
             (graded if grade else rejected).append((student, assignment))
         record_zero(report.db_url(root), rejected)
@@ -402,12 +437,13 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
             record_zero(report.db_url(root), ungradable)
             notes += retried
         else:
-            failures = (run_workers(root, staging, graded, jobs, shared.env, progress)
+            failures = (run_workers(root, staging, graded, jobs, shared.env,
+                                    MODES[settings.mode(config)], progress)
                         if graded else {})
     noted = {line.split(":")[0] for line in notes}
     notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(failures.items())
               if f"{s}/{a}" not in noted]
-    table = report.format_table(report.problem_scores(report.db_url(root)))
+    table = report.course_table(root, config)[1]
     text_report = "\n".join(
         [table, "", f"Graded {len(graded)} submissions with {where} in "
                     f"{time.monotonic() - start:.1f} s.", confinement,
@@ -418,14 +454,14 @@ def autograde(root=COURSE_ROOT, jobs=os.cpu_count(), students="*", progress=prog
     return text_report
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     parser.add_argument("--students", default="*", help="glob of student ids to grade")
-    parser.add_argument("--root", default=COURSE_ROOT)
+    parser.add_argument("--root", default=".", help="the course directory (default: here)")
     parser.add_argument("--scheduler", help="grade on the Dask cluster of this scheduler "
-                        "(tcp://HOST:PORT; see normgrade/cluster.py)")
-    args = parser.parse_args()
+                        "(tcp://HOST:PORT; see nbconfine/cluster.py)")
+    args = parser.parse_args(argv)
     try:
         print(autograde(args.root, args.jobs, args.students, scheduler=args.scheduler),
               flush=True)
@@ -433,7 +469,7 @@ def main():
     except confine.Refused as refusal:
         print(refusal, file=sys.stderr)
         code = 2
-    except cluster.ClusterUnavailable as exc:
+    except (cluster.ClusterUnavailable, settings.NotConfigured) as exc:
         print(f"autograde: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
@@ -441,7 +477,7 @@ def main():
         code = 130
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)  # the interpreter's teardown with torch loaded takes most of a second
+    os._exit(code)  # the interpreter's teardown with big libraries loaded takes a second
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""What a course directory holds: its assignments and notebooks, and how its graded cells
+group into problems.
+
+- An assignment is a folder of ``source/`` holding notebooks (``*.ipynb``, as nbgrader
+  finds them); one the gradebook knows whose release is all that is left counts too.
+- ``Problems`` (configuration: ``c.Problems.pattern``, ``c.Problems.shared``) says which
+  cells form a problem: the report's columns, the feedback's summary and, in problem
+  mode, what is graded in one sandbox.
+"""
+import glob
+import os
+import re
+
+import nbformat
+
+from traitlets import List, Unicode, validate
+from traitlets.config import Configurable
+
+
+def course_assignments(root):
+    """{assignment: [its notebooks' names, without .ipynb]}, sorted: the folders of source/
+    holding notebooks, and of release/ for an assignment whose source folder is gone."""
+    found = {}
+    for folder in ("source", "release"):
+        for path in sorted(glob.glob(os.path.join(root, folder, "*", "*.ipynb"))):
+            assignment = os.path.basename(os.path.dirname(path))
+            if found.setdefault(assignment, (folder, []))[0] == folder:
+                found[assignment][1].append(os.path.splitext(os.path.basename(path))[0])
+    return {assignment: names for assignment, (_, names) in sorted(found.items())}
+
+
+def notebook_path(root, folder, assignment, notebook):
+    return os.path.join(root, folder, assignment, notebook + ".ipynb")
+
+
+class Problems(Configurable):
+    """How graded cells group into problems."""
+
+    pattern = Unicode("", help=(
+        "A regular expression with one group, searched in each cell's grade_id: the group "
+        "names the cell's problem (r'^([^_]+)_' puts p3_running_stats_eval in problem p3). "
+        "A cell it does not match, or every cell when empty, is a problem of its own, named "
+        "by its grade_id.")).tag(config=True)
+    shared = List(Unicode(), help=(
+        "grade_ids of locked cells that every problem needs (imports, the checks module): "
+        "problem mode runs them before each problem, in the sandbox and in the grader.")
+    ).tag(config=True)
+
+    @validate("pattern")
+    def _one_group(self, proposal):
+        if proposal.value and re.compile(proposal.value).groups != 1:
+            raise ValueError(f"Problems.pattern {proposal.value!r} must have exactly one group")
+        return proposal.value
+
+    def of(self, grade_id):
+        """The problem a grade_id belongs to."""
+        match = re.search(self.pattern, grade_id) if self.pattern else None
+        return match.group(1) if match else grade_id
+
+
+POINTS_HEADING = re.compile(r"^#+\s*(.+?)\s*\(\s*[\d.]+\s+points?\s*\)\s*$", re.M)
+TITLE = re.compile(r"^#\s+(.+?)\s*$", re.M)
+
+
+def problem_spans(cells, grouping):
+    """{problem: [first, last] cell index} of the graded, answer and task cells, in order."""
+    spans = {}
+    for index, cell in enumerate(cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") or meta.get("solution") or meta.get("task"):
+            spans.setdefault(grouping.of(meta["grade_id"]), [index, index])[1] = index
+    return spans
+
+
+def title(cells, key, start, first):
+    """A problem's name: the last heading stating points ("## Problem 1: ... (5 points)")
+    between the previous problem and its first cell, without the points; else the
+    notebook's title (a problem without its own heading is the notebook's), else key."""
+    for cell in reversed(cells[start:first + 1]):
+        headings = POINTS_HEADING.findall(cell.source) if cell.cell_type == "markdown" else []
+        if headings:
+            return headings[-1]
+    for cell in cells:
+        match = TITLE.search(cell.source) if cell.cell_type == "markdown" else None
+        if match:
+            return match.group(1)
+    return key
+
+
+def problem_titles(root, assignment, grouping):
+    """{problem: its name in the notebook} of an assignment's notebooks (source/, else
+    release/); notebooks later in name order do not rename a problem."""
+    titles = {}
+    for notebook in course_assignments(root).get(assignment, ()):
+        for folder in ("source", "release"):
+            path = notebook_path(root, folder, assignment, notebook)
+            if os.path.exists(path):
+                cells = nbformat.read(path, as_version=4).cells
+                previous_end = -1
+                for key, (first, last) in problem_spans(cells, grouping).items():
+                    titles.setdefault(key, title(cells, key, previous_end + 1, first))
+                    previous_end = last
+                break
+    return titles

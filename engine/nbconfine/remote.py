@@ -1,0 +1,302 @@
+"""Problem mode's sandboxes: the learner's names live in the sandbox, the tests in the grader.
+
+The grader executes test cells in its own, pristine namespace, where each name the
+learner defined is a ``Remote`` proxy: calling it, reading or setting its attributes and
+running a scenario of the course's checks module on it are requests served in the
+sandbox. Whatever the learner's code patches (torch.allclose, Tensor methods, the checks
+module, builtins) is patched only in the sandbox, and what comes back is plain data,
+decoded with torch's ``weights_only`` unpickler, so a sandbox cannot run code in the
+grader. Grader to sandbox: pickle; sandbox to grader: ``torch.save`` of plain data.
+
+The checks module (``nbconfine.configure(c, checks=...)``) is what test cells import. The
+engine uses these names of it, each optional:
+
+- ``SCENARIOS``: {name: function(target, *args) -> plain data}, what tests may run where
+  the answer lives; a checks function hands an answer to ``run_scenario_here`` there by
+  calling ``type(answer).__sandbox_scenario__(answer, name, args)`` when it exists;
+- ``run_scenario_here(scenario, target, *args)``: runs one (default: calls it);
+- ``OpRecorder``: a context manager class whose ``ops`` names the operators run inside it
+  (problem mode records what an answer runs for the tests);
+- ``warm_up()``: runs once in the zygote, so that sandboxes (which cannot read files)
+  find every lazily imported module loaded;
+- ``FORBIDDEN_NAME`` (a regular expression), ``forbidden_ops(ops)`` and
+  ``FORBIDDEN_MESSAGE`` (a format string for the names found): an answer that reaches
+  such a name or runs such an operator scores zero on its problem.
+"""
+import contextlib
+import importlib.util
+import io
+import linecache
+import os
+import pickle
+import sys
+import traceback
+import warnings
+
+import torch
+
+from nbconfine.sandbox import AnswerFault, Sandbox  # noqa: F401 (AnswerFault re-exported)
+from nbconfine import wire
+
+PLAIN = (bool, int, float, str, bytes, type(None), torch.dtype)
+
+
+def load_checks(path, private=False):
+    """The checks module at ``path``: registered under its file's name (what learners'
+    and tests' ``import`` finds), or, ``private``, a fresh copy registered nowhere, so
+    that patching the importable one does not reach it."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    if not private and getattr(sys.modules.get(name), "__file__", None) == path:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(f"_private_{name}" if private else name,
+                                                  path)
+    module = importlib.util.module_from_spec(spec)
+    if not private:
+        sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class _NoRecorder:
+    """What records nothing, for a course whose checks module has no ``OpRecorder``."""
+    ops = frozenset()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Sandbox side (the zygote's "problem" role, see nbconfine.forkserver)
+# ---------------------------------------------------------------------------
+
+class Harness:
+    """What a problem-mode sandbox serves with: the private copy of the checks module."""
+
+    def __init__(self, checks):
+        self.scenarios = dict(getattr(checks, "SCENARIOS", {})) if checks else {}
+        self.run_scenario = getattr(checks, "run_scenario_here",
+                                    lambda scenario, target, *args: scenario(target, *args))
+        self.recorder = getattr(checks, "OpRecorder", _NoRecorder)
+
+
+def prepare(spec):
+    """Once in the zygote: torch, the checks module (importable by learners' code; a private
+    copy serves the tests) and a warm-up of what sandboxes use."""
+    torch.set_num_threads(1)
+    for module in spec["preload"]:
+        importlib.import_module(module)
+    checks = load_checks(spec["checks"]) if spec["checks"] else None
+    harness = load_checks(spec["checks"], private=True) if checks else None
+    from IPython.core.inputtransformer2 import TransformerManager
+    TransformerManager().transform_cell("%time x = 1\n")
+    if hasattr(harness, "warm_up"):
+        harness.warm_up()
+    pickle.loads(pickle.dumps(torch.randn(4, 3)))
+    torch.save({"t": torch.ones(1), "s": "", "l": [1.0]}, io.BytesIO())
+    traceback.format_exception(ValueError, ValueError("x"), None)
+    return Harness(harness)
+
+
+def confinement(setup, fds):
+    """Problem-mode sandboxes reach no file at all."""
+    return {}
+
+
+def serve(sock, harness, setup, fds):
+    _Server(sock, harness).serve()
+
+
+class _Server:
+    """Serves the grader's requests inside a sandbox process."""
+
+    def __init__(self, sock, harness):
+        self.sock = sock
+        self.harness = harness
+        self.namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.handles = {}
+
+    # values crossing to the grader ---------------------------------------
+    def encode(self, value):
+        if isinstance(value, torch.Tensor):
+            return {"__tensor__": value.detach().as_subclass(torch.Tensor).clone(),
+                    "requires_grad": bool(value.requires_grad),
+                    "parameter": isinstance(value, torch.nn.Parameter)}
+        if type(value) in PLAIN:
+            return value
+        if type(value) in (list, tuple) or isinstance(value, torch.Size):
+            return {"__seq__": [self.encode(v) for v in value],
+                    "kind": "tuple" if isinstance(value, tuple) else "list"}
+        if type(value) is dict and all(type(k) is str for k in value):
+            return {"__dict__": {k: self.encode(v) for k, v in value.items()}}
+        handle = len(self.handles)
+        self.handles[handle] = value
+        return {"__remote__": handle, "kind": type(value).__name__}
+
+    def resolve(self, ref):
+        kind, key = ref
+        if kind == "global":
+            if key not in self.namespace:
+                raise NameError(f"name '{key}' is not defined")
+            return self.namespace[key]
+        return self.handles[key]
+
+    # requests -------------------------------------------------------------
+    def exec_cell(self, name, source):
+        from IPython.core.inputtransformer2 import TransformerManager
+        source = TransformerManager().transform_cell(source)
+        filename = f"<{name}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), self.namespace)
+
+    def names(self):
+        """The learner's global names (sent with every exec reply, even after an error)."""
+        return sorted(k for k in self.namespace if not k.startswith("__"))
+
+    def handle(self, request):
+        op = request[0]
+        if op == "exec":
+            return self.exec_cell(*request[1:])
+        if op == "scenario":
+            _, name, ref, args = request
+            return self.harness.run_scenario(self.harness.scenarios[name],
+                                             self.resolve(ref), *args)
+        if op == "call":
+            _, ref, args, kwargs, grad_enabled = request
+            with torch.set_grad_enabled(grad_enabled):
+                return self.resolve(ref)(*args, **kwargs)
+        if op == "getattr":
+            return getattr(self.resolve(request[1]), request[2])
+        if op == "setattr":
+            setattr(self.resolve(request[1]), request[2], request[3])
+            return None
+        raise ValueError(f"unknown request {op!r}")
+
+    def serve(self):
+        server = self
+
+        class Unpickler(pickle.Unpickler):
+            def persistent_load(self, ref):
+                return server.resolve(ref)
+
+        while True:
+            try:
+                request = Unpickler(io.BytesIO(wire.recv(self.sock))).load()
+            except EOFError:
+                return
+            out, err = io.StringIO(), io.StringIO()
+            recorder = self.harness.recorder()
+            reply = {"stdout": "", "stderr": "", "error": None}
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                        warnings.catch_warnings():
+                    warnings.simplefilter("default")
+                    if request[0] == "exec":
+                        value = self.handle(request)
+                    else:
+                        with recorder:
+                            value = self.handle(request)
+                reply["value"] = None if request[0] == "exec" else self.encode(value)
+            except BaseException as exc:  # SystemExit and KeyboardInterrupt included
+                tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+                reply["error"] = {"ename": type(exc).__name__, "evalue": str(exc),
+                                  "traceback": [line for line in tb
+                                                if "nbconfine/remote.py" not in line]}
+            reply.update(stdout=out.getvalue()[-100_000:], stderr=err.getvalue()[-100_000:],
+                         ops=sorted(recorder.ops))
+            if request[0] == "exec":
+                reply["names"] = self.names()
+            buffer = io.BytesIO()
+            torch.save(reply, buffer)
+            wire.send(self.sock, buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------
+# Grader side
+# ---------------------------------------------------------------------------
+
+class ProblemSandbox(Sandbox):
+    """A problem-mode sandbox: requests are pickled, replies are plain data."""
+
+    def __init__(self, zygote, memory_bytes):
+        super().__init__(zygote, memory_bytes, "problem")
+        self.ops = set()  # operators the learner's code ran while serving requests
+
+    def request(self, *request):
+        """Send a request; return the reply {value, stdout, stderr, error, ops[, names]}.
+
+        Raises AnswerFault when the sandbox times out or dies; every later request then
+        raises it too.
+        """
+        buffer = io.BytesIO()
+        pickler = pickle.Pickler(buffer)
+        pickler.persistent_id = lambda obj: obj._ref if isinstance(obj, Remote) else None
+        pickler.dump(request)
+        raw = self.exchange(buffer.getvalue())
+        try:
+            reply = torch.load(io.BytesIO(raw), weights_only=True)
+        except Exception:
+            self.kill("sent the grader something other than plain data (code writing to "
+                      "the grader's socket?)")
+        self.ops.update(reply.get("ops", ()))
+        return reply
+
+    def decode(self, value):
+        """Plain data from the sandbox, with handles turned into ``Remote`` proxies."""
+        if isinstance(value, dict):
+            if "__tensor__" in value:
+                tensor = value["__tensor__"]
+                if value.get("parameter"):
+                    return torch.nn.Parameter(tensor, requires_grad=bool(value["requires_grad"]))
+                return tensor.requires_grad_(bool(value["requires_grad"]))
+            if "__remote__" in value:
+                return Remote(self, ("handle", value["__remote__"]), str(value.get("kind")))
+            if "__seq__" in value:
+                items = [self.decode(v) for v in value["__seq__"]]
+                return tuple(items) if value.get("kind") == "tuple" else items
+            if "__dict__" in value:
+                return {k: self.decode(v) for k, v in value["__dict__"].items()}
+        return value
+
+    def value_of(self, *request):
+        """Request a value; the learner's exception is raised again here."""
+        reply = self.request(*request)
+        if reply["error"]:
+            error = reply["error"]
+            raise LearnerError(f"{error['ename']}: {error['evalue']}")
+        return self.decode(reply["value"])
+
+
+class LearnerError(Exception):
+    """An exception raised by the learner's code inside the sandbox."""
+
+
+class Remote:
+    """A learner's object living in a sandbox, used by test code in the grader."""
+
+    __slots__ = ("_sandbox", "_ref", "_label")
+
+    def __init__(self, sandbox, ref, label):
+        object.__setattr__(self, "_sandbox", sandbox)
+        object.__setattr__(self, "_ref", ref)
+        object.__setattr__(self, "_label", label)
+
+    def __call__(self, *args, **kwargs):
+        return self._sandbox.value_of("call", self._ref, args, kwargs, torch.is_grad_enabled())
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._sandbox.value_of("getattr", self._ref, name)
+
+    def __setattr__(self, name, value):
+        self._sandbox.value_of("setattr", self._ref, name, value)
+
+    def __sandbox_scenario__(self, scenario_name, args):
+        """The checks module's hook: run one of its scenarios where the answer lives."""
+        return self._sandbox.value_of("scenario", scenario_name, self._ref, args)
+
+    def __repr__(self):
+        return f"<your {self._label}>"

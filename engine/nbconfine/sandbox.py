@@ -1,0 +1,99 @@
+"""A sandbox as the grader sees it: one confined process forked by the zygote.
+
+The grader sends the sandbox its setup (its role and the role's parameters, with file
+descriptors such as a working directory), then requests; every request has a deadline,
+and a sandbox that misses it, dies or answers with more than ``MAX_REPLY`` bytes is
+killed with everything it started. What requests and replies hold is the role's
+business (nbconfine.remote for problem mode, nbconfine.notebook for notebook mode).
+"""
+import json
+import os
+import signal
+import socket
+
+from nbconfine import wire
+from nbconfine.confine import SANDBOX_UID_BASE
+
+MAX_REPLY = 256 * 2**20  # bytes; a larger reply is treated as a crash
+TIMED_OUT = "did not finish within the time limit (an infinite loop?)"
+DIED = ("died: the Python process running it exited or crashed (os._exit, sys.exit in a "
+        "thread, a segfault or running out of memory)")
+
+
+class AnswerFault(Exception):
+    """The learner's process timed out or died; what it ran cannot be graded further."""
+
+
+class Sandbox:
+    """One learner process, forked by a ``nbconfine.zygote.Zygote``, set up for ``role``
+    (with ``setup``, plain JSON data, and ``fds``, file descriptors it receives)."""
+
+    def __init__(self, zygote, memory_bytes, role, fds=(), **setup):
+        self.sock, self.pid = zygote.fork(memory_bytes)
+        self.zygote_pid = zygote.pid
+        self.own_pid_namespace = "namespaces" in zygote.confinement.active
+        self.fault = None
+        self.deadline = None
+        payload = json.dumps(dict(setup, role=role)).encode()
+        try:
+            socket.send_fds(self.sock, [wire.HEADER.pack(len(payload))], list(fds))
+            self.sock.sendall(payload)
+        except OSError:
+            self.fault = DIED  # the first request raises AnswerFault
+
+    def exchange(self, payload):
+        """Send ``payload``; return the reply's bytes. Raises AnswerFault when the sandbox
+        times out or dies; every later request then raises it too."""
+        if self.fault:
+            raise AnswerFault(self.fault)
+        try:
+            wire.send(self.sock, payload)
+            return wire.recv(self.sock, self.deadline, MAX_REPLY)
+        except TimeoutError:
+            self.kill(TIMED_OUT)
+        except Exception:
+            self.kill(DIED)
+
+    def kill(self, reason):
+        self.fault = reason
+        self._end()
+        raise AnswerFault(reason)
+
+    def close(self):
+        if not self.fault:
+            self.fault = "closed"
+            self._end()
+
+    def _end(self):
+        """Kill the sandbox and every process it started."""
+        self.sock.close()
+        if _parent_of(self.pid) == self.zygote_pid:  # still the zygote's: the pid is its
+            _kill(self.pid)  # PID 1 of its own PID namespace: all it started ends with it
+            _kill(-self.pid)  # without namespaces, its process group (it called setsid)
+        if os.geteuid() == 0 and not self.own_pid_namespace:  # its own user id
+            for pid in _pids_of(SANDBOX_UID_BASE + self.pid):
+                _kill(pid)
+
+
+def _status(pid, field):
+    """A numeric field of /proc/<pid>/status (first value), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
+def _parent_of(pid):
+    return _status(pid, "PPid")
+
+
+def _pids_of(uid):
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _status(e, "Uid") == uid]
+
+
+def _kill(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
