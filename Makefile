@@ -38,7 +38,7 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv: the pinned requirements and the engine (editable)
 
-$(STAMP): requirements.txt engine/pyproject.toml
+$(STAMP): requirements.txt $(wildcard engine/pyproject.toml)
 ifeq ($(VENV),.venv)
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt

@@ -18,6 +18,22 @@ from nbconfine.layout import Problems, course_assignments  # noqa: E402
 ASSIGNMENTS = {a: names[0] + ".ipynb" for a, names in course_assignments(REPO).items()}
 # The course's problems: the grade_id's prefix (nbgrader_config.py).
 PROBLEMS = Problems(pattern=r"^([^_]+)_")
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+
+
+def instructor_tests(assignment):
+    """[(grade_id, visible code, hidden code)] of the test cells of the instructor's
+    notebook; hidden code is what its hidden-test region holds ("" without one)."""
+    nb = nbformat.read(os.path.join(REPO, "source", assignment, ASSIGNMENTS[assignment]), 4)
+    cells = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            visible, _, rest = cell.source.partition(HIDDEN_BEGIN)
+            cells.append((meta["grade_id"], visible, rest.partition(HIDDEN_END)[0]))
+    return cells
+
+
 NBGRADER_ENV = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
                     + os.environ.get("PATH", ""))
 NBGRADER_ENV.pop("NBGRADER_DB_URL", None)

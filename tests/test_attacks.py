@@ -13,7 +13,6 @@ import pickle
 import re
 import shutil
 import socket
-import subprocess
 import tempfile
 
 import nbformat
@@ -24,7 +23,9 @@ from nbconfine import wire
 
 from attacks import (ATTACKS, CODE_PROBLEMS, FORGED_MARKER, MARK, forge_reply, grade_attacks,
                      grade_batch, report_lines, scratch_course, submission, wrapper)
-from conftest import ASSIGNMENTS, REPO
+from conftest import ASSIGNMENTS
+from coursedir import instructor_tests
+from unixuser import User
 
 BATCHES = sorted({a.batch for a in ATTACKS})
 
@@ -145,13 +146,9 @@ def test_outputs_say_what_happened(course, runs, attack):
 def _hidden_tests():
     """Lines of the hidden tests and their seeds, per assignment."""
     hidden = {}
-    for assignment, notebook in ASSIGNMENTS.items():
-        nb = nbformat.read(os.path.join(REPO, "source", assignment, notebook), as_version=4)
-        lines = set()
-        for cell in nb.cells:
-            if "### BEGIN HIDDEN TESTS" in cell.source:
-                body = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN")[0]
-                lines |= {line.strip() for line in body.splitlines() if line.strip()}
+    for assignment in ASSIGNMENTS:
+        lines = {line.strip() for _, _, code in instructor_tests(assignment)
+                 for line in code.splitlines() if line.strip()}
         seeds = {m for line in lines for m in re.findall(r"seed=\d+", line)}
         hidden[assignment] = (lines, seeds)
     return hidden
@@ -296,17 +293,12 @@ def scratch(course):
 @pytest.fixture(scope="session")
 def user_run(scratch):
     """The probe families graded by a normal user (created here) on a course it owns."""
-    if os.geteuid() != 0:
-        pytest.skip("creating another Unix user needs root (CI runs the suite as root)")
-    created = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                              USER], capture_output=True, text=True)
-    assert created.returncode in (0, 9), created.stderr  # 9: it exists already
+    user = User(USER, home=False)
     course = scratch("as-user")
     try:
         yield course, grade_attacks(course, PROBES, "atk-*", run_as=USER)
     finally:
-        if created.returncode == 0:  # only a user this test made
-            subprocess.run(["userdel", USER], capture_output=True)
+        user.remove()
 
 
 def test_a_normal_user_grades_the_probes_confined(user_run):

@@ -16,6 +16,7 @@ from nbclient import NotebookClient
 
 from attacks import CODE_PROBLEMS
 from conftest import ASSIGNMENTS, REPO
+from coursedir import instructor_tests
 from course import demo
 
 WRITTEN = {f"q{k}" for k in range(1, 7)}
@@ -105,16 +106,9 @@ def html_text(path):
 def source_lines(assignment, hidden):
     """Stripped lines of the instructor's test code: inside the hidden-test regions
     (``hidden``), or of the visible test cells outside them."""
-    nb = nbformat.read(os.path.join(REPO, "source", assignment, ASSIGNMENTS[assignment]), 4)
-    lines = set()
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
-            continue
-        visible, _, rest = cell.source.partition("### BEGIN HIDDEN TESTS")
-        code = rest.partition("### END HIDDEN TESTS")[0] if hidden else visible
-        lines |= {line.strip() for line in code.splitlines() if len(line.strip()) > 12}
-    return lines
+    return {line.strip() for _, visible, hidden_code in instructor_tests(assignment)
+            for line in (hidden_code if hidden else visible).splitlines()
+            if len(line.strip()) > 12}
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -205,10 +199,10 @@ def edit_cells(path, sources=(), metadata=()):
 def submit_edge_students(course):
     submitted = os.path.join(course.root, "submitted")
     reference = course.reference("normalization")
-    with tempfile.TemporaryDirectory() as demo:  # `make demo`'s students, renamed
-        demo.write_demo_submissions(demo)
-        for student in os.listdir(demo):
-            shutil.move(os.path.join(demo, student), os.path.join(submitted, "edge-" + student))
+    with tempfile.TemporaryDirectory() as demos:  # `make demo`'s students, renamed
+        demo.write_demo_submissions(demos)
+        for student in os.listdir(demos):
+            shutil.move(os.path.join(demos, student), os.path.join(submitted, "edge-" + student))
     for student in GLOB_IDS:
         course.submit(student, "normalization", reference)
     course.submit("edge1", "normalization", {})  # what nbgrader would grade for edge[1]
@@ -330,7 +324,7 @@ def test_the_run_counts_what_it_graded(edge):
 
 def test_a_folder_that_is_no_assignment_is_reported_and_ignored(edge):
     assert line_about(edge, "edge-homework", "homework3") == (
-        "edge-homework/homework3: not an assignment of this course (normalization, "
+        "edge-homework/homework3: not an assignment of this course (batchnorm, "
         "batchnorm): ignored")
     assert not [k for k in edge.scores if k[0] == "edge-homework"]
 

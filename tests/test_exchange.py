@@ -14,11 +14,12 @@ import pytest
 from nbgrader.api import Gradebook
 
 from conftest import ASSIGNMENTS, MANUAL_SCORE, REPO
+from coursedir import instructor_tests
+from unixuser import VENV, User
 from course import demo
 from nbconfine.exchange import SERVER_ROOT, default_root
 
 COURSE_ID = "normalization-layers"  # nbgrader_config.py
-VENV = os.path.dirname(os.path.dirname(sys.executable))
 MISTAKE = "bn_biased_moving_var"  # tests/catalog.py: loses the moving-variance points
 # A student fills in the fetched notebook (answers: grade_id -> source, a JSON file).
 FILL_IN = f"""
@@ -70,34 +71,8 @@ def test_hand_grade_survives_regrading_unflagged(parallel_courses, parallel_runs
         assert (q2.manual_score, q2.needs_manual_grade) == (None, True)  # still to grade
 
 
-class User:
-    """A Unix user made for the test, with a home of their own; removed at the end."""
-
-    def __init__(self, name):
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
-        self.name, self.home = name, pwd.getpwnam(name).pw_dir
-
-    def run(self, *command, cwd=None, env=None):
-        """``command`` as this user in a clean environment; returns its output."""
-        done = subprocess.run(
-            ["runuser", "-u", self.name, "--", "env", "-i", f"HOME={self.home}",
-             f"USER={self.name}", f"PATH={VENV}/bin:/usr/bin:/bin", "LANG=C.UTF-8",
-             *[f"{k}={v}" for k, v in (env or {}).items()], *command],
-            cwd=cwd or self.home, capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, (command, done.stdout[-3000:], done.stderr[-3000:])
-        return done.stdout + done.stderr
-
-    def nbgrader(self, *args, **kwargs):
-        return self.run(sys.executable, "-m", "nbgrader", *args, **kwargs)
-
-    def remove(self):
-        subprocess.run(["userdel", "-r", self.name], capture_output=True)
-
-
 @pytest.fixture
 def users():
-    if os.geteuid() != 0:
-        pytest.skip("needs root, to create an instructor and a student user")
     made = []
     try:
         for role in ("instr", "stud"):
@@ -110,9 +85,7 @@ def users():
 
 def hidden_test_id(assignment):
     """A test cell of the assignment with hidden tests (from the instructor's notebook)."""
-    path = os.path.join(REPO, "source", assignment, ASSIGNMENTS[assignment])
-    return next(c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(path, 4).cells
-                if "### BEGIN HIDDEN TESTS" in c.source)
+    return next(grade_id for grade_id, _, hidden in instructor_tests(assignment) if hidden)
 
 
 def test_round_trip_between_an_instructor_and_a_student(users):

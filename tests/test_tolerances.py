@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from coursedir import demo
-import normcheck as check
+from course import normcheck as check
 
 VALUE_MISS, VALUE_NEAR = 3e-4, 1e-6  # absolute offsets of every value
 GRAD_MISS, GRAD_NEAR = 3e-6, 1e-8  # relative errors of every gradient

@@ -395,12 +395,12 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
     writing anything."""
     start = time.monotonic()
     root = os.path.abspath(root)
-    config = settings.load_config(root)
-    spec = settings.zygote_spec(config, root)
     assignments = course_assignments(root)
     found, notes, unusable = submissions(root, assignments, students)
     if not found and not unusable:
         return "No submissions in submitted/: nothing to grade."
+    config = settings.load_config(root)
+    spec = settings.zygote_spec(config, root)
     accept_weaker = os.environ.get("UNCONFINED") == "1"
     client = cluster.connect(scheduler, report.db_url(root)) if scheduler else None
     with contextlib.ExitStack() as stack, \
