@@ -325,7 +325,7 @@ def test_the_run_counts_what_it_graded(edge):
 def test_a_folder_that_is_no_assignment_is_reported_and_ignored(edge):
     assert line_about(edge, "edge-homework", "homework3") == (
         "edge-homework/homework3: not an assignment of this course (batchnorm, "
-        "batchnorm): ignored")
+        "normalization): ignored")
     assert not [k for k in edge.scores if k[0] == "edge-homework"]
 
 
