@@ -39,12 +39,14 @@ c.ClearSolutionsWithStubs.text_stub = "YOUR ANSWER HERE"
 # A test cell deleted from a submission is put back and graded.
 c.OverwriteCells.add_missing_cells = True
 
-# Problem mode: each problem (the grade_id's prefix before the first "_": p3 for
-# p3_running_stats_eval) is graded in its own sandbox, its tests in the grader, where an
-# answer cannot patch them. The `setup` cell (imports) runs before every problem. The
-# checks module is what test cells import as `normcheck`; it also names what an answer
-# must not use (torch's own normalization).
+# Both assignments are graded in problem mode: each problem (the grade_id's prefix before
+# the first "_": p3 for p3_running_stats_eval) in its own sandbox, its tests in the grader,
+# where an answer cannot patch them. The `setup` cell (imports) runs before every problem.
+# The checks module is what test cells import as `normcheck`; it also names what an answer
+# must not use (torch's own normalization). An assignment not listed here is graded as
+# nbgrader grades it (notebook mode), confined.
 nbconfine.configure(
-    c, mode="problem", problems=r"^([^_]+)_", shared=["setup"],
-    checks=os.path.join(COURSE_ROOT, "course", "normcheck.py"), preload=["torch"],
-    timeout=int(os.environ.get("NORMGRADE_CELL_TIMEOUT", "10")))
+    c, preload=["torch"], problem_mode=["normalization", "batchnorm"],
+    problems=r"^([^_]+)_", shared=["setup"],
+    checks=os.path.join(COURSE_ROOT, "course", "normcheck.py"),
+    problem_timeout=int(os.environ.get("NORMGRADE_CELL_TIMEOUT", "10")))

@@ -17,7 +17,7 @@ from nbconfine.layout import Problems, course_assignments  # noqa: E402
 # {assignment: its notebook's file name}: each assignment of this course has one.
 ASSIGNMENTS = {a: names[0] + ".ipynb" for a, names in course_assignments(REPO).items()}
 # The course's problems: the grade_id's prefix (nbgrader_config.py).
-PROBLEMS = Problems(pattern=r"^([^_]+)_")
+PROBLEMS = Problems(assignments=list(ASSIGNMENTS), pattern=r"^([^_]+)_")
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
 

@@ -16,30 +16,27 @@ import sys
 # grammar costs a second of every grading process's start, and no notebook schema uses it.
 sys.modules.setdefault("rfc3987_syntax", None)
 
-MODES = {"notebook": "nbconfine.notebook.NotebookExecute",
-         "problem": "nbconfine.problems.ProblemExecute"}
-
-
-def configure(c, mode="notebook", problems="", shared=(), checks="", preload=(),
-              timeout=None, memory_limit=None):
+def configure(c, preload=(), timeout=None, memory_limit=None, problem_mode=(), problems="",
+              shared=(), checks="", problem_timeout=None):
     """Configure nbgrader (the ``c`` of nbgrader_config.py) to grade with nbconfine.
 
-    mode: ``"notebook"`` (the default) runs every cell of a notebook in order in one
-        confined sandbox, as nbgrader's own Execute runs them in one kernel: the same
-        scores cell for cell. ``"problem"`` grades each problem in its own sandbox, with
-        the tests in the grader where an answer cannot patch them (nbconfine.problems).
+    Every notebook runs in notebook mode: its cells in order in one confined sandbox, as
+    nbgrader's own Execute runs them in one kernel, with the same scores cell for cell.
+
+    preload: modules the sandboxes' zygote imports once (``["numpy", "pandas"]``): a
+        sandbox forked from it finds them loaded.
+    timeout: seconds a notebook-mode cell may run (default 30, as nbgrader's);
+        memory_limit: bytes a sandbox may add to the zygote's (default 4 GiB).
+    problem_mode: assignments graded problem by problem instead (nbconfine.problems): each
+        problem in its own sandbox, its tests in the grader where an answer cannot patch
+        them. For those:
     problems: a regular expression with one group, searched in grade_ids, naming a cell's
-        problem (``r"^([^_]+)_"``: p3_running_stats_eval is in p3); the report, the
-        feedback and problem mode group cells by it. Empty: each graded cell on its own.
-    shared: grade_ids of locked cells every problem needs (problem mode).
-    checks: path of the course's checks module (problem mode; see nbconfine.remote).
-    preload: modules the sandboxes' zygote imports once (``["torch"]``, ``["numpy",
-        "pandas"]``): a sandbox forked from it finds them loaded.
-    timeout: seconds a cell may run (default 10 in problem mode, 30 as nbgrader in
-        notebook mode); memory_limit: bytes a sandbox may add (default 4 GiB).
+        problem (``r"^([^_]+)_"``: p3_running_stats_eval is in p3); the report and the
+        feedback group their cells by it.
+    shared: grade_ids of locked cells every problem needs (imports).
+    checks: path of the course's checks module (see nbconfine.remote).
+    problem_timeout: seconds a problem-mode cell may run (default 10).
     """
-    if mode not in MODES:
-        raise ValueError(f"nbconfine.configure: mode must be one of {', '.join(MODES)}")
     from nbconfine import exchange
     root = c.CourseDirectory.get("root") or os.getcwd()
     if "db_url" not in c.CourseDirectory:
@@ -60,7 +57,7 @@ def configure(c, mode="notebook", problems="", shared=(), checks="", preload=(),
     ]
     # Named as strings: only autograde imports what the sandboxes need.
     c.Autograde.autograde_preprocessors = [
-        MODES[mode],
+        "nbconfine.execute.ConfinedExecute",
         "nbgrader.preprocessors.IgnorePattern",
         "nbconvert.preprocessors.ClearMetadataPreprocessor",
         "nbgrader.preprocessors.LimitOutput",
@@ -68,16 +65,18 @@ def configure(c, mode="notebook", problems="", shared=(), checks="", preload=(),
         "nbgrader.preprocessors.AssignLatePenalties",
         "nbgrader.preprocessors.CheckCellMetadata",
     ]
+    c.ConfinedExecute.preload = list(preload)
+    if timeout is not None:
+        c.NotebookExecute.timeout = timeout
+    if memory_limit is not None:
+        c.NotebookExecute.memory_limit = c.ProblemExecute.memory_limit = memory_limit
+    c.Problems.assignments = list(problem_mode)
     c.Problems.pattern = problems
     c.Problems.shared = list(shared)
-    execute = c[MODES[mode].rsplit(".", 1)[1]]
-    execute.preload = list(preload)
     if checks:
         c.ProblemExecute.checks = os.path.abspath(os.path.join(root, checks))
-    if timeout is not None:
-        execute.timeout = timeout
-    if memory_limit is not None:
-        execute.memory_limit = memory_limit
+    if problem_timeout is not None:
+        c.ProblemExecute.timeout = problem_timeout
 
     # Feedback a student can read (nbconfine.feedback); the Formgrader's MathJax is served
     # locally (the template dirs also override its page's MathJax macro).

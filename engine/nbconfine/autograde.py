@@ -44,7 +44,7 @@ import traceback
 import nbformat
 from nbgrader.api import Gradebook
 
-from nbconfine import MODES, cluster, confine, regrade, report, settings, zygote
+from nbconfine import cluster, confine, regrade, report, settings, zygote
 from nbconfine.layout import course_assignments
 
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
@@ -234,7 +234,7 @@ def record_zero(db_url, submissions):
         gb.db.commit()
 
 
-def run_workers(root, staging, graded, jobs, zygote_env, executor, progress):
+def run_workers(root, staging, graded, jobs, zygote_env, modules, progress):
     """Grade ``graded`` [(student, assignment)], read from ``staging``, with ``jobs``
     workers; returns {(student, assignment): why nbgrader could not grade it}."""
     assignments = {}
@@ -254,7 +254,7 @@ def run_workers(root, staging, graded, jobs, zygote_env, executor, progress):
         else:
             urls.append(url)
     try:
-        pool = WorkerPool(root, staging, urls, zygote_env, executor)
+        pool = WorkerPool(root, staging, urls, zygote_env, modules)
         failures = pool.grade(tasks, len(graded), progress)
         if sqlite_path:
             for slot, students in enumerate(pool.students):
@@ -274,10 +274,10 @@ class WorkerPool:
     autograded/logs/worker-<k>.log.
     """
 
-    def __init__(self, root, staging, urls, zygote_env, executor):
+    def __init__(self, root, staging, urls, zygote_env, modules):
         # Imported once the zygote is starting, so both load their libraries at once.
         from nbconfine import worker
-        worker.load(executor)
+        worker.load(modules)
         self.worker = worker
         self.root, self.staging, self.urls = root, staging, urls
         self.env = dict(zygote_env, PATH=os.path.dirname(sys.executable) + os.pathsep
@@ -400,7 +400,7 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
     if not found and not unusable:
         return "No submissions in submitted/: nothing to grade."
     config = settings.load_config(root)
-    spec = settings.zygote_spec(config, root)
+    spec = settings.zygote_spec(config)
     accept_weaker = os.environ.get("UNCONFINED") == "1"
     client = cluster.connect(scheduler, report.db_url(root)) if scheduler else None
     with contextlib.ExitStack() as stack, \
@@ -438,7 +438,7 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
             notes += retried
         else:
             failures = (run_workers(root, staging, graded, jobs, shared.env,
-                                    MODES[settings.mode(config)], progress)
+                                    settings.executor_modules(config), progress)
                         if graded else {})
     noted = {line.split(":")[0] for line in notes}
     notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(failures.items())

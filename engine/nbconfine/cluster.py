@@ -88,12 +88,12 @@ class Grader:
     def __init__(self):
         from nbgrader.apps.nbgraderapp import NbGraderApp
 
-        from nbconfine import MODES, settings, worker, zygote
+        from nbconfine import settings, worker, zygote
         self.worker = worker
         course = os.path.abspath(os.environ.get(COURSE_ENV, "."))
         config = settings.load_config(course)
-        self.zygote = zygote.shared(settings.zygote_spec(config, course))  # as a local run
-        worker.load(MODES[settings.mode(config)])
+        self.zygote = zygote.shared(settings.zygote_spec(config))  # as a local run
+        worker.load(settings.executor_modules(config))
         self.root = tempfile.mkdtemp(prefix="nbconfine-worker-")  # mode 0700
         cli = NbGraderApp.instance()
         with contextlib.chdir(course):  # the course's nbgrader_config.py

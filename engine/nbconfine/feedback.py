@@ -67,7 +67,7 @@ class ReadableFeedback(Preprocessor):
                     meta["pending"] = awaits_hand_grade(gb.find_grade(
                         meta["grade_id"], info["notebook"], info["assignment"],
                         info["student"]))
-        problems = summarize(nb.cells, Problems(parent=self))
+        problems = summarize(nb.cells, Problems(parent=self).grouping(info["assignment"]))
         parts = [part for problem in problems for part in problem["parts"]]
         resources["nbconfine"] = {
             "problems": problems,
@@ -81,7 +81,7 @@ class ReadableFeedback(Preprocessor):
 
 
 def summarize(cells, grouping):
-    """One entry per problem (``grouping``: the course's Problems) with a grade cell, in
+    """One entry per problem (``grouping``: grade_id -> problem) with a grade cell, in
     notebook order:
     {title, anchor, score, max_score, pending (points awaiting a hand grade), comment
     (grade_id of an answer with a grader's comment, or None), parts}; a part is
@@ -95,7 +95,7 @@ def summarize(cells, grouping):
         visible = None
         for cell in cells[first:last + 1]:
             meta = cell.metadata.get("nbgrader", {})
-            if not meta.get("grade_id") or grouping.of(meta["grade_id"]) != key:
+            if not meta.get("grade_id") or grouping(meta["grade_id"]) != key:
                 continue
             if meta.get("solution") and meta.get("comment"):
                 problem["comment"] = problem["comment"] or meta["grade_id"]

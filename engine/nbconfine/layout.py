@@ -3,9 +3,10 @@ group into problems.
 
 - An assignment is a folder of ``source/`` holding notebooks (``*.ipynb``, as nbgrader
   finds them); one the gradebook knows whose release is all that is left counts too.
-- ``Problems`` (configuration: ``c.Problems.pattern``, ``c.Problems.shared``) says which
-  cells form a problem: the report's columns, the feedback's summary and, in problem
-  mode, what is graded in one sandbox.
+- ``Problems`` (configuration: ``c.Problems.assignments``, ``.pattern``, ``.shared``)
+  says which assignments are graded problem by problem (problem mode) and which cells form
+  a problem there: the report's columns, the feedback's summary and what is graded in one
+  sandbox. In the other assignments each graded cell is a problem of its own.
 """
 import glob
 import os
@@ -34,8 +35,12 @@ def notebook_path(root, folder, assignment, notebook):
 
 
 class Problems(Configurable):
-    """How graded cells group into problems."""
+    """Which assignments are graded problem by problem, and how their cells group."""
 
+    assignments = List(Unicode(), help=(
+        "Assignments graded problem by problem (problem mode, nbconfine.problems); the "
+        "others are graded as nbgrader grades them, each notebook in one sandbox.")
+    ).tag(config=True)
     pattern = Unicode("", help=(
         "A regular expression with one group, searched in each cell's grade_id: the group "
         "names the cell's problem (r'^([^_]+)_' puts p3_running_stats_eval in problem p3). "
@@ -53,9 +58,13 @@ class Problems(Configurable):
         return proposal.value
 
     def of(self, grade_id):
-        """The problem a grade_id belongs to."""
+        """The problem a grade_id of a problem-mode assignment belongs to."""
         match = re.search(self.pattern, grade_id) if self.pattern else None
         return match.group(1) if match else grade_id
+
+    def grouping(self, assignment):
+        """grade_id -> problem for the cells of ``assignment``."""
+        return self.of if assignment in self.assignments else str
 
 
 POINTS_HEADING = re.compile(r"^#+\s*(.+?)\s*\(\s*[\d.]+\s+points?\s*\)\s*$", re.M)
@@ -63,12 +72,13 @@ TITLE = re.compile(r"^#\s+(.+?)\s*$", re.M)
 
 
 def problem_spans(cells, grouping):
-    """{problem: [first, last] cell index} of the graded, answer and task cells, in order."""
+    """{problem: [first, last] cell index} of the graded, answer and task cells, in order;
+    grouping: grade_id -> problem (Problems.grouping)."""
     spans = {}
     for index, cell in enumerate(cells):
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("grade") or meta.get("solution") or meta.get("task"):
-            spans.setdefault(grouping.of(meta["grade_id"]), [index, index])[1] = index
+            spans.setdefault(grouping(meta["grade_id"]), [index, index])[1] = index
     return spans
 
 
@@ -87,7 +97,7 @@ def title(cells, key, start, first):
     return key
 
 
-def problem_titles(root, assignment, grouping):
+def problem_titles(root, assignment, problems):
     """{problem: its name in the notebook} of an assignment's notebooks (source/, else
     release/); notebooks later in name order do not rename a problem."""
     titles = {}
@@ -97,7 +107,8 @@ def problem_titles(root, assignment, grouping):
             if os.path.exists(path):
                 cells = nbformat.read(path, as_version=4).cells
                 previous_end = -1
-                for key, (first, last) in problem_spans(cells, grouping).items():
+                for key, (first, last) in problem_spans(
+                        cells, problems.grouping(assignment)).items():
                     titles.setdefault(key, title(cells, key, previous_end + 1, first))
                     previous_end = last
                 break

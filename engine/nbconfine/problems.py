@@ -2,8 +2,9 @@
 
 nbgrader's own ``Execute`` runs learners' cells and test cells in one kernel, so an
 answer can patch what the tests rely on, and one ``os._exit`` loses the notebook.
-``ProblemExecute``, which a course switches on (``nbconfine.configure(c, mode="problem",
-...)``), grades each problem on its own:
+``ProblemExecute``, which a course switches on for some assignments
+(``nbconfine.configure(c, problem_mode=[...], ...)``; nbconfine.execute picks it), grades
+each problem on its own:
 
 - the learner's cells for that problem (its answer cells and any cells the learner
   added before its tests) run in a fresh sandbox forked from a zygote (nbconfine.remote);
@@ -29,11 +30,11 @@ import warnings
 
 import torch
 from nbformat.notebooknode import NotebookNode
-from traitlets import Integer, List, Unicode
+from traitlets import Integer, Unicode
 
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
-from nbconfine import confine, reach, zygote
+from nbconfine import confine, reach, settings, zygote
 from nbconfine.layout import Problems
 from nbconfine.remote import AnswerFault, LearnerError, ProblemSandbox, Remote, load_checks
 
@@ -237,14 +238,9 @@ class ProblemExecute(NbGraderPreprocessor):
                      "and the hooks of nbconfine.remote (scenarios run where the answer "
                      "lives, operators recorded, names an answer must not reach)."
                      ).tag(config=True)
-    preload = List(Unicode(), help="Modules the zygote imports once for every sandbox."
-                   ).tag(config=True)
-
-    def zygote_spec(self):
-        return zygote.Spec(roles=("problem",), preload=tuple(self.preload), checks=self.checks)
 
     def preprocess(self, nb, resources):
-        shared = zygote.shared(self.zygote_spec())
+        shared = zygote.shared(settings.zygote_spec(self.config))
         # `nbgrader autograde` run directly refuses weak sandboxes as nbconfine.autograde does
         confine.check(shared.confinement, os.environ.get("UNCONFINED") == "1")
         self.checks_module = load_checks(self.checks) if self.checks else None

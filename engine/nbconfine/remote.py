@@ -41,17 +41,17 @@ from nbconfine import wire
 PLAIN = (bool, int, float, str, bytes, type(None), torch.dtype)
 
 
-def load_checks(path, private=False):
-    """The checks module at ``path``: registered under its file's name (what learners'
-    and tests' ``import`` finds), or, ``private``, a fresh copy registered nowhere, so
-    that patching the importable one does not reach it."""
+def load_checks(path, private=False, register=True):
+    """The checks module at ``path``, named as its file: registered in sys.modules (what
+    ``import`` finds) unless not ``register``; or, ``private``, a fresh copy registered
+    nowhere, so that patching the importable one does not reach it."""
     name = os.path.splitext(os.path.basename(path))[0]
-    if not private and getattr(sys.modules.get(name), "__file__", None) == path:
+    if register and not private and getattr(sys.modules.get(name), "__file__", None) == path:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(f"_private_{name}" if private else name,
                                                   path)
     module = importlib.util.module_from_spec(spec)
-    if not private:
+    if register and not private:
         sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
@@ -73,22 +73,23 @@ class _NoRecorder:
 # ---------------------------------------------------------------------------
 
 class Harness:
-    """What a problem-mode sandbox serves with: the private copy of the checks module."""
+    """What a problem-mode sandbox serves with: ``checks``, the module its learner's code
+    imports, and a private copy of it for the tests' scenarios (patching the one does not
+    reach the other)."""
 
-    def __init__(self, checks):
-        self.scenarios = dict(getattr(checks, "SCENARIOS", {})) if checks else {}
-        self.run_scenario = getattr(checks, "run_scenario_here",
+    def __init__(self, checks, private):
+        self.checks = checks
+        self.scenarios = dict(getattr(private, "SCENARIOS", {})) if private else {}
+        self.run_scenario = getattr(private, "run_scenario_here",
                                     lambda scenario, target, *args: scenario(target, *args))
-        self.recorder = getattr(checks, "OpRecorder", _NoRecorder)
+        self.recorder = getattr(private, "OpRecorder", _NoRecorder)
 
 
 def prepare(spec):
-    """Once in the zygote: torch, the checks module (importable by learners' code; a private
+    """Once in the zygote: torch, the checks module (for learners' code to import; a private
     copy serves the tests) and a warm-up of what sandboxes use."""
     torch.set_num_threads(1)
-    for module in spec["preload"]:
-        importlib.import_module(module)
-    checks = load_checks(spec["checks"]) if spec["checks"] else None
+    checks = load_checks(spec["checks"], register=False) if spec["checks"] else None
     harness = load_checks(spec["checks"], private=True) if checks else None
     from IPython.core.inputtransformer2 import TransformerManager
     TransformerManager().transform_cell("%time x = 1\n")
@@ -97,7 +98,7 @@ def prepare(spec):
     pickle.loads(pickle.dumps(torch.randn(4, 3)))
     torch.save({"t": torch.ones(1), "s": "", "l": [1.0]}, io.BytesIO())
     traceback.format_exception(ValueError, ValueError("x"), None)
-    return Harness(harness)
+    return Harness(checks, harness)
 
 
 def confinement(setup, fds):
@@ -106,6 +107,8 @@ def confinement(setup, fds):
 
 
 def serve(sock, harness, setup, fds):
+    if harness.checks:  # importable in this sandbox only: notebook-mode ones have their own
+        sys.modules[harness.checks.__name__] = harness.checks
     _Server(sock, harness).serve()
 
 

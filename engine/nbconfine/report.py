@@ -22,9 +22,9 @@ def db_url(root):
     return os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(root, "gradebook.db"))
 
 
-def problem_scores(url, grouping):
+def problem_scores(url, problems):
     """{(student, assignment): {problem: [score, max_score]}} for every submission;
-    grouping: the course's Problems.
+    problems: the course's Problems.
 
     A written answer not graded by hand yet scores None; anything else never graded, 0.
     (A regrade flags hand-given scores for review again, but keeps and counts them.)
@@ -32,11 +32,12 @@ def problem_scores(url, grouping):
     table = {}
     with Gradebook(url) as gb:
         for assignment in gb.assignments:
+            grouping = problems.grouping(assignment.name)
             for submission in assignment.submissions:
                 scores = defaultdict(lambda: [0.0, 0.0])
                 for notebook in submission.notebooks:
                     for grade in notebook.grades:
-                        problem = scores[grouping.of(grade.name)]
+                        problem = scores[grouping(grade.name)]
                         if awaits_hand_grade(grade) or problem[0] is None:
                             problem[0] = None
                         else:
@@ -153,9 +154,9 @@ def histogram(ax, problem, cells, n_students):
 
 def course_table(root, config):
     """(scores, the printed table) of the course at ``root`` with its ``config``."""
-    grouping = Problems(config=config)
-    scores = problem_scores(db_url(root), grouping)
-    titles = {a: problem_titles(root, a, grouping) for _, a in scores}
+    problems = Problems(config=config)
+    scores = problem_scores(db_url(root), problems)
+    titles = {a: problem_titles(root, a, problems) for _, a in scores}
     return scores, format_table(scores, titles)
 
 

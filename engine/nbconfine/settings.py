@@ -4,8 +4,10 @@ import os
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from nbconfine import MODES, zygote
+from nbconfine import zygote
+from nbconfine.layout import Problems
 
+EXECUTOR = "nbconfine.execute.ConfinedExecute"
 NOT_CONFIGURED = ("{root}/nbgrader_config.py does not call nbconfine.configure(c): add "
                   "`import nbconfine; nbconfine.configure(c)` to it (see nbconfine's README)")
 
@@ -15,26 +17,26 @@ class NotConfigured(Exception):
 
 
 def load_config(root):
-    """The Config of ``root``'s nbgrader_config.py (an empty one without it)."""
-    if not os.path.exists(os.path.join(root, "nbgrader_config.py")):
-        return Config()
-    return PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
-
-
-def mode(config):
-    """"notebook" or "problem": the executor of the course's autograde preprocessors."""
-    configured = config.Autograde.get("autograde_preprocessors", [])
-    for name, executor in MODES.items():
-        if executor in configured:
-            return name
-    return None
-
-
-def zygote_spec(config, root="."):
-    """The zygote a course's configuration asks for (the same as its executor's)."""
-    execute = mode(config)
-    if execute is None:
+    """The Config of ``root``'s nbgrader_config.py (an empty one without it); raises
+    NotConfigured when it does not grade with nbconfine."""
+    config = Config()
+    if os.path.exists(os.path.join(root, "nbgrader_config.py")):
+        config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+    if EXECUTOR not in config.Autograde.get("autograde_preprocessors", []):
         raise NotConfigured(NOT_CONFIGURED.format(root=os.path.abspath(root)))
-    section = config[MODES[execute].rsplit(".", 1)[1]]
-    return zygote.Spec(roles=(execute,), preload=tuple(section.get("preload", ())),
-                       checks=section.get("checks", "") if execute == "problem" else "")
+    return config
+
+
+def zygote_spec(config):
+    """The zygote a course's configuration asks for: a notebook-mode role, and a
+    problem-mode one with the checks module if some assignment is graded in that mode."""
+    problem_mode = bool(Problems(config=config).assignments)
+    return zygote.Spec(roles=("notebook", "problem") if problem_mode else ("notebook",),
+                       preload=tuple(config.ConfinedExecute.get("preload", ())),
+                       checks=config.ProblemExecute.get("checks", "") if problem_mode else "")
+
+
+def executor_modules(config):
+    """The modules grading imports (to load before forking workers)."""
+    problem_mode = bool(Problems(config=config).assignments)
+    return ["nbconfine.notebook"] + (["nbconfine.problems"] if problem_mode else [])

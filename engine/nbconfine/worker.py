@@ -19,9 +19,10 @@ from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 
 
-def load(executor):
-    """Import the module of ``executor`` (a preprocessor's dotted name) before the fork."""
-    importlib.import_module(executor.rsplit(".", 1)[0])
+def load(modules):
+    """Import what grading imports (settings.executor_modules) before the fork."""
+    for module in modules:
+        importlib.import_module(module)
 
 
 def serve(connection, root, staging, log_fd, env):
