@@ -2780,6 +2780,29 @@ def custom_instance_norm1d(input_tensor, eps):
     return ((input_tensor - mean) / torch.sqrt(var + eps)).detach()
 """,
     ),
+    Answer(
+        name="p6_float_loop_item_mean",
+        problem="p6",
+        family="contract",
+        why="the float32 loop of p6_float_zeros_loop with the mean taken by .item(): right "
+            "values, and a float32 gradient without the mean's term",
+        code="""\
+import torch
+
+
+def custom_instance_norm1d(input_tensor, eps):
+    x = input_tensor.float()
+    N, C, L = x.shape
+    normed = torch.zeros((N, C, L))
+    for n in range(N):
+        for c in range(C):
+            row = x[n, c]
+            mean = torch.mean(row).item()
+            var = torch.mean((row - mean) ** 2)
+            normed[n, c] = (row - mean) / torch.sqrt(var + eps)
+    return normed
+""",
+    ),
 ]
 
 # Mutants the visible checks cannot flag in a learner's own notebook, and why. (Answers
@@ -3309,6 +3332,73 @@ def custom_instance_norm1d(input_tensor, eps):
             row = input_tensor[n, c]
             out[n, c] = (row - row.mean()) / torch.sqrt(row.var(unbiased=False) + eps)
     return out
+""",
+    ),
+    Answer(
+        name="p6_float_zeros_loop",
+        problem="p6",
+        family="correct",
+        why=".float() and a torch.zeros(shape) buffer filled sample by sample, channel by "
+            "channel (a real learner's answer): float32 precision on ill-conditioned channels",
+        code="""\
+import torch
+
+
+def custom_instance_norm1d(input_tensor, eps):
+    x = input_tensor.float()
+    N, C, L = x.shape
+    normed = torch.zeros((N, C, L))
+    for n in range(N):
+        for c in range(C):
+            row = x[n, c]
+            mean = torch.mean(row)
+            var = torch.mean((row - mean) ** 2)
+            normed[n, c] = (row - mean) / torch.sqrt(var + eps)
+    return normed
+""",
+    ),
+    Answer(
+        name="p5_float_sample_loop",
+        problem="p5",
+        family="correct",
+        why=".float() and a torch.zeros(shape) buffer filled sample by sample: float32 precision",
+        code="""\
+import torch
+
+
+def custom_layer_norm(input_tensor, eps):
+    x = input_tensor.float()
+    normed = torch.zeros(x.shape)
+    for n in range(x.shape[0]):
+        sample = x[n]
+        mean = sample.mean()
+        var = ((sample - mean) ** 2).mean()
+        normed[n] = (sample - mean) / torch.sqrt(var + eps)
+    return normed
+""",
+    ),
+    Answer(
+        name="p7_float_group_loop",
+        problem="p7",
+        family="correct",
+        why=".float() and a torch.zeros(shape) buffer filled group by group of each sample: "
+            "float32 precision",
+        code="""\
+import torch
+
+
+def custom_group_norm(input_tensor, groups, eps):
+    x = input_tensor.float()
+    N, C, L = x.shape
+    size = C // groups
+    normed = torch.zeros(x.shape)
+    for n in range(N):
+        for g in range(groups):
+            part = x[n, g * size:(g + 1) * size]
+            mean = part.mean()
+            var = ((part - mean) ** 2).mean()
+            normed[n, g * size:(g + 1) * size] = (part - mean) / torch.sqrt(var + eps)
+    return normed
 """,
     ),
     # ------------------------------------- the original course's cells, pasted whole

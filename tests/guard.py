@@ -69,6 +69,14 @@ BREAKAGES = [
              [(NORMCHECK, "GRAD_RTOL, GRAD_ATOL = 1e-6, 1e-8",
                "GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-8")],
              ["tests/test_tolerances.py"]),
+    Breakage("float32_grad_tolerance_constant", "float32 gradients within the former fixed "
+             "1e-4 of their size, not torch's own float32 error",
+             [(NORMCHECK, "allowed = _float32_allowed(want, want32.reshape(want.shape), count)",
+               "allowed = 1e-4 * (want.abs() + want.abs().max())")],
+             ["tests/test_tolerances.py", "-k", "float32_answers_pass"]),
+    Breakage("float32_grad_tolerance_100x", "float32 gradients within 100 times the "
+             "allowance", [(NORMCHECK, "FLOAT32_GRAD_FACTOR = 16", "FLOAT32_GRAD_FACTOR = 1600")],
+             ["tests/test_tolerances.py", "-k", "float32_gradient_mistakes"]),
     Breakage("edited_cells_kept", "edited test cells are graded as the student left them "
              "(both restorations off: nbgrader's and the grader's)",
              [(EXECUTE, "cell.source = self.sources[grade_id(cell)]", "pass"),
