@@ -22,22 +22,20 @@ ADDED_HELPER = ('def squared_deviations(values):\n    """Each value\'s squared d
 VARIANCE_WITH_HELPER = ('def variance(values):\n    return sum(squared_deviations(values)) / '
                         'len(values)')
 WRONG = {  # student: (answers over the reference ones, the cells that lose points)
-    "wrong-mean": ({"mean_answer": "def mean(values):\n    return sum(values) / max(len(values), 1)"},
-                   {"mean_test"}),
-    "wrong-loop": ({"fixed_point_answer": "def fixed_point(f, x):\n    while True:\n"
-                                          "        x = f(x)"}, {"fixed_point_test"}),
-    "wrong-partial": ({"quartiles_answer": "def quartiles(values):\n    ordered = sorted(values)\n"
-                                          "    return ordered[0], ordered[-2]"},
-                      {"quartiles_test"}),
-    "wrong-stderr": ({"column_answer": 'def column(path, name):\n    warnings.warn("reading " + path)\n'
-                                       '    with open(path, encoding="utf-8") as f:\n'
-                                       '        return [float(r[name]) for r in csv.DictReader(f)]'},
-                     {"column_test"}),
-    "wrong-types": ({"variance_answer": "def variance(values):\n    m = mean(values)\n"
-                                        "    return sum((v - m) ** 2 for v in values) / (len(values) - 1)",
-                     "histogram_answer": "def histogram(values):\n    plt.hist(values)\n\n\n"
-                                         "figure = histogram([1, 2])"},
-                    {"variance_test", "histogram_test"}),
+    "wrong-a": ({"mean_answer": "def mean(values):\n    return sum(values) / max(len(values), 1)",
+                 "variance_answer": "def variance(values):\n    m = mean(values)\n    return "
+                                    "sum((v - m) ** 2 for v in values) / (len(values) - 1)",
+                 "quartiles_answer": "def quartiles(values):\n    ordered = sorted(values)\n"
+                                     "    return ordered[0], ordered[-2]",
+                 "histogram_answer": "def histogram(values):\n    plt.hist(values)\n\n\n"
+                                     "figure = histogram([1, 2])"},
+                {"mean_test", "variance_test", "quartiles_test", "histogram_test"}),
+    "wrong-b": ({"fixed_point_answer": "def fixed_point(f, x):\n    while True:\n"
+                                       "        x = f(x)",
+                 "column_answer": 'def column(path, name):\n    warnings.warn("reading " + path)\n'
+                                  '    with open(path, encoding="utf-8") as f:\n'
+                                  '        return [float(r[name]) for r in csv.DictReader(f)]'},
+                {"fixed_point_test", "column_test"}),
 }
 SECRET_NAME, SECRET = "NBCONFINE_PROBE_SECRET", "s3cr3t-" + os.urandom(4).hex()
 # A learner's cell reaching for what it must not: each success prints GAINED.
@@ -175,7 +173,7 @@ def test_every_autograded_cell_scores_as_stock_nbgrader(stock_scores, engine_sco
         lost = {cell for cell, score in reference.items() if score is not None
                 and engine[student, cell] != score}
         assert lost == losing, student
-    assert engine["wrong-partial", "quartiles_test"] == 0.5  # from the cell's execute_result
+    assert engine["wrong-a", "quartiles_test"] == 0.5  # from the cell's execute_result
     assert all(engine["blank", cell] == 0 for cell in reference)
 
 
@@ -191,15 +189,15 @@ def test_outputs_are_a_kernels(engine_scores):
     assert [o.data["text/plain"] for o in cells["quartiles_test"].outputs] == ["2.0"]
     assert cells["quartiles_test"].outputs[0].execution_count == cells["quartiles_test"].execution_count
     wrong = {c.metadata.get("nbgrader", {}).get("grade_id"): c
-             for c in autograded(course, "wrong-mean").cells}
+             for c in autograded(course, "wrong-a").cells}
     (error,) = wrong["mean_test"].outputs
     assert error.ename == "AssertionError" and "mean([]) should raise ValueError" in error.evalue
     assert "Traceback (most recent call last)" in "".join(error.traceback)
     stderr = {c.metadata.get("nbgrader", {}).get("grade_id"): c
-              for c in autograded(course, "wrong-stderr").cells}["column_test"]
+              for c in autograded(course, "wrong-b").cells}["column_test"]
     assert [o.name for o in stderr.outputs] == ["stderr", "stdout"]
     loop = {c.metadata.get("nbgrader", {}).get("grade_id"): c
-            for c in autograded(course, "wrong-loop").cells}["fixed_point_test"]
+            for c in autograded(course, "wrong-b").cells}["fixed_point_test"]
     assert [o.ename for o in loop.outputs] == ["KeyboardInterrupt", "CellTimeoutError"]
 
 
@@ -292,7 +290,7 @@ def test_without_namespaces_landlock_keeps_the_probe_to_its_folder(stock_release
 
 def test_two_jobs_grade_the_same(engine_scores, engine_two_jobs):
     assert engine_two_jobs[1] == engine_scores[1]
-    assert "Graded 9 submissions with 2 jobs" in engine_two_jobs[2]
+    assert "Graded 6 submissions with 2 jobs" in engine_two_jobs[2]
 
 
 def test_feedback_hand_grades_and_a_missing_notebook(engine_two_jobs):
@@ -301,7 +299,7 @@ def test_feedback_hand_grades_and_a_missing_notebook(engine_two_jobs):
     course = engine_two_jobs[0]
     done = course.nbgrader("generate_feedback", STOCK, "--force")
     assert done.returncode == 0, done.stderr[-2000:]
-    page = open(os.path.join(course.root, "feedback", "wrong-mean", STOCK, STOCK + ".html"),
+    page = open(os.path.join(course.root, "feedback", "wrong-a", STOCK, STOCK + ".html"),
                 encoding="utf-8").read()
     assert "mean([]) should raise ValueError" in page and "mean([-1, 1, 3, 5])" not in page
     with Gradebook(course.db_url) as gb:
@@ -326,19 +324,20 @@ def failed_cells(output):
 
 def test_nbgrader_validate_agrees(engine_scores):
     """A complete submission validates and gets every point; a failing one's failed
-    cells are the ones the engine scores zero."""
+    cells (partial credit counts as failed) are the ones the engine gives less."""
     course, scores, _ = engine_scores
     docstrings = {c.metadata["nbgrader"]["grade_id"]: c.source.splitlines()[0]
                   for c in autograded(course, "correct").cells
                   if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"}
-    for student in ("correct", "wrong-mean", "wrong-stderr", "wrong-types"):
+    for student in ("correct", "wrong-a"):  # (wrong-b's loop: validate's 30 s time limit)
         path = os.path.join(course.root, "submitted", student, STOCK, STOCK + ".ipynb")
         done = course.nbgrader("validate", path)
-        zero = {docstrings[c] for (st, c), s in scores.items() if st == student and s == 0}
+        less = {docstrings[c] for (st, c), s in scores.items() if st == student
+                and c in docstrings and s < scores["correct", c]}
         if student == "correct":
-            assert "Success!" in done.stdout and not zero, done.stdout[-2000:]
+            assert "Success!" in done.stdout and not less, done.stdout[-2000:]
         else:
-            assert failed_cells(done.stdout) == zero, (student, done.stdout[-3000:])
+            assert failed_cells(done.stdout) == less and len(less) == 4, done.stdout[-3000:]
 
 
 def test_nothing_imports_torch(stock_release):
@@ -372,7 +371,7 @@ def test_make_grades_a_stock_assignment_dropped_into_this_course(stock_release, 
     stock = StockCourse.__new__(StockCourse)
     stock.root, stock.env = course.root, course.env
     reference = demo.reference_answers(STOCK, course_root=course.root)
-    students = ["correct", "wrong-mean", "wrong-partial", "wrong-stderr"]
+    students = ["correct", "wrong-a"]
     stock.submit("correct", {**reference, "variance_answer": VARIANCE_WITH_HELPER},
                  added=[("mean_restored", ADDED_HELPER)])
     for student in students[1:]:
