@@ -321,8 +321,7 @@ def _try_sandbox(state, files):
             if files:
                 with open("data.txt") as f, open("written.txt", "w") as out:
                     out.write(f.read())
-                import tempfile as temporary  # its own temporary directory is writable
-                with temporary.TemporaryFile(dir="/tmp" if own_root(state) else files.tmpdir):
+                with tempfile.TemporaryFile(dir="/tmp" if own_root(state) else files.tmpdir):
                     pass
             os.write(write, b"ok")
         except BaseException as exc:
