@@ -91,7 +91,7 @@ worker: $(STAMP)  ## start NWORKERS grading processes for SCHEDULER=tcp://HOST:P
 	  --nworkers $(NWORKERS) --nthreads 1 --preload nbconfine.cluster --no-dashboard
 
 feedback: $(STAMP)  ## write feedback/ for every autograded submission
-	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) generate_feedback $(a) --force --log-level=ERROR &&) true
+	$(foreach a,$(ASSIGNMENTS),$(if $(wildcard autograded/*/$(a)),$(NBGRADER) generate_feedback $(a) --force --log-level=ERROR &&)) true
 
 grades: $(STAMP)  ## export grades.csv, the per-problem CSV, grades_distribution.png; print the table
 	$(NBCONFINE) grades

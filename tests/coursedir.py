@@ -54,7 +54,7 @@ class Course:
     def clone(self, root):
         """A copy of this course, submissions and gradebook included, in ``root``."""
         shutil.copytree(self.root, root, symlinks=True)
-        twin = Course.__new__(Course)
+        twin = type(self).__new__(type(self))
         twin.root, twin.env = root, self.env
         return twin
 
@@ -115,3 +115,61 @@ def wait_for(condition, seconds, what):
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.02)
     return found
+
+
+# The stock-nbgrader course (tests/stockcourse): one assignment in nbgrader's usual style.
+STOCK_COURSE = os.path.join(REPO, "tests", "stockcourse")
+STOCK = "stats"  # its assignment (one notebook, stats.ipynb, and measurements.csv)
+
+
+class StockCourse(Course):
+    """A copy of tests/stockcourse in ``root``: graded by nbconfine (its configuration), or
+    with ``engine=False`` by stock nbgrader: the same configuration without
+    nbconfine.configure (nbgrader's own Execute, one kernel per notebook, the same cell
+    timeout)."""
+
+    def __init__(self, root, env=NBGRADER_ENV, engine=True):
+        self.root, self.env = root, env
+        shutil.copytree(STOCK_COURSE, root, ignore=shutil.ignore_patterns(
+            "release", "gradebook.db", "autograded", "submitted", "feedback"))
+        if not engine:
+            self.stock_config()
+
+    def stock_config(self):
+        path = os.path.join(self.root, "nbgrader_config.py")
+        text = open(path).read()
+        stock = text.replace("import nbconfine\n", "").replace(
+            "nbconfine.configure(c, timeout=", "c.Execute.timeout = (")
+        assert "nbconfine" not in stock.split('"""', 2)[2], "the stock configuration changed"
+        with open(path, "w") as f:
+            f.write(stock)
+
+    def release(self):
+        done = self.nbgrader("generate_assignment", STOCK, "--force")
+        assert done.returncode == 0, done.stderr
+
+    def submit(self, student, answers, added=()):
+        """A submission of the release with ``answers`` (grade_id -> source) and cells the
+        learner added: ``added``, [(grade_id of the cell they follow, source)]."""
+        folder = os.path.join(self.root, "submitted", student, STOCK)
+        shutil.rmtree(folder, ignore_errors=True)
+        path = demo.build_submission(STOCK, answers, folder, course_root=self.root)
+        nb = nbformat.read(path, as_version=4)
+        for after, source in added:
+            at = next(i for i, c in enumerate(nb.cells)
+                      if c.metadata.get("nbgrader", {}).get("grade_id") == after)
+            nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source))
+        nbformat.write(nb, path)
+        return path
+
+    def cell_scores(self):
+        """{(student, grade_id): score} of every graded cell (None: awaits a hand grade);
+        in notebook mode each graded cell is a problem of its own."""
+        return {(student, cell): score for (student, _), cells in report.problem_scores(
+            self.db_url, Problems()).items() for cell, (score, _) in cells.items()}
+
+    def clone(self, root, engine=True):
+        twin = super().clone(root)
+        if not engine:
+            twin.stock_config()
+        return twin

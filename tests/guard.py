@@ -40,6 +40,8 @@ AUTOGRADE, EXECUTE, SANDBOX = ENGINE + "autograde.py", ENGINE + "problems.py", \
 CONFINE, FEEDBACK, SETTINGS = ENGINE + "confine.py", ENGINE + "feedback.py", \
     ENGINE + "__init__.py"
 NORMCHECK, CONFIG = "course/normcheck.py", "nbgrader_config.py"
+KERNEL, NOTEBOOK = ENGINE + "kernel.py", ENGINE + "notebook.py"
+NOTEBOOK_MODE = "tests/test_notebook_mode.py"  # the stock course, graded both ways
 EDGE = "tests/test_autograde.py"  # its `edge` run grades many unusual submissions
 
 BREAKAGES = [
@@ -117,6 +119,23 @@ BREAKAGES = [
              "child that calls os.setsid() escapes its sandbox's kill",
              [(CONFINE, '_check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")', "pass")],
              ["tests/test_engine_paths.py", "-k", "setsid"]),
+    Breakage("notebook_stderr_as_stdout", "notebook mode records stderr as stdout (a test "
+             "cell that warns keeps its points)",
+             [(KERNEL, 'Stream("stderr", 2, capture)', 'Stream("stdout", 2, capture)')],
+             [NOTEBOOK_MODE, "-k", "as_stock_nbgrader"]),
+    Breakage("notebook_folder_not_copied", "a notebook sandbox works in an empty folder (the "
+             "assignment's data file is missing)",
+             [(CONFINE, "    _copy_tree(files.source_fd, workdir)\n", "")],
+             [NOTEBOOK_MODE, "-k", "as_stock_nbgrader"]),
+    Breakage("notebook_timeout_error_dropped", "a timed-out cell lacks nbgrader's "
+             "CellTimeoutError", [(NOTEBOOK, "                outputs.append(nbformat.from_dict(",
+                                   "                (nbformat.from_dict(")],
+             [NOTEBOOK_MODE, "-k", "outputs_are"]),
+    Breakage("notebook_landlock_reads_everything", "without namespaces, Landlock lets a "
+             "notebook sandbox read every file",
+             [(CONFINE, '    return [(path, LANDLOCK_READ) for path in _outermost(files.readable)] + [',
+               '    return [("/", LANDLOCK_READ)] + [')],
+             [NOTEBOOK_MODE, "-k", "without_namespaces"]),
 ]
 
 

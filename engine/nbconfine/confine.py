@@ -19,6 +19,14 @@ Generic: it knows what a process may reach, nothing of what the process runs. Tw
   how a sandbox talks to its grader. (A network and an IPC namespace per sandbox would
   add about 10 ms of kernel time each; seccomp and Landlock keep sandboxes apart in
   the zygote's.)
+- ``confine(..., files=Files(...))`` (notebook mode) gives a sandbox some files instead:
+  with namespaces, a mount namespace of its own whose root is a size-limited tmpfs
+  holding read-only bind mounts of ``Files.readable`` (the Python directories), /tmp,
+  /dev/null, /dev/zero, /dev/urandom and the working directory, a copy of the folder
+  ``Files.source_fd`` made there; Landlock allows reading beneath ``readable`` and
+  writing beneath the working directory and /tmp only, RLIMIT_FSIZE the tmpfs's size.
+  Without namespaces, ``source_fd`` is a private copy the grader made (holding ``work``
+  and ``tmp``), and Landlock alone keeps the sandbox to it and ``readable``.
 
 The environment a sandbox sees is the zygote's, which its starter sets to a fixed
 allowlist (nbconfine.zygote). Layers the kernel refuses are reported by ``Confinement``;
@@ -64,10 +72,24 @@ ENABLE = {
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x20000, 0x08000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REC, MS_PRIVATE, MNT_DETACH = 0x4000, 1 << 18, 2
+MS_REMOUNT, MS_BIND, MS_NOATIME, MS_NODIRATIME = 32, 4096, 1024, 2048
+MS_REC, MS_PRIVATE, MS_RELATIME, MNT_DETACH = 0x4000, 1 << 18, 1 << 21, 2
+# statvfs flags a read-only bind mount must keep (a user namespace may not clear them)
+KEPT_MOUNT_FLAGS = {os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV, os.ST_NOEXEC: MS_NOEXEC,
+                    os.ST_NOATIME: MS_NOATIME, os.ST_NODIRATIME: MS_NODIRATIME,
+                    os.ST_RELATIME: MS_RELATIME}
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
 SYS_CAPSET, SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_RESTRICT_SELF = 126, 444, 446
+SYS_LANDLOCK_ADD_RULE, LANDLOCK_RULE_PATH_BENEATH = 445, 1
 LANDLOCK_FS_BITS = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16}  # access rights known to each ABI
+# Landlock's file-system rights: execute 0, write_file 1, read_file 2, read_dir 3,
+# remove_dir 4, remove_file 5, make_char 6, make_dir 7, make_reg 8, make_sock 9,
+# make_fifo 10, make_block 11, make_sym 12, refer 13, truncate 14, ioctl_dev 15
+LANDLOCK_READ = 1 << 2 | 1 << 3
+LANDLOCK_WRITE = LANDLOCK_READ | sum(1 << bit for bit in (1, 4, 5, 7, 8, 9, 10, 12, 13, 14))
+LANDLOCK_FILE_ONLY = 1 << 0 | 1 << 1 | 1 << 2 | 1 << 14 | 1 << 15  # what a rule on a file may hold
+# Device files a notebook sandbox finds in its own root: (path, writable)
+DEVICES = (("/dev/null", True), ("/dev/zero", False), ("/dev/urandom", False))
 SECCOMP_DENIED = [
     "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen", "fsmount",
     "fspick", "move_mount", "open_tree", "mount_setattr", "ptrace", "process_vm_readv",
@@ -106,6 +128,7 @@ class Confinement:
     jail: str = ""  # the empty, read-only root directory
     pid_ns: int = -1  # the zygote's own PID namespace (a file descriptor)
     seccomp: object = None  # the filter, built once, loaded in each sandbox
+    seccomp_own_root: object = None  # the same, for sandboxes in a root of their own
 
     def describe(self):
         """One line naming the active layers (and the missing ones)."""
@@ -126,6 +149,16 @@ class Confinement:
     @classmethod
     def from_wire(cls, data):
         return cls(**data)
+
+
+@dataclass
+class Files:
+    """What a notebook-mode sandbox may reach on disk (see the module docstring)."""
+    readable: tuple  # absolute paths of directories it may read (the Python directories)
+    workdir: str  # where it works: its own copy of the submission folder
+    source_fd: int  # the folder copied there (with namespaces), else the grader's copy
+    scratch_bytes: int  # what it may write (files copied in come on top)
+    tmpdir: str = "/tmp"  # its temporary directory (without namespaces: in the copy)
 
 
 def missing_message(confinement):
@@ -165,6 +198,7 @@ def enter(without=()):
             state.active.append("landlock")
     if "seccomp" not in without:
         state.seccomp = _seccomp_filter()
+        state.seccomp_own_root = _seccomp_filter(metadata=False)
         if state.seccomp is not None:
             state.active.append("seccomp")
     state.missing = [layer for layer in LAYERS if layer not in state.active]
@@ -233,13 +267,15 @@ def remove_empty_root(state):
         os.rmdir(state.jail)
 
 
-def _seccomp_filter():
-    """The sandbox's system call filter (EPERM for what it must not do), or None."""
+def _seccomp_filter(metadata=True):
+    """The sandbox's system call filter (EPERM for what it must not do), or None; without
+    ``metadata``, file modes and times may change (in a root of its own, only its files')."""
     try:
         import pyseccomp
         deny = pyseccomp.ERRNO(errno.EPERM)
         rules = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
-        for name in SECCOMP_DENIED:
+        for name in SECCOMP_DENIED if metadata else SECCOMP_DENIED[:SECCOMP_DENIED.index(
+                "chmod")] + [name for name in SECCOMP_DENIED if "chown" in name]:
             try:
                 rules.add_rule(deny, name)
             except OSError:  # a system call this libseccomp does not know
@@ -254,12 +290,39 @@ def _seccomp_filter():
 
 
 def _trial(state):
-    """Confine a throwaway child with every active layer; '' or what failed."""
+    """Confine throwaway children with every active layer, one without files and one with
+    a notebook's (a folder holding a file to read, one to write); '' or what failed."""
+    failed = _try_sandbox(state, None)
+    if failed:
+        return f"the trial sandbox failed: {failed}"
+    with tempfile.TemporaryDirectory(prefix="nbconfine-trial-") as folder:
+        for name in ("work", "tmp"):
+            os.mkdir(os.path.join(folder, name))
+        with open(os.path.join(folder, "work", "data.txt"), "w") as f:
+            f.write("ok")
+        files = Files(readable=(os.path.dirname(os.__file__),),
+                      workdir=os.path.join(folder, "work"), tmpdir=os.path.join(folder, "tmp"),
+                      source_fd=-1, scratch_bytes=2**20)
+        failed = _try_sandbox(state, files)
+    return f"the trial notebook sandbox failed: {failed}" if failed else ""
+
+
+def _try_sandbox(state, files):
+    """'' if a child confines itself (with ``files``: and reads and writes its files)."""
     read, write = os.pipe()
     pid = fork(state)
     if pid == 0:
         try:
-            confine(state, 2**30, keep=(write,))
+            if files:
+                source = files.workdir if own_root(state) else os.path.dirname(files.workdir)
+                files.source_fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
+            confine(state, 2**30, keep=(write, files.source_fd) if files else (write,),
+                    files=files)
+            if files:
+                with open("data.txt") as f, open("written.txt", "w") as out:
+                    out.write(f.read())
+                with tempfile.TemporaryFile(dir="/tmp" if own_root(state) else files.tmpdir):
+                    pass
             os.write(write, b"ok")
         except BaseException as exc:
             os.write(write, f"{type(exc).__name__}: {exc}".encode()[:1000])
@@ -268,7 +331,7 @@ def _trial(state):
     with os.fdopen(read, "rb") as pipe:
         result = pipe.read().decode()
     os.waitpid(pid, 0)
-    return "" if result == "ok" else f"the trial sandbox failed: {result or 'it died'}"
+    return "" if result == "ok" else result or "it died"
 
 
 # ---------------------------------------------------------------------------
@@ -287,9 +350,10 @@ def fork(state):
     return pid
 
 
-def confine(state, memory_bytes, keep=()):
+def confine(state, memory_bytes, keep=(), files=None):
     """Close the calling sandbox in (see the module docstring); ``keep``: file descriptors
-    it keeps (its socket). Standard streams become /dev/null."""
+    it keeps (its socket); ``files``: what it may reach on disk (``Files``), else nothing.
+    Standard streams become /dev/null."""
     os.setsid()  # without a PID namespace, its process group is what the grader kills
     host_pid = int(os.readlink("/proc/self"))  # the PID namespace's 1 is someone on the host
     with open("/proc/self/status") as status:
@@ -304,18 +368,162 @@ def confine(state, memory_bytes, keep=()):
             os.close(fd)  # nothing inherited, above all no directory to escape through
         except OSError:
             pass
-    if "empty-root" in state.active:
+    uid = SANDBOX_UID_BASE + host_pid
+    written = 0
+    if files and own_root(state):
+        written = _own_root(state, files, uid if state.root else None)
+    elif files:  # the grader's private copy; Landlock keeps the sandbox to it
+        if state.root:
+            _chown_tree(files.source_fd, uid)
+        os.chdir(files.workdir)
+        written = files.scratch_bytes
+    elif "empty-root" in state.active:
         os.chroot(state.jail)
         os.chdir("/")
-    _drop_privileges(state.root, SANDBOX_UID_BASE + host_pid)
+    if files:
+        os.close(files.source_fd)
+    _drop_privileges(state.root, uid)
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (written, written))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if "landlock" in state.active:
-        _landlock(state.landlock_abi)
+        _landlock(state.landlock_abi, _landlock_rules(state, files) if files else ())
     if "seccomp" in state.active:
-        state.seccomp.load()
+        (state.seccomp_own_root if files and own_root(state) else state.seccomp).load()
+
+
+def own_root(confinement):
+    """Whether notebook sandboxes get a root of their own (a mount namespace each)."""
+    return "namespaces" in confinement.active and "empty-root" in confinement.active
+
+
+def _own_root(state, files, uid):
+    """In a mount namespace of its own: a tmpfs root (over the empty root) with the
+    readable directories bound read-only, /tmp, a few devices and a copy of the
+    submission folder at ``files.workdir``, owned by ``uid`` (None: the caller's own);
+    then chroot there. Returns the tmpfs's size in bytes."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    size = files.scratch_bytes + _tree_bytes(files.source_fd)
+    jail = state.jail.encode()
+    _check(_libc.mount(b"tmpfs", jail, b"tmpfs", MS_NOSUID | MS_NODEV,
+                       f"size={size},mode=755".encode()), "mount tmpfs root")
+    for path in _outermost(files.readable):
+        _bind_read_only(path, state.jail + path)
+    for path, _ in DEVICES:
+        if os.path.exists(path):
+            os.makedirs(os.path.dirname(state.jail + path), exist_ok=True)
+            open(state.jail + path, "w").close()
+            _bind_read_only(path, state.jail + path, read_only=False)
+    tmp = state.jail + "/tmp"
+    os.makedirs(tmp, exist_ok=True)
+    os.chmod(tmp, 0o1777)
+    workdir = state.jail + files.workdir
+    os.makedirs(workdir, exist_ok=True)
+    _copy_tree(files.source_fd, workdir)
+    if uid is not None:
+        fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _chown_tree(fd, uid)
+        finally:
+            os.close(fd)
+    os.chroot(state.jail)
+    os.chdir(files.workdir)
+    return size
+
+
+def _outermost(paths):
+    """The existing ``paths`` (real paths) that are beneath no other one."""
+    real = sorted({os.path.realpath(p) for p in paths if os.path.exists(p)})
+    return [p for p in real if not any(p.startswith(q.rstrip("/") + "/") for q in real)]
+
+
+def _bind_read_only(source, target, read_only=True):
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    _check(_libc.mount(source.encode(), target.encode(), None, MS_BIND | MS_REC, None),
+           f"bind {source}")
+    if not read_only:
+        return
+    kept = sum(flag for st, flag in KEPT_MOUNT_FLAGS.items() if os.statvfs(source).f_flag & st)
+    _check(_libc.mount(None, target.encode(), None,
+                       MS_REMOUNT | MS_BIND | MS_RDONLY | kept, None),
+           f"remount {source} read-only")
+
+
+def _entries(dir_fd):
+    """(name, is a directory) of a folder's regular files and folders (never a link)."""
+    for entry in os.scandir(dir_fd):
+        if entry.is_dir(follow_symlinks=False):
+            yield entry.name, True
+        elif entry.is_file(follow_symlinks=False):
+            yield entry.name, False
+
+
+def _open_below(dir_fd, name, directory):
+    flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0)
+    return os.open(name, flags, dir_fd=dir_fd)
+
+
+def _tree_bytes(dir_fd):
+    total = 0
+    for name, directory in _entries(dir_fd):
+        fd = _open_below(dir_fd, name, directory)
+        try:
+            total += _tree_bytes(fd) if directory else os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return total
+
+
+def _copy_tree(dir_fd, target):
+    """Copy a folder's regular files and folders (links are skipped) into ``target``."""
+    for name, directory in _entries(dir_fd):
+        fd = _open_below(dir_fd, name, directory)
+        try:
+            path = os.path.join(target, name)
+            if directory:
+                os.mkdir(path)
+                _copy_tree(fd, path)
+            else:
+                with open(fd, "rb", closefd=False) as source, open(path, "wb") as copy:
+                    while chunk := source.read(2**20):
+                        copy.write(chunk)
+            os.chmod(path, os.fstat(fd).st_mode & 0o755 | 0o600 | (0o100 if directory else 0))
+        finally:
+            os.close(fd)
+
+
+def _chown_tree(dir_fd, uid):
+    """Give a folder (an open descriptor) and all it holds to ``uid``."""
+    os.chown(dir_fd, uid, uid)
+    for name, directory in _entries(dir_fd):
+        if directory:
+            fd = _open_below(dir_fd, name, True)
+            try:
+                _chown_tree(fd, uid)
+            finally:
+                os.close(fd)
+        else:
+            os.chown(name, uid, uid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _landlock_rules(state, files):
+    """[(path, rights)] of a notebook sandbox: read beneath the Python directories, write
+    beneath its working directory and its /tmp (without namespaces: the grader's copy)."""
+    if own_root(state):
+        rules = [(path, LANDLOCK_READ) for path in _outermost(files.readable)]
+        rules += [(files.workdir, LANDLOCK_WRITE), ("/tmp", LANDLOCK_WRITE)]
+        rules += [(path, LANDLOCK_READ | (2 if writable else 0) | 1 << 14)
+                  for path, writable in DEVICES if os.path.exists(path)]
+        return rules
+    return [(path, LANDLOCK_READ) for path in _outermost(files.readable)] + [
+        (os.path.dirname(files.workdir), LANDLOCK_WRITE)]
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
 def _highest_fd():
@@ -340,15 +548,25 @@ def _drop_privileges(root, uid):
     _check(_libc.syscall(SYS_CAPSET, header, data), "capset")
 
 
-def _landlock(abi):
-    """No file access at all, no TCP bind or connect (ABI 4+), no signals or abstract Unix
-    sockets outside the sandbox (ABI 6+)."""
+def _landlock(abi, rules=()):
+    """No file access but ``rules`` ([(path, Landlock rights beneath it)]), no TCP bind or
+    connect (ABI 4+), no signals or abstract Unix sockets outside the sandbox (ABI 6+)."""
     fs_rights = (1 << LANDLOCK_FS_BITS.get(abi, 16)) - 1
     attr = (ctypes.c_uint64 * 3)(fs_rights, 0b11 if abi >= 4 else 0, 0b11 if abi >= 6 else 0)
     size = 24 if abi >= 6 else 16 if abi >= 4 else 8
     ruleset = _check(_libc.syscall(SYS_LANDLOCK_CREATE_RULESET, attr, size, 0),
                      "landlock_create_ruleset")
     try:
+        for path, rights in rules:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                if not os.path.isdir(path):
+                    rights &= LANDLOCK_FILE_ONLY
+                rule = _PathBeneath(rights & fs_rights, fd)
+                _check(_libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH,
+                                     ctypes.byref(rule), 0), f"landlock_add_rule {path}")
+            finally:
+                os.close(fd)
         _check(_libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
     finally:
         os.close(ruleset)

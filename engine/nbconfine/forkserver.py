@@ -5,8 +5,8 @@ a sandbox for every request.
 
 nbconfine.zygote starts it with a fixed environment. WITHOUT names confinement layers to
 count as missing (tests); SPEC is the JSON of ``zygote.Spec``: the roles its sandboxes
-play (``problem``: nbconfine.remote, ``notebook``: nbconfine.notebook), the modules to
-load once and the course's checks module. Each role module has ``prepare(spec)``, run
+play (``problem``: nbconfine.remote, ``notebook``: nbconfine.kernel), the modules to
+load once (imported before the roles prepare) and the course's checks module. Each role module has ``prepare(spec)``, run
 once here, and ``serve(sock, prepared, setup, fds)``, run in each confined sandbox.
 """
 import sys
@@ -31,7 +31,7 @@ import struct
 
 from nbconfine import confine, wire
 
-ROLES = {"problem": "nbconfine.remote", "notebook": "nbconfine.notebook"}
+ROLES = {"problem": "nbconfine.remote", "notebook": "nbconfine.kernel"}
 SETUP_LIMIT = 2**16  # bytes of a sandbox's setup message
 
 
@@ -59,6 +59,8 @@ def zygote_main(owner, confinement, hello, spec, listen_path=None):
     it is in), then it reads its setup (nbconfine.sandbox.Sandbox) and confines itself.
     """
     roles = {role: importlib.import_module(ROLES[role]) for role in spec["roles"]}
+    for module in spec["preload"]:
+        importlib.import_module(module)
     prepared = {role: module.prepare(spec) for role, module in roles.items()}
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished sandboxes
     selector = selectors.DefaultSelector()

@@ -46,11 +46,13 @@ class Spec:
 def sandbox_environment():
     """The zygote's environment, hence every sandbox's: a fixed allowlist, nothing of the
     grader's (no NBGRADER_DB_URL, no tokens, nothing from the instructor's shell). The
-    engine is imported from where the grader imports it."""
+    engine is imported from where the grader imports it; matplotlib draws inline, as in a
+    Jupyter kernel."""
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": package_root,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/nonexistent",
-            "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+            "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 
 
 class Zygote:

@@ -1,0 +1,348 @@
+"""Notebook mode's sandboxes: an IPython shell that runs a notebook's cells in order, as
+ipykernel runs them for nbgrader's Execute, and answers with each cell's outputs.
+
+The zygote's "notebook" role (nbconfine.forkserver):
+
+- ``prepare(spec)``, once in the zygote: an InteractiveShell (history in memory, as
+  nbgrader's kernels keep it; no profile directory, nothing written to disk), warmed up,
+  and the directories Python imports from (what a sandbox may read);
+- ``confinement(setup, fds)``: the sandbox's files (confine.Files): a copy of the
+  submission folder as its working directory, the Python directories read-only;
+- ``serve(sock, prepared, setup, fds)``: runs each cell the grader sends.
+
+What a kernel sends nbclient becomes nbformat outputs here: stdout and stderr as stream
+outputs (also what is written to file descriptors 1 and 2, as ipykernel captures it), the
+last expression's value as an ``execute_result``, ``display()`` and matplotlib's inline
+figures as ``display_data``, an exception as an ``error`` output with IPython's traceback.
+Grader to sandbox: JSON ``{"source": cell source}``; sandbox to grader: JSON
+``{"outputs": [...], "status": "ok" or "error"}``. A SIGINT interrupts the running cell
+(KeyboardInterrupt, as a kernel interrupt does) and is ignored between cells.
+"""
+import base64
+import builtins
+import contextlib
+import fcntl
+import io
+import json
+import os
+import signal
+import sys
+import sysconfig
+import tempfile
+import warnings
+
+from nbconfine import confine, wire
+
+MAX_STREAM = 4 * 2**20  # characters of one stream output kept (nbgrader's LimitOutput cuts more)
+PIPE_BYTES = 2**20  # what a cell may write to file descriptors 1 and 2 before it waits
+NOT_SUPPORTED = "raw_input was called, but this frontend does not support input requests."
+
+
+class Prepared:
+    """What the zygote prepares once: the shell, and the process's globals it sets."""
+
+    def __init__(self, shell, globals_):
+        self.shell, self.globals = shell, globals_
+
+
+READABLE = ()  # the Python directories (python_directories()), found by prepare()
+
+
+def python_directories():
+    """Where Python imports from: the standard library and site-packages (this
+    environment's and its base's), and the folders of the shared libraries loaded so far
+    (the system's C libraries a compiled module links to). Never the working directory
+    the zygote started in, which is the course's."""
+    paths = set()
+    for scheme in ("stdlib", "platstdlib", "purelib", "platlib"):
+        paths.add(sysconfig.get_paths()[scheme])
+        paths.add(sysconfig.get_paths(vars={"base": sys.base_prefix,
+                                            "platbase": sys.base_exec_prefix})[scheme])
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split(None, 5)[-1].strip()
+            if path.startswith("/") and ".so" in os.path.basename(path):
+                paths.add(os.path.dirname(path))
+    return tuple(sorted(p for p in paths if os.path.isdir(p)))
+
+
+def _shell_class():
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class CellDisplayHook(DisplayHook):
+        """The last expression's value: an execute_result, as ipykernel's displayhook."""
+
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            self.shell.outputs.add({"output_type": "execute_result", "data": format_dict,
+                                    "metadata": md_dict or {},
+                                    "execution_count": self.shell.execution_count})
+
+        def finish_displayhook(self):
+            pass
+
+    class CellDisplayPublisher(DisplayPublisher):
+        """display(): display_data outputs; clear_output as nbclient applies it."""
+
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False,
+                    **kwargs):
+            self.shell.outputs.display(data, metadata or {}, (transient or {}).get(
+                "display_id"), update)
+
+        def clear_output(self, wait=False):
+            self.shell.outputs.clear(wait)
+
+    class SandboxShell(InteractiveShell):
+        """IPython as ipykernel runs it, its outputs collected in ``outputs``."""
+        displayhook_class = CellDisplayHook
+        display_pub_class = CellDisplayPublisher
+
+        def init_profile_dir(self, profile_dir):
+            self.profile_dir = None  # nothing on disk (the history lives in memory)
+
+        def _ipython_dir_changed(self, change):
+            pass  # IPython would create it
+
+        def _showtraceback(self, etype, evalue, stb):
+            self.outputs.add({"output_type": "error", "ename": str(etype.__name__),
+                              "evalue": str(evalue), "traceback": stb})
+
+        def init_virtualenv(self):
+            pass
+
+    return SandboxShell
+
+
+def _config():
+    from traitlets.config import Config
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"  # nbgrader's kernels' --HistoryManager.hist_file
+    return config
+
+
+def _snapshot():
+    """What an InteractiveShell changes in the process: __main__, builtins, warnings."""
+    return (sys.modules.get("__main__"), dict(vars(builtins)), list(warnings.filters),
+            sys.displayhook, sys.excepthook)
+
+
+def _restore(snapshot):
+    main, names, filters, displayhook, excepthook = snapshot
+    sys.modules["__main__"] = main
+    for name in set(vars(builtins)) - set(names):
+        delattr(builtins, name)
+    vars(builtins).update(names)
+    warnings.filters[:] = filters
+    sys.displayhook, sys.excepthook = displayhook, excepthook
+
+
+def prepare(spec):
+    """Once in the zygote: the shell, warmed up on a throwaway one (tracebacks, display,
+    magics load lazily). The process's globals the shell changed are put back (the
+    problem role's sandboxes fork from here too) and reapplied in each notebook sandbox."""
+    before = _snapshot()
+    shell_class = _shell_class()
+    warm = shell_class(config=_config(), ipython_dir="/nonexistent")
+    warm.outputs = Outputs()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        for source in ("1 + 1", "1 / 0", "print('x')\nfrom IPython.display import display\n"
+                       "display('x')", "%time x = 1", "def f(:\n    pass"):
+            warm.run_cell(source, store_history=True)
+    shell = shell_class.instance(config=_config(), ipython_dir="/nonexistent")
+    shell.outputs = Outputs()
+    if "matplotlib_inline.backend_inline" in sys.modules:  # preloaded before the shell was
+        from matplotlib_inline.backend_inline import configure_inline_support
+        configure_inline_support(shell, "module://matplotlib_inline.backend_inline")
+    after = _snapshot()
+    _restore(before)
+    global READABLE
+    READABLE = python_directories()
+    return Prepared(shell, after)
+
+
+def confinement(setup, fds):
+    """The sandbox's files: its working directory (a copy of the submission folder, the
+    descriptor ``fds[0]``), its temporary directory, the Python directories read-only."""
+    return {"files": confine.Files(readable=READABLE, workdir=setup["workdir"],
+                                   source_fd=fds[0], scratch_bytes=int(setup["scratch_bytes"]),
+                                   tmpdir=setup["tmpdir"])}
+
+
+class Outputs:
+    """The running cell's outputs, as nbclient records a kernel's messages."""
+
+    def __init__(self):
+        self.items = []
+        self.clear_pending = False
+        self.displays = {}  # display_id -> its outputs in this cell
+        self.capture = None  # file descriptors 1 and 2 (Capture), in a sandbox
+
+    def _before_output(self):
+        if self.clear_pending:  # clear_output(wait=True): at the next output
+            self.items.clear()
+            self.displays.clear()
+            self.clear_pending = False
+
+    def add(self, output):
+        if self.capture and output["output_type"] != "stream":
+            self.capture.drain()  # what the cell wrote before comes before
+        self._before_output()
+        self.items.append(output)
+
+    def stream(self, name, text):
+        if not text:
+            return
+        last = self.items[-1] if self.items and not self.clear_pending else None
+        if last and last["output_type"] == "stream" and last["name"] == name:
+            last["text"] += text[:max(0, MAX_STREAM - len(last["text"]))]
+        else:
+            self.add({"output_type": "stream", "name": name, "text": text[:MAX_STREAM]})
+
+    def display(self, data, metadata, display_id, update):
+        if update:
+            for output in self.displays.get(display_id, []):
+                output.update(data=data, metadata=metadata)
+            return
+        output = {"output_type": "display_data", "data": data, "metadata": metadata}
+        self.add(output)
+        if display_id:
+            self.displays.setdefault(display_id, []).append(output)
+
+    def clear(self, wait):
+        if wait:
+            self.clear_pending = True
+        else:
+            self.items.clear()
+            self.displays.clear()
+
+    def take(self):
+        items, self.items = self.items, []
+        self.displays.clear()
+        self.clear_pending = False
+        return items
+
+
+class Stream(io.TextIOBase):
+    """sys.stdout or sys.stderr of the sandbox: writes become the cell's stream outputs."""
+
+    def __init__(self, name, fd, capture):
+        self.name, self.fd, self.capture = name, fd, capture
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self.capture.drain()  # what was written to the file descriptors first comes first
+        self.capture.outputs.stream(self.name, text)
+        return len(text)
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self.fd
+
+    def isatty(self):
+        return False
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+
+class Capture:
+    """File descriptors 1 and 2 as pipes, read into the cell's stream outputs."""
+
+    def __init__(self, outputs):
+        import codecs
+        self.outputs = outputs
+        outputs.capture = self
+        self.pipes = []
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            read, write = os.pipe()
+            try:
+                fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:
+                pass
+            os.set_blocking(read, False)
+            os.dup2(write, fd)
+            os.close(write)
+            self.pipes.append((read, name, codecs.getincrementaldecoder("utf-8")("replace")))
+
+    def drain(self):
+        for read, name, decoder in self.pipes:
+            while True:
+                try:
+                    chunk = os.read(read, 2**16)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                self.outputs.stream(name, decoder.decode(chunk))
+
+
+def _jsonable(value):
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    return repr(value)
+
+
+class _Interrupt:
+    """SIGINT raises KeyboardInterrupt while a cell runs, and is ignored between cells (an
+    interrupt that comes as the cell ends must not end the sandbox)."""
+
+    def __init__(self):
+        self.running = False
+        signal.signal(signal.SIGINT, self)
+
+    def __call__(self, signum, frame):
+        if self.running:
+            raise KeyboardInterrupt
+
+
+def serve(sock, prepared, setup, fds):
+    shell = prepared.shell
+    _restore(prepared.globals)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote's: a kernel waits for its children
+    os.environ.update(TMPDIR=setup["tmpdir"],  # MPLBACKEND is the zygote's (nbconfine.zygote)
+                      MPLCONFIGDIR=os.path.join(setup["tmpdir"], "matplotlib"))
+    tempfile.tempdir = None  # found again from TMPDIR
+    sys.path[0] = os.getcwd()  # a kernel's: modules beside the notebook import
+    shell.user_ns["_dh"][:] = [os.getcwd()]
+    outputs = shell.outputs
+    capture = Capture(outputs)
+    sys.stdout = sys.__stdout__ = Stream("stdout", 1, capture)
+    sys.stderr = sys.__stderr__ = Stream("stderr", 2, capture)
+    builtins.input = _no_input
+    interrupt = _Interrupt()
+    while True:
+        try:
+            request = json.loads(wire.recv(sock))
+        except EOFError:
+            return
+        interrupt.running = True
+        try:
+            result = shell.run_cell(request["source"], store_history=True)
+            failed = not result.success
+        except KeyboardInterrupt:  # while IPython prepared the cell
+            interrupt.running = False
+            outputs.add({"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "",
+                         "traceback": ["KeyboardInterrupt"]})
+            failed = True
+        finally:
+            interrupt.running = False
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        capture.drain()
+        reply = {"outputs": outputs.take(), "status": "error" if failed else "ok"}
+        wire.send(sock, json.dumps(reply, default=_jsonable).encode())
+
+
+def _no_input(prompt=""):
+    from IPython.core.error import StdinNotImplementedError
+    raise StdinNotImplementedError(NOT_SUPPORTED)

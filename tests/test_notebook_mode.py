@@ -1,0 +1,388 @@
+"""Notebook mode: a course written for stock nbgrader (tests/stockcourse) graded by the
+engine exactly as stock nbgrader grades it (every autograded cell's score equal), only
+confined: by root and by a normal user, with 1 and 2 jobs, through `make`, with
+`nbgrader validate`, feedback, hand grades and a missing notebook."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from coursedir import REPO, STOCK, Course, StockCourse
+from unixuser import VENV, User
+from course import demo
+
+ADDED_HELPER = ('def squared_deviations(values):\n    """Each value\'s squared distance to '
+                'the mean."""\n    m = mean(values)\n    return [(v - m) ** 2 for v in values]')
+VARIANCE_WITH_HELPER = ('def variance(values):\n    return sum(squared_deviations(values)) / '
+                        'len(values)')
+WRONG = {  # student: (answers over the reference ones, the cells that lose points)
+    "wrong-a": ({"mean_answer": "def mean(values):\n    return sum(values) / max(len(values), 1)",
+                 "variance_answer": "def variance(values):\n    m = mean(values)\n    return "
+                                    "sum((v - m) ** 2 for v in values) / (len(values) - 1)",
+                 "quartiles_answer": "def quartiles(values):\n    ordered = sorted(values)\n"
+                                     "    return ordered[0], ordered[-2]",
+                 "histogram_answer": "def histogram(values):\n    plt.hist(values)\n\n\n"
+                                     "figure = histogram([1, 2])"},
+                {"mean_test", "variance_test", "quartiles_test", "histogram_test"}),
+    "wrong-b": ({"fixed_point_answer": "def fixed_point(f, x):\n    while True:\n"
+                                       "        x = f(x)",
+                 "column_answer": 'def column(path, name):\n    warnings.warn("reading " + path)\n'
+                                  '    with open(path, encoding="utf-8") as f:\n'
+                                  '        return [float(r[name]) for r in csv.DictReader(f)]'},
+                {"fixed_point_test", "column_test"}),
+}
+SECRET_NAME, SECRET = "NBCONFINE_PROBE_SECRET", "s3cr3t-" + os.urandom(4).hex()
+# A learner's cell reaching for what it must not: each success prints GAINED.
+PROBE = '''import os, socket
+def attempt(what, action):
+    try:
+        action()
+    except Exception:
+        return
+    print("GAINED", what)
+COURSE = {root!r}
+attempt("/etc", lambda: open("/etc/passwd").read())
+attempt("/home", lambda: os.listdir("/home"))
+attempt("/proc", lambda: open("/proc/1/environ").read())
+attempt("the solutions", lambda: open(COURSE + "/source/stats/stats.ipynb").read())
+attempt("the release", lambda: os.listdir(COURSE + "/release/stats"))
+attempt("another student", lambda: open(COURSE + "/submitted/correct/stats/stats.ipynb").read())
+attempt("the gradebook", lambda: open(COURSE + "/gradebook.db", "rb").read(1))
+attempt("writing the gradebook", lambda: open(COURSE + "/gradebook.db", "r+b").close())
+attempt("writing the course", lambda: open(COURSE + "/nbgrader_config.py", "r+").close())
+attempt("the network", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=3))
+attempt("UDP", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", {port})))
+attempt("the grader's environment", lambda: [v for v in os.environ.values() if {secret!r} in v][0])
+open("scratch.txt", "w").write("écrit")
+print("data", open("measurements.csv", encoding="utf-8").read().count("\\n"),
+      "scratch", open("scratch.txt").read())'''
+DIES = "import os\nos._exit(1)"
+COMPARED = ["correct", "blank", *WRONG]
+
+
+def submit_students(course, probe=None):
+    """The compared students, a learner whose cell kills its process (`dies`) and, with
+    ``probe`` (the PROBE's fields), `probe`."""
+    reference = demo.reference_answers(STOCK, course_root=course.root)
+    course.submit("correct", {**reference, "variance_answer": VARIANCE_WITH_HELPER},
+                  added=[("mean_restored", ADDED_HELPER)])
+    course.submit("blank", {})
+    for student, (answers, _) in WRONG.items():
+        course.submit(student, {**reference, **answers})
+    course.submit("dies", reference, added=[("column_test", DIES)])
+    if probe:
+        course.submit("probe", reference, added=[("mean_answer", PROBE.format(**probe))])
+    return reference
+
+
+def autograded(course, student):
+    return nbformat.read(os.path.join(course.root, "autograded", student, STOCK,
+                                      STOCK + ".ipynb"), as_version=4)
+
+
+def text_of(course, student):
+    return "\n".join(str(o.get("text", "")) + str(o.get("evalue", "")) + str(o.get("data", ""))
+                     for c in autograded(course, student).cells if c.cell_type == "code"
+                     for o in c.outputs)
+
+
+class Listener:
+    """A TCP and a UDP socket on one loopback port: did anything reach them?"""
+
+    def __init__(self):
+        self.tcp = socket.create_server(("127.0.0.1", 0))
+        self.port = self.tcp.getsockname()[1]
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        self.tcp.setblocking(False)
+        self.udp.setblocking(False)
+
+    def reached(self):
+        found = []
+        for sock, receive in ((self.tcp, self.tcp.accept), (self.udp, lambda: self.udp.recv(9))):
+            try:
+                found.append(receive())
+            except BlockingIOError:
+                pass
+        return found
+
+
+@pytest.fixture(scope="session")
+def listener():
+    found = Listener()
+    yield found
+    found.tcp.close()
+    found.udp.close()
+
+
+@pytest.fixture(scope="session")
+def stock_release(tmp_path_factory, listener):
+    """The stock course released (engine configuration) with every student submitted."""
+    course = StockCourse(str(tmp_path_factory.mktemp("stock") / "course"))
+    course.release()
+    submit_students(course, dict(root=course.root, port=listener.port, secret=SECRET))
+    return course
+
+
+@pytest.fixture(scope="session")
+def stock_scores(stock_release, tmp_path_factory):
+    """Stock nbgrader's grading of a copy: (course, cell scores, its output)."""
+    course = stock_release.clone(str(tmp_path_factory.mktemp("stock-nbgrader") / "course"),
+                                 engine=False)
+    shutil.rmtree(os.path.join(course.root, "submitted", "probe"))  # graded by the engine only
+    done = course.nbgrader("autograde", STOCK, "--force")
+    return course, course.cell_scores(), done.stdout + done.stderr
+
+
+def engine_run(stock_release, tmp_path_factory, name, jobs):
+    course = stock_release.clone(str(tmp_path_factory.mktemp(name) / "course"))
+    report = course.grade(jobs=jobs, extra_env={SECRET_NAME: SECRET})
+    return course, course.cell_scores(), report
+
+
+@pytest.fixture(scope="session")
+def engine_scores(stock_release, tmp_path_factory):
+    """`nbconfine autograde --jobs 1` on a copy: (course, cell scores, report)."""
+    return engine_run(stock_release, tmp_path_factory, "engine-one", 1)
+
+
+@pytest.fixture(scope="session")
+def engine_two_jobs(stock_release, tmp_path_factory):
+    return engine_run(stock_release, tmp_path_factory, "engine-two", 2)
+
+
+def test_every_autograded_cell_scores_as_stock_nbgrader(stock_scores, engine_scores):
+    """Correct (with a cell the learner added), blank and wrong submissions: each graded
+    cell's score is stock nbgrader's; the wrong ones lose exactly their cells' points."""
+    _, stock, _ = stock_scores
+    _, engine, _ = engine_scores
+    for student in COMPARED:
+        theirs = {k: v for k, v in stock.items() if k[0] == student}
+        ours = {k: v for k, v in engine.items() if k[0] == student}
+        assert len(theirs) == 8 and ours == theirs, student
+    reference = {cell: score for (student, cell), score in engine.items() if student == "correct"}
+    assert reference["interpretation"] is None and all(
+        score > 0 for cell, score in reference.items() if cell != "interpretation")
+    for student, (_, losing) in WRONG.items():
+        lost = {cell for cell, score in reference.items() if score is not None
+                and engine[student, cell] != score}
+        assert lost == losing, student
+    assert engine["wrong-a", "quartiles_test"] == 0.5  # from the cell's execute_result
+    assert all(engine["blank", cell] == 0 for cell in reference)
+
+
+def test_outputs_are_a_kernels(engine_scores):
+    """A plot becomes image/png display_data, non-ASCII text passes, the learner's own
+    exception and IPython's traceback, stderr as its own stream, the time limit's error."""
+    course, _, _ = engine_scores
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c
+             for c in autograded(course, "correct").cells}
+    assert any(o.output_type == "display_data" and "image/png" in o.data
+               for o in cells["histogram_answer"].outputs)
+    assert "Taille moyenne : 1.732 m ✓" in cells["column_test"].outputs[0].text
+    assert [o.data["text/plain"] for o in cells["quartiles_test"].outputs] == ["2.0"]
+    assert cells["quartiles_test"].outputs[0].execution_count == cells["quartiles_test"].execution_count
+    wrong = {c.metadata.get("nbgrader", {}).get("grade_id"): c
+             for c in autograded(course, "wrong-a").cells}
+    (error,) = wrong["mean_test"].outputs
+    assert error.ename == "AssertionError" and "mean([]) should raise ValueError" in error.evalue
+    assert "Traceback (most recent call last)" in "".join(error.traceback)
+    stderr = {c.metadata.get("nbgrader", {}).get("grade_id"): c
+              for c in autograded(course, "wrong-b").cells}["column_test"]
+    assert [o.name for o in stderr.outputs] == ["stderr", "stdout"]
+    loop = {c.metadata.get("nbgrader", {}).get("grade_id"): c
+            for c in autograded(course, "wrong-b").cells}["fixed_point_test"]
+    assert [o.ename for o in loop.outputs] == ["KeyboardInterrupt", "CellTimeoutError"]
+
+
+def test_a_dead_sandbox_costs_its_cell_only(stock_scores, engine_scores):
+    """Stock nbgrader cannot grade a notebook whose kernel died; the engine runs the cells
+    after it in a new sandbox, after the cells before it: every graded cell scores."""
+    _, stock, stock_output = stock_scores
+    course, engine, report = engine_scores
+    assert not [k for k in stock if k[0] == "dies"] or all(
+        stock[k] in (0, None) for k in stock if k[0] == "dies")
+    assert "dies" in stock_output
+    dead = [c for c in autograded(course, "dies").cells if c.source == DIES][0]
+    assert [o.ename for o in dead.outputs] == ["DeadKernelError"]
+    assert "run in a new process" in dead.outputs[0].evalue or "ran in a new process" in \
+        dead.outputs[0].evalue
+    assert {cell: s for (student, cell), s in engine.items() if student == "dies"} == \
+        {cell: s for (student, cell), s in engine.items() if student == "correct"}
+
+
+def probe_violations(course, listener):
+    """What the probe (graded in ``course``) gained."""
+    text = text_of(course, "probe")
+    found = [line for line in text.splitlines() if "GAINED" in line]
+    if "data 6 scratch écrit" not in text:
+        found.append("the data file or scratch file did not work: " + text[-500:])
+    if SECRET in text:
+        found.append("the secret is in an output")
+    return found + [f"reached the listener: {r}" for r in listener.reached()]
+
+
+def test_probes_reach_nothing_as_root(stock_release, engine_scores, listener):
+    course, scores, report = engine_scores
+    assert "Confinement: mount/PID/network/IPC namespaces" in report, report
+    assert probe_violations(course, listener) == []
+    assert {c: s for (st, c), s in scores.items() if st == "probe"} == \
+        {c: s for (st, c), s in scores.items() if st == "correct"}
+
+
+def test_probes_reach_nothing_as_a_normal_user(stock_release, listener):
+    """The probe graded by an unprivileged user on a copy of the course it owns."""
+    user = User(f"nbmode{os.getpid() % 100000}", home=False)
+    parent = tempfile.mkdtemp(prefix="nbconfine-nbmode-")
+    os.chmod(parent, 0o755)
+    try:
+        course = stock_release.clone(os.path.join(parent, "course"))
+        for student in os.listdir(os.path.join(course.root, "submitted")):
+            if student not in ("probe", "correct"):
+                shutil.rmtree(os.path.join(course.root, "submitted", student))
+        probe = os.path.join(course.root, "submitted", "probe", STOCK, STOCK + ".ipynb")
+        nb = nbformat.read(probe, as_version=4)
+        for cell in nb.cells:
+            cell.source = cell.source.replace(stock_release.root, course.root)
+        nbformat.write(nb, probe)
+        subprocess.run(["chown", "-R", f"{user.name}:", course.root], check=True)
+        report = user.run(sys.executable, "-m", "nbconfine", "autograde", "--root", course.root,
+                          "--jobs", "1", env={SECRET_NAME: SECRET}, cwd=course.root)
+        assert "Confinement: user/mount/PID/network/IPC namespaces" in report, report
+        assert probe_violations(course, listener) == []
+        scores = course.cell_scores()
+        assert {c: s for (st, c), s in scores.items() if st == "probe"} == \
+            {c: s for (st, c), s in scores.items() if st == "correct"}
+    finally:
+        user.remove()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_without_namespaces_landlock_keeps_the_probe_to_its_folder(stock_release, listener,
+                                                                     tmp_path):
+    """Namespaces, the empty root and seccomp forced missing (and accepted): the sandbox
+    works in a private copy, and Landlock alone keeps it from every other file."""
+    course = stock_release.clone(str(tmp_path / "course"))
+    for student in os.listdir(os.path.join(course.root, "submitted")):
+        if student != "probe":
+            shutil.rmtree(os.path.join(course.root, "submitted", student))
+    probe = os.path.join(course.root, "submitted", "probe", STOCK, STOCK + ".ipynb")
+    nb = nbformat.read(probe, as_version=4)
+    for cell in nb.cells:
+        cell.source = cell.source.replace(stock_release.root, course.root)
+    nbformat.write(nb, probe)
+    report = course.grade(jobs=1, extra_env={
+        SECRET_NAME: SECRET, "UNCONFINED": "1",
+        "NBCONFINE_CONFINE_MISSING": "namespaces,empty-root,seccomp"})
+    assert "MISSING: namespaces, empty-root, seccomp" in report
+    # Without namespaces or seccomp the host's UDP is open (Landlock covers TCP only).
+    assert set(probe_violations(course, listener)) <= {
+        "GAINED UDP", "reached the listener: b'x'"}
+    assert not [name for name in os.listdir(tempfile.gettempdir())
+                if name.startswith("nbconfine-notebook-")], "a private copy was left behind"
+
+
+def test_two_jobs_grade_the_same(engine_scores, engine_two_jobs):
+    assert engine_two_jobs[1] == engine_scores[1]
+    assert "Graded 6 submissions with 2 jobs" in engine_two_jobs[2]
+
+
+def test_feedback_hand_grades_and_a_missing_notebook(engine_two_jobs):
+    """Readable feedback (hidden tests hidden), a hand grade kept unflagged through a
+    regrade, and a submission without its notebook scoring zero on every cell."""
+    course = engine_two_jobs[0]
+    done = course.nbgrader("generate_feedback", STOCK, "--force")
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = open(os.path.join(course.root, "feedback", "wrong-a", STOCK, STOCK + ".html"),
+                encoding="utf-8").read()
+    assert "mean([]) should raise ValueError" in page and "mean([-1, 1, 3, 5])" not in page
+    with Gradebook(course.db_url) as gb:
+        gb.find_grade("interpretation", STOCK, STOCK, "correct").manual_score = 1.0
+        gb.db.commit()
+    os.remove(course.submit("missing", {}))
+    report = course.grade("[cm]*", jobs=1)
+    assert "missing/stats: stats.ipynb is missing; it scores zero" in report
+    with Gradebook(course.db_url) as gb:
+        hand = gb.find_grade("interpretation", STOCK, STOCK, "correct")
+        assert (hand.manual_score, hand.needs_manual_grade) == (1.0, False)
+    scores = course.cell_scores()
+    missing = {c: s for (st, c), s in scores.items() if st == "missing"}
+    assert len(missing) == 8 and all(s == 0 for s in missing.values()), missing
+
+
+def failed_cells(output):
+    """The docstrings (first lines) of the cells `nbgrader validate` says failed."""
+    blocks = output.split("The following cell failed:")[1:]
+    return {block.strip().splitlines()[0].strip() for block in blocks}
+
+
+def test_nbgrader_validate_agrees(engine_scores):
+    """A complete submission validates and gets every point; a failing one's failed
+    cells (partial credit counts as failed) are the ones the engine gives less."""
+    course, scores, _ = engine_scores
+    docstrings = {c.metadata["nbgrader"]["grade_id"]: c.source.splitlines()[0]
+                  for c in autograded(course, "correct").cells
+                  if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"}
+    for student in ("correct", "wrong-a"):  # (wrong-b's loop: validate's 30 s time limit)
+        path = os.path.join(course.root, "submitted", student, STOCK, STOCK + ".ipynb")
+        done = course.nbgrader("validate", path)
+        less = {docstrings[c] for (st, c), s in scores.items() if st == student
+                and c in docstrings and s < scores["correct", c]}
+        if student == "correct":
+            assert "Success!" in done.stdout and not less, done.stdout[-2000:]
+        else:
+            assert failed_cells(done.stdout) == less and len(less) == 4, done.stdout[-3000:]
+
+
+def test_nothing_imports_torch(stock_release):
+    """A course without torch: neither the grader nor the zygote imports it."""
+    code = ("import sys, nbconfine.notebook, nbconfine.execute, nbconfine.autograde, "
+            "nbconfine.worker, nbconfine.kernel, nbconfine.settings\n"
+            "from nbconfine import zygote\n"
+            "from nbconfine.settings import load_config, zygote_spec\n"
+            f"z = zygote.Zygote(zygote_spec(load_config({stock_release.root!r})))\n"
+            "from nbconfine.notebook import NotebookSandbox\n"
+            f"box = NotebookSandbox(z, 2**30, {stock_release.root!r}, 2**20)\n"
+            "import json\nreply, _ = box.run('import sys; print(\"torch\" in sys.modules)', 30, 4)\n"
+            "print(reply['outputs'][0]['text'].strip(), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, UNCONFINED="1"))
+    assert done.stdout.split() == ["False", "False"], done.stdout + done.stderr[-2000:]
+
+
+def test_make_grades_a_stock_assignment_dropped_into_this_course(stock_release, stock_scores,
+                                                                  tmp_path):
+    """The stock assignment copied into source/ of a scratch copy of this course:
+    `make release autograde feedback grades` grades it as stock nbgrader does."""
+    course = Course(str(tmp_path / "course"))
+    shutil.copy(os.path.join(REPO, "Makefile"), course.root)
+    shutil.copytree(os.path.join(stock_release.root, "source", STOCK),
+                    os.path.join(course.root, "source", STOCK))
+    make = ["make", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}"]
+    done = subprocess.run(make + ["release"], cwd=course.root, env=course.env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stock = StockCourse.__new__(StockCourse)
+    stock.root, stock.env = course.root, course.env
+    reference = demo.reference_answers(STOCK, course_root=course.root)
+    students = ["correct", "wrong-a"]
+    stock.submit("correct", {**reference, "variance_answer": VARIANCE_WITH_HELPER},
+                 added=[("mean_restored", ADDED_HELPER)])
+    for student in students[1:]:
+        stock.submit(student, {**reference, **WRONG[student][0]})
+    done = subprocess.run(make + ["autograde", "feedback", "grades", "JOBS=2"], cwd=course.root,
+                          env=course.env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert os.path.exists(os.path.join(course.root, "feedback", "correct", STOCK, STOCK + ".html"))
+    assert "correct" in open(os.path.join(course.root, "grades.csv")).read()
+    ours = stock.cell_scores()
+    theirs = stock_scores[1]
+    for student in students:
+        assert {k: v for k, v in ours.items() if k[0] == student} == \
+            {k: v for k, v in theirs.items() if k[0] == student}, student
