@@ -81,9 +81,11 @@ autograde: $(STAMP)  ## autograde every submission in submitted/ (a Dask cluster
 	UNCONFINED=$(UNCONFINED) $(NBCONFINE) autograde --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 # A task whose worker died is retried on another; ALLOWED_FAILURES deaths later it scores zero.
+# Without the dashboard Dask still serves its HTTP endpoints (health, metrics): on HOST too.
 scheduler: $(STAMP)  ## start a Dask scheduler on HOST:PORT (default 127.0.0.1:8786)
 	DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=$(ALLOWED_FAILURES) \
-	  $(VENV)/bin/dask scheduler --host $(HOST) --port $(PORT) --no-dashboard
+	  $(VENV)/bin/dask scheduler --host $(HOST) --port $(PORT) --no-dashboard \
+	  --dashboard-address $(HOST):8787
 
 worker: $(STAMP)  ## start NWORKERS grading processes for SCHEDULER=tcp://HOST:PORT (UNCONFINED=1: their sandboxes may be weaker)
 	@test -n "$(SCHEDULER)" || { echo "make worker: name the scheduler: make worker SCHEDULER=tcp://HOST:PORT" >&2; exit 1; }

@@ -34,6 +34,18 @@ def instructor_tests(assignment):
     return cells
 
 
+# What a checkout of the repository does not hold: git's data, the environment, grading state.
+NOT_CHECKED_OUT = shutil.ignore_patterns(".git", ".venv", "__pycache__", "gradebook.db",
+                                         "feedback", "submitted", "grades*.csv",
+                                         "grades_distribution.png", "logs", "artifacts")
+
+
+def checkout(root):
+    """A copy of this repository at ``root``: a checkout of it, as on another machine."""
+    shutil.copytree(REPO, root, symlinks=True, ignore=NOT_CHECKED_OUT)
+    return root
+
+
 NBGRADER_ENV = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
                     + os.environ.get("PATH", ""))
 NBGRADER_ENV.pop("NBGRADER_DB_URL", None)

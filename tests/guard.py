@@ -12,17 +12,14 @@ is non-zero if any breakage survives, no longer applies, or its tests cannot run
 After a change to the grader, keep each snippet short and on code that changes rarely.
 """
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COPY_IGNORED = shutil.ignore_patterns(".git", ".venv", "__pycache__", "gradebook.db",
-                                      "feedback", "submitted", "grades*.csv",
-                                      "grades_distribution.png", "logs")
+from coursedir import checkout
+
 TIMEOUT = 900  # seconds for one breakage's tests
 
 
@@ -39,6 +36,7 @@ AUTOGRADE, EXECUTE, SANDBOX = ENGINE + "autograde.py", ENGINE + "problems.py", \
     ENGINE + "sandbox.py"
 CONFINE, FEEDBACK, SETTINGS = ENGINE + "confine.py", ENGINE + "feedback.py", \
     ENGINE + "__init__.py"
+CLUSTER = ENGINE + "cluster.py"
 NORMCHECK, CONFIG = "course/normcheck.py", "nbgrader_config.py"
 KERNEL, NOTEBOOK = ENGINE + "kernel.py", ENGINE + "notebook.py"
 NOTEBOOK_MODE = "tests/test_notebook_mode.py"  # the stock course, graded both ways
@@ -136,6 +134,11 @@ BREAKAGES = [
              [(CONFINE, '    return [(path, LANDLOCK_READ) for path in _outermost(files.readable)] + [',
                '    return [("/", LANDLOCK_READ)] + [')],
              [NOTEBOOK_MODE, "-k", "without_namespaces"]),
+    Breakage("tasks_need_the_engine", "the cluster's tasks name the engine's function: the "
+             "Dask scheduler, which unpickles them, must have nbconfine installed",
+             [(CLUSTER, "client.submit(*call.submit_args(), pure=False,",
+               "client.submit(grade_submission, *call.args, pure=False,")],
+             ["tests/test_cluster.py", "-k", "needs_nothing"]),
 ]
 
 
@@ -155,8 +158,7 @@ def run(breakage):
     """(outcome, seconds, detail) of one breakage, in a fresh copy of the repository."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"guard-{breakage.name}-") as scratch:
-        root = os.path.join(scratch, "repo")
-        shutil.copytree(REPO, root, symlinks=True, ignore=COPY_IGNORED)
+        root = checkout(os.path.join(scratch, "repo"))
         stale = apply(breakage, root)
         if stale:
             return "NO LONGER APPLIES", time.monotonic() - start, stale

@@ -1,16 +1,18 @@
 """Autograde on a real Dask cluster on loopback, against a scratch PostgreSQL gradebook.
 
-A `dask scheduler` and two `dask worker` processes of this environment, each in its own
-working directory; the grades and autograded notebooks equal a local 2-job run's, also
-when a worker is killed mid-task; a submission that keeps killing workers scores zero;
-refusals come within seconds and write nothing. Skipped without PostgreSQL
+The README's commands (tests/daskcluster.py): `make scheduler`, which can import nothing
+of this project, and two `make worker`s, each from its own checkout; then `make autograde
+SCHEDULER=...`. The grades and autograded notebooks equal a local 2-job run's, also when a
+worker is killed mid-task; a submission that keeps killing workers scores zero; refusals
+(no scheduler, no workers, a SQLite gradebook, a worker without its course's
+configuration) come within seconds and write nothing. Skipped without PostgreSQL
 (tests/pgserver.py), except where .ci/run requires it.
 """
+import concurrent.futures
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -19,7 +21,7 @@ from sqlalchemy import create_engine, text
 from attacks import ATTACKS
 from catalog import MUTANTS
 from coursedir import ASSIGNMENTS, NBGRADER_ENV, REPO, Course
-from daskcluster import Cluster, autograde, free_port
+from daskcluster import MAKE, NO_ENGINE_MESSAGE, PROJECT_MODULES, Cluster, autograde, free_port
 from pgserver import require_server, scratch_database
 
 require_server()
@@ -47,6 +49,11 @@ def submit_batch(course):
     for name in ATTACK_NAMES:
         attacks[name].build(course, f"clu-{name}")
     course.submit("clu-worker-killer", "normalization", reference)
+
+
+def without_configuration(root):
+    """A checkout whose nbgrader_config.py is gone: its worker cannot grade."""
+    os.remove(os.path.join(root, "nbgrader_config.py"))
 
 
 def finished(process, timeout=120):
@@ -127,26 +134,32 @@ def cluster_runs(course, tmp_path_factory):
         os.makedirs(os.path.join(sqlite_course.root, "submitted", "clu-x", "normalization"))
         cluster = Cluster(str(work / "dask"), allowed_failures=1)
         try:
-            # Refusals (waiting, idle) while the local 2-job run uses the cores.
-            refusals = {
-                "no workers": started(autograde(pg_course, "--scheduler", cluster.address)),
-                "down": started(autograde(pg_course, "--scheduler",
-                                          f"tcp://127.0.0.1:{free_port()}")),
-                "sqlite": started(autograde(sqlite_course, "--scheduler", cluster.address)),
-            }
-            local_report = course.grade("clu-*", jobs=2)
-            refused = {name: finished(p) for name, p in refusals.items()}
+            # Refusals (mostly waiting) while the local 2-job run uses the cores.
+            with concurrent.futures.ThreadPoolExecutor(1) as local_run:
+                local = local_run.submit(course.grade, "clu-*", jobs=2)
+                refused = {
+                    "no workers": started(autograde(pg_course, "--scheduler", cluster.address)),
+                    "down": started(autograde(pg_course, "--scheduler",
+                                              f"tcp://127.0.0.1:{free_port()}")),
+                    "sqlite": started(autograde(sqlite_course, "--scheduler", cluster.address)),
+                }
+                refused = {name: finished(p) for name, p in refused.items()}
+                unconfigured = cluster.add_workers(1, edit=without_configuration)
+                refused["unconfigured worker"] = finished(started(
+                    autograde(pg_course, "--scheduler", cluster.address)))
+                cluster.stop_workers(unconfigured)
+                local_report = local.result()
             refused["written"] = (sorted(os.listdir(pg_course.root)), pg_course.scores(),
                                   sorted(os.listdir(sqlite_course.root)))
             cluster.add_workers(2)
             for name in ("Makefile", "requirements.txt"):
                 shutil.copy2(os.path.join(REPO, name), pg_course.root)
             make = started(subprocess.Popen(
-                ["make", "--no-print-directory", "autograde", f"SCHEDULER={cluster.address}",
-                 f"VENV={sys.prefix}"], cwd=pg_course.root, env=pg_course.env,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                [*MAKE, "autograde", f"SCHEDULER={cluster.address}"], cwd=pg_course.root,
+                env=pg_course.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
             kills = kill_while_grading(cluster, make)
             made = finished(make)
+            scheduler_imports = cluster.scheduler_imports()
         finally:
             cluster.stop()
         students = {s for s in os.listdir(os.path.join(course.root, "submitted"))
@@ -156,7 +169,9 @@ def cluster_runs(course, tmp_path_factory):
                       notebooks(course, students), local_report),
             "cluster": (pg_course.scores(), notebooks(pg_course, students), made),
             "rows": grade_rows(url), "kills": kills, "refused": refused,
-            "workers log": cluster.log("worker-0") + cluster.log("worker-1"),
+            "workers log": cluster.log("worker-1") + cluster.log("worker-2"),
+            "unconfigured checkout": os.path.join(cluster.workdir, "worker-0", "checkout"),
+            "scheduler": (scheduler_imports, cluster.log("scheduler")),
         }
 
 
@@ -219,3 +234,24 @@ def test_refusals_come_within_seconds_and_write_nothing(cluster_runs):
     pg_files, pg_scores, sqlite_files = refused["written"]
     assert "autograded" not in pg_files and pg_scores == {}
     assert "autograded" not in sqlite_files and "gradebook.db" not in sqlite_files
+
+
+def test_the_scheduler_needs_nothing_of_this_project(cluster_runs):
+    """Tasks, client.run, the worker plugin's registration: all through a scheduler where
+    importing the engine or the course fails."""
+    imports, log = cluster_runs["scheduler"]
+    assert imports == {name: f"{name} {NO_ENGINE_MESSAGE}" for name in PROJECT_MODULES}
+    assert NO_ENGINE_MESSAGE not in log, log
+    _, _, (_, code, report, errors) = cluster_runs["cluster"]
+    assert code == 0 and "Graded 7 submissions with 2 Dask workers" in report, errors[-3000:]
+    assert "not graded on the cluster" not in report, report
+
+
+def test_a_worker_without_its_course_s_configuration_is_named(cluster_runs):
+    seconds, code, out, err = cluster_runs["refused"]["unconfigured worker"]
+    assert code == 2 and seconds < 30, (out, err)
+    checkout = cluster_runs["unconfigured checkout"]
+    assert f"NotConfigured: {checkout}/nbgrader_config.py does not call nbconfine.configure" \
+        in err, err
+    assert "its own copy of the course, named by NBCONFINE_COURSE" in err, err
+    assert "Nothing was graded." in err and "Traceback" not in err, err

@@ -22,8 +22,10 @@ nbconfine.cluster`` does it as the worker starts, and the client registers it to
 workers started without it. Dask retries a task whose worker died on another worker; the
 scheduler's ``allowed-failures`` bounds the tries, after which the submission scores zero.
 
-The scheduler needs nothing of nbconfine: the functions sent to workers are those of
-``nbconfine.tasks``, pickled by value, which import the engine only where they run.
+The scheduler needs nothing of nbconfine: it unpickles every task it schedules, so each
+task is a ``Call`` pickled into bytes, run as ``pickle.loads(those bytes)`` (see
+``Call``); ``client.run`` and the plugin's registration reach the workers as bytes the
+scheduler only forwards.
 """
 import asyncio
 import contextlib
@@ -31,6 +33,7 @@ import fnmatch
 import io
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 import threading
@@ -42,6 +45,8 @@ from nbgrader.api import Gradebook
 CONNECT_SECONDS = 5
 WAIT_WORKERS_SECONDS = 10
 COURSE_ENV = "NBCONFINE_COURSE"  # a worker's copy of the course (its nbgrader_config.py)
+WORKER_NEEDS = (f"each worker needs nbconfine, the course's requirements and its own copy of "
+                f"the course, named by {COURSE_ENV} or its working directory")
 CLUSTER_LOG = "autograded/logs/cluster.log"
 
 
@@ -141,14 +146,34 @@ def grader():
 
 
 def grade_submission(student, assignment, files, instructor_files, db_url, topic):
-    """Grade one submission on this worker (every try is logged to ``topic``); the task
-    nbconfine.tasks.grade_submission calls it."""
+    """Grade one submission on this worker (every try is logged to ``topic``)."""
     from distributed import get_worker
     address = get_worker().address
     get_worker().log_event(topic, {"student": student, "assignment": assignment,
                                    "worker": address})
     return dict(grader().grade(student, assignment, files, instructor_files, db_url),
                 worker=address)
+
+
+class Call:
+    """``function(*args)`` as a Dask task that a scheduler without nbconfine schedules.
+
+    A Dask scheduler unpickles the tasks it receives, functions included: a task calling
+    ``grade_submission`` itself would import nbconfine there. The task is
+    ``pickle.loads(pickle.dumps(Call(...)))`` instead (``submit_args``): to the scheduler,
+    the standard library's ``loads`` and bytes; on a worker, where nbconfine is installed,
+    unpickling the bytes imports ``function`` and makes the call (``__reduce__``).
+    """
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args  # what unpickling it calls
+
+    def submit_args(self):
+        """The function and argument of ``client.submit`` for this call."""
+        return pickle.loads, pickle.dumps(self)
 
 
 try:
@@ -178,7 +203,8 @@ async def dask_setup(worker):
 # ---------------------------------------------------------------------------
 
 def connect(address, db_url, wait_workers=WAIT_WORKERS_SECONDS):
-    """A Client of the scheduler at ``address`` with at least one prepared worker.
+    """A Client of the scheduler at ``address``, which has workers, each asked to prepare
+    (GraderPlugin; confinement_line says which could not).
 
     Raises ClusterUnavailable, with what to do, within seconds."""
     if db_url.startswith("sqlite"):
@@ -187,11 +213,7 @@ def connect(address, db_url, wait_workers=WAIT_WORKERS_SECONDS):
             "machines cannot share a SQLite file: set NBGRADER_DB_URL to a PostgreSQL "
             "gradebook (e.g. postgresql+psycopg2://grader:grader@HOST:5432/gradebook) and "
             "release the assignments into it. Nothing was graded.")
-    import cloudpickle
     from distributed import Client
-
-    from nbconfine import tasks
-    cloudpickle.register_pickle_by_value(tasks)  # the scheduler unpickles tasks: no engine
     try:
         client = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -207,14 +229,10 @@ def connect(address, db_url, wait_workers=WAIT_WORKERS_SECONDS):
             f"the Dask scheduler at {address} has no workers (waited {wait_workers} s): "
             f"start some (`dask worker {address} --nthreads 1 --preload nbconfine.cluster`). "
             "Nothing was graded.") from None
-    try:
+    # A worker it fails on (no nbconfine, no course configuration) is named, with the
+    # reason, by confinement_line, which asks each worker for its sandboxes next.
+    with contextlib.suppress(Exception):
         client.register_plugin(GraderPlugin())
-    except Exception as exc:  # e.g. a worker without this repository on its path
-        client.close()
-        raise ClusterUnavailable(
-            f"the workers of {address} could not be prepared ({type(exc).__name__}: {exc}): "
-            "each needs nbconfine, the course's requirements and its own copy of the course "
-            f"({COURSE_ENV}). Nothing was graded.") from None
     return client
 
 
@@ -224,11 +242,16 @@ def worker_confinement():
 
 
 def confinement_line(client, accept_weaker):
-    """The report's confinement line for the workers' sandboxes; raises confine.Refused,
-    naming the worker, when one lacks a layer (unless ``accept_weaker``)."""
-    from nbconfine import confine, tasks
+    """The report's confinement line for the workers' sandboxes. Raises, naming the
+    worker, ClusterUnavailable when one cannot grade (no nbconfine, no course
+    configuration) and confine.Refused when one lacks a layer (unless ``accept_weaker``)."""
+    from nbconfine import confine
     lines = set()
-    for address, wire in sorted(client.run(tasks.worker_confinement).items()):
+    for address, wire in sorted(client.run(worker_confinement, on_error="return").items()):
+        if isinstance(wire, Exception):
+            raise ClusterUnavailable(
+                f"the Dask worker {address} cannot grade ({type(wire).__name__}: {wire}): "
+                f"{WORKER_NEEDS}. Nothing was graded.")
         try:
             lines.add(confine.check(confine.Confinement.from_wire(wire), accept_weaker))
         except confine.Refused as refusal:
@@ -248,7 +271,6 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
     """
     from distributed import KilledWorker, as_completed
     workers = len(client.nthreads())
-    from nbconfine import tasks
     topic = f"nbconfine-{uuid.uuid4().hex}"
     instructor = {a: read_tree(os.path.join(root, "source", a), skip=("*.ipynb",))
                   for a in {a for _, a in graded}}
@@ -262,11 +284,11 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
         capacity = max(1, sum(client.nthreads().values()))  # one round trip per call
         while pending and len(running) < capacity:
             student, assignment = pending.pop(0)
-            future = client.submit(
-                tasks.grade_submission, student, assignment,
-                read_tree(os.path.join(staging, student, assignment)),
-                instructor[assignment], db_url, topic,
-                key=f"autograde {student}/{assignment} {topic}", pure=False)
+            call = Call(grade_submission, student, assignment,
+                        read_tree(os.path.join(staging, student, assignment)),
+                        instructor[assignment], db_url, topic)
+            future = client.submit(*call.submit_args(), pure=False,
+                                   key=f"autograde {student}/{assignment} {topic}")
             running[future] = student, assignment
             completed.add(future)
 
