@@ -527,6 +527,7 @@ def forbidden_ops(ops):
     return sorted(op for op in ops if FORBIDDEN_OP.search(op))
 
 
+FORBIDDEN_ERROR = "ForbiddenNormalization"  # the name of the error its test cells show
 FORBIDDEN_MESSAGE = ("your answer uses torch's own normalization ({}), so it scores zero.\n"
                      "This problem asks you to write it yourself with elementary operations\n"
                      "(mean, var, sqrt, ...).")

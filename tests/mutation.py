@@ -20,12 +20,13 @@ import nbformat
 
 from catalog import CORRECT, MUTANTS, VISIBLE_BLIND
 from coursedir import ASSIGNMENTS, REPO, Course
+from course.normcheck import FORBIDDEN_ERROR
 
 ASSIGNMENT_OF = {**{f"p{k}": "normalization" for k in range(1, 8)}, "bn": "batchnorm"}
 HIDDEN = {c.metadata["nbgrader"]["grade_id"] for a, notebook in ASSIGNMENTS.items()
           for c in nbformat.read(os.path.join(REPO, "source", a, notebook), as_version=4).cells
           if "BEGIN HIDDEN TESTS" in c.source}
-GRADER_RULE = "ForbiddenNormalization"  # the grader's own verdict, not a check's
+GRADER_RULE = FORBIDDEN_ERROR  # the grader's own verdict, not a check's
 
 
 @dataclass

@@ -31,7 +31,7 @@ def configure(c, preload=(), timeout=None, memory_limit=None, problem_mode=(), p
         problem in its own sandbox, its tests in the grader where an answer cannot patch
         them. For those:
     problems: a regular expression with one group, searched in grade_ids, naming a cell's
-        problem (``r"^([^_]+)_"``: p3_running_stats_eval is in p3); the report and the
+        problem (``r"^([^_]+)_"``: q3_hidden_edge_cases is in q3); the report and the
         feedback group their cells by it.
     shared: grade_ids of locked cells every problem needs (imports).
     checks: path of the course's checks module (see nbconfine.remote).

@@ -125,8 +125,8 @@ def summarize(cells, grouping):
 
 def part_label(cell, key):
     """"task", "written answer", "answer", "visible check", or "hidden <what>" from the
-    grade_id (p1_hidden_values -> "hidden values", p3_running_stats_eval -> "hidden
-    running stats eval")."""
+    grade_id (q1_hidden_values -> "hidden values", q3_hidden_edge_cases -> "hidden
+    edge cases")."""
     meta = cell.metadata.nbgrader
     if meta.get("task"):
         return "task"

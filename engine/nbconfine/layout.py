@@ -43,7 +43,7 @@ class Problems(Configurable):
     ).tag(config=True)
     pattern = Unicode("", help=(
         "A regular expression with one group, searched in each cell's grade_id: the group "
-        "names the cell's problem (r'^([^_]+)_' puts p3_running_stats_eval in problem p3). "
+        "names the cell's problem (r'^([^_]+)_' puts q3_hidden_edge_cases in problem q3). "
         "A cell it does not match, or every cell when empty, is a problem of its own, named "
         "by its grade_id.")).tag(config=True)
     shared = List(Unicode(), help=(

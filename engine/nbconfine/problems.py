@@ -325,6 +325,7 @@ class ProblemExecute(NbGraderPreprocessor):
         if not (named or ran):
             return
         message = checks.FORBIDDEN_MESSAGE.format(", ".join(sorted(named | ran)))
+        ename = getattr(checks, "FORBIDDEN_ERROR", "ForbiddenOperation")
         for (role, owner), cell in zip(roles, nb.cells):
             if role == "test" and owner == problem:
-                cell.outputs = [error_output("ForbiddenNormalization", f"{problem}: {message}")]
+                cell.outputs = [error_output(ename, f"{problem}: {message}")]

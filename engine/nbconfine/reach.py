@@ -1,7 +1,7 @@
 """What an answer's code can reach: the top-level statements that names lead to.
 
-A cell's scaffolding (``batch_norm = nn.BatchNorm1d(5)`` next to the learner's function,
-for the learner's own comparison) is not the answer; what the function or class the tests
+A cell's scaffolding (``expected = sorted(data)`` next to the learner's sort function, for
+the learner's own comparison) is not the answer; what the function or class the tests
 call can reach is: its own definition, and the top-level definitions, assignments and
 imports of every name it references, transitively.
 """

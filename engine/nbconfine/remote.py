@@ -21,7 +21,8 @@ engine uses these names of it, each optional:
   find every lazily imported module loaded;
 - ``FORBIDDEN_NAME`` (a regular expression), ``forbidden_ops(ops)`` and
   ``FORBIDDEN_MESSAGE`` (a format string for the names found): an answer that reaches
-  such a name or runs such an operator scores zero on its problem.
+  such a name or runs such an operator scores zero on its problem; its test cells show
+  that message as an error named ``FORBIDDEN_ERROR`` (default "ForbiddenOperation").
 """
 import contextlib
 import importlib.util
