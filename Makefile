@@ -68,7 +68,7 @@ roster: $(STAMP)  ## import students from ROSTER=path.csv (id,first_name,last_na
 exchange: $(STAMP)  ## create nbgrader's exchange (EXCHANGE=DIR; default ../nbgrader-exchange, as root /srv/nbgrader/exchange)
 	$(NBCONFINE) exchange
 
-publish: $(STAMP)  ## release both assignments to the students through the exchange
+publish: $(STAMP)  ## release every assignment to the students through the exchange
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) release_assignment $(a) --force --log-level=WARN &&) true
 
 collect: $(STAMP)  ## collect the latest submissions from the exchange into submitted/

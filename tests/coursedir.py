@@ -40,6 +40,11 @@ NOT_CHECKED_OUT = shutil.ignore_patterns(".git", ".venv", "__pycache__", "gradeb
                                          "grades_distribution.png", "logs", "artifacts")
 
 
+# `make` with this environment (VENV=, its stamp taken as made: `make install` is not run)
+MAKE = ["make", "--no-print-directory", "-o", os.path.join(sys.prefix, ".installed"),
+        f"VENV={sys.prefix}"]
+
+
 def checkout(root):
     """A copy of this repository at ``root``: a checkout of it, as on another machine."""
     shutil.copytree(REPO, root, symlinks=True, ignore=NOT_CHECKED_OUT)

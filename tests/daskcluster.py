@@ -16,10 +16,8 @@ import subprocess
 import sys
 import time
 
-from coursedir import checkout
+from coursedir import MAKE, checkout
 
-VENV = sys.prefix
-MAKE = ["make", "--no-print-directory", "-o", os.path.join(VENV, ".installed"), f"VENV={VENV}"]
 PROJECT_MODULES = ("nbconfine", "course", "normcheck")
 NO_ENGINE_MESSAGE = "imported on the Dask scheduler, which must need nothing of this project"
 

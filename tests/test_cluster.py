@@ -20,8 +20,8 @@ from sqlalchemy import create_engine, text
 
 from attacks import ATTACKS
 from catalog import MUTANTS
-from coursedir import ASSIGNMENTS, NBGRADER_ENV, REPO, Course
-from daskcluster import MAKE, NO_ENGINE_MESSAGE, PROJECT_MODULES, Cluster, autograde, free_port
+from coursedir import ASSIGNMENTS, MAKE, NBGRADER_ENV, REPO, Course
+from daskcluster import NO_ENGINE_MESSAGE, PROJECT_MODULES, Cluster, autograde, free_port
 from pgserver import require_server, scratch_database
 
 require_server()
