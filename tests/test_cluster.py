@@ -4,8 +4,8 @@ The README's commands (tests/daskcluster.py): `make scheduler`, which can import
 of this project, and two `make worker`s, each from its own checkout; then `make autograde
 SCHEDULER=...`. The grades and autograded notebooks equal a local 2-job run's, also when a
 worker is killed mid-task; a submission that keeps killing workers scores zero; refusals
-(no scheduler, no workers, a SQLite gradebook, a worker without its course's
-configuration) come within seconds and write nothing. Skipped without PostgreSQL
+(no scheduler, no workers, a SQLite gradebook, workers without their course's
+configuration or with another version of it) come within seconds and write nothing. Skipped without PostgreSQL
 (tests/pgserver.py), except where .ci/run requires it.
 """
 import concurrent.futures
@@ -32,6 +32,7 @@ KILLED_ONCE = "clu-reference/normalization"  # its worker is killed once: graded
 # Every worker grading it is killed: it scores zero. Graded last (student ids sort), once
 # KILLED_ONCE is done: a worker dying with KILLED_ONCE waiting behind would count a try.
 POISON = "clu-worker-killer/normalization"
+CHECKS = "course/normcheck.py"  # the course's checks module
 
 
 def submit_batch(course):
@@ -54,6 +55,12 @@ def submit_batch(course):
 def without_configuration(root):
     """A checkout whose nbgrader_config.py is gone: its worker cannot grade."""
     os.remove(os.path.join(root, "nbgrader_config.py"))
+
+
+def with_older_checks(root):
+    """A checkout whose checks module is not the instructor's: its grades could differ."""
+    with open(os.path.join(root, CHECKS), "a") as f:
+        f.write("# an older copy\n")
 
 
 def finished(process, timeout=120):
@@ -144,10 +151,11 @@ def cluster_runs(course, tmp_path_factory):
                     "sqlite": started(autograde(sqlite_course, "--scheduler", cluster.address)),
                 }
                 refused = {name: finished(p) for name, p in refused.items()}
-                unconfigured = cluster.add_workers(1, edit=without_configuration)
-                refused["unconfigured worker"] = finished(started(
+                unfit = (cluster.add_workers(1, edit=without_configuration, wait=False)
+                         + cluster.add_workers(1, edit=with_older_checks))
+                refused["unfit workers"] = finished(started(
                     autograde(pg_course, "--scheduler", cluster.address)))
-                cluster.stop_workers(unconfigured)
+                cluster.stop_workers(unfit)
                 local_report = local.result()
             refused["written"] = (sorted(os.listdir(pg_course.root)), pg_course.scores(),
                                   sorted(os.listdir(sqlite_course.root)))
@@ -169,7 +177,7 @@ def cluster_runs(course, tmp_path_factory):
                       notebooks(course, students), local_report),
             "cluster": (pg_course.scores(), notebooks(pg_course, students), made),
             "rows": grade_rows(url), "kills": kills, "refused": refused,
-            "workers log": cluster.log("worker-1") + cluster.log("worker-2"),
+            "workers log": cluster.log("worker-2") + cluster.log("worker-3"),
             "unconfigured checkout": os.path.join(cluster.workdir, "worker-0", "checkout"),
             "scheduler": (scheduler_imports, cluster.log("scheduler")),
         }
@@ -247,11 +255,15 @@ def test_the_scheduler_needs_nothing_of_this_project(cluster_runs):
     assert "not graded on the cluster" not in report, report
 
 
-def test_a_worker_without_its_course_s_configuration_is_named(cluster_runs):
-    seconds, code, out, err = cluster_runs["refused"]["unconfigured worker"]
+def test_workers_without_the_course_s_configuration_or_with_another_version_are_named(
+        cluster_runs):
+    seconds, code, out, err = cluster_runs["refused"]["unfit workers"]
     assert code == 2 and seconds < 30, (out, err)
+    assert err.startswith("autograde: Dask workers unfit to grade this course: tcp://"), err
     checkout = cluster_runs["unconfigured checkout"]
-    assert f"NotConfigured: {checkout}/nbgrader_config.py does not call nbconfine.configure" \
-        in err, err
-    assert "its own copy of the course, named by NBCONFINE_COURSE" in err, err
+    assert f"cannot grade (NotConfigured: {checkout}/nbgrader_config.py does not call " \
+        "nbconfine.configure" in err, err
+    assert f"has another version of the course (not the instructor's: {CHECKS})" in err, err
+    assert "its own copy of the course (the instructor's version), named by " \
+        "NBCONFINE_COURSE" in err, err
     assert "Nothing was graded." in err and "Traceback" not in err, err

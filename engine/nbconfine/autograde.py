@@ -409,7 +409,8 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
         # a cluster the workers have theirs. Leaving closes the client: its tasks are dropped.
         if client:
             stack.enter_context(client)
-            confinement = cluster.confinement_line(client, accept_weaker)
+            confinement = cluster.check_workers(client, accept_weaker,
+                                                settings.course_files(root, config))
         else:
             shared = stack.enter_context(zygote.serve(spec))
             confinement = confine.check(shared.confinement, accept_weaker)

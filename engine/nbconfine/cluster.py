@@ -46,7 +46,8 @@ CONNECT_SECONDS = 5
 WAIT_WORKERS_SECONDS = 10
 COURSE_ENV = "NBCONFINE_COURSE"  # a worker's copy of the course (its nbgrader_config.py)
 WORKER_NEEDS = (f"each worker needs nbconfine, the course's requirements and its own copy of "
-                f"the course, named by {COURSE_ENV} or its working directory")
+                f"the course (the instructor's version), named by {COURSE_ENV} or its working "
+                f"directory")
 CLUSTER_LOG = "autograded/logs/cluster.log"
 
 
@@ -97,6 +98,7 @@ class Grader:
         self.worker = worker
         course = os.path.abspath(os.environ.get(COURSE_ENV, "."))
         config = settings.load_config(course)
+        self.course_files = settings.course_files(course, config)
         self.zygote = zygote.shared(settings.zygote_spec(config))  # as a local run
         worker.load(settings.executor_modules(config))
         self.root = tempfile.mkdtemp(prefix="nbconfine-worker-")  # mode 0700
@@ -204,7 +206,7 @@ async def dask_setup(worker):
 
 def connect(address, db_url, wait_workers=WAIT_WORKERS_SECONDS):
     """A Client of the scheduler at ``address``, which has workers, each asked to prepare
-    (GraderPlugin; confinement_line says which could not).
+    (GraderPlugin; check_workers says which could not).
 
     Raises ClusterUnavailable, with what to do, within seconds."""
     if db_url.startswith("sqlite"):
@@ -230,28 +232,41 @@ def connect(address, db_url, wait_workers=WAIT_WORKERS_SECONDS):
             f"start some (`dask worker {address} --nthreads 1 --preload nbconfine.cluster`). "
             "Nothing was graded.") from None
     # A worker it fails on (no nbconfine, no course configuration) is named, with the
-    # reason, by confinement_line, which asks each worker for its sandboxes next.
+    # reason, by check_workers, which asks each worker for its state next.
     with contextlib.suppress(Exception):
         client.register_plugin(GraderPlugin())
     return client
 
 
-def worker_confinement():
-    """This worker's sandbox confinement (its zygote's), as plain data."""
-    return grader().zygote.confinement.to_wire()
+def worker_state():
+    """This worker's course files (settings.course_files) and its sandboxes'
+    confinement (its zygote's), as plain data."""
+    return grader().course_files, grader().zygote.confinement.to_wire()
 
 
-def confinement_line(client, accept_weaker):
-    """The report's confinement line for the workers' sandboxes. Raises, naming the
-    worker, ClusterUnavailable when one cannot grade (no nbconfine, no course
-    configuration) and confine.Refused when one lacks a layer (unless ``accept_weaker``)."""
+def check_workers(client, accept_weaker, course_files):
+    """The report's confinement line for the workers' sandboxes. Raises, before anything
+    is graded, ClusterUnavailable naming the workers that cannot grade (no nbconfine, no
+    course configuration) or grade with files of the course other than ``course_files``
+    (the instructor's, settings.course_files), and confine.Refused naming a worker whose
+    sandboxes lack a layer (unless ``accept_weaker``)."""
     from nbconfine import confine
+    states, unfit = {}, []
+    for address, state in sorted(client.run(worker_state, on_error="return").items()):
+        if isinstance(state, Exception):
+            unfit.append(f"{address} cannot grade ({type(state).__name__}: {state})")
+            continue
+        differ = sorted(name for name in set(state[0]) | set(course_files)
+                        if state[0].get(name) != course_files.get(name))
+        if differ:
+            unfit.append(f"{address} has another version of the course (not the "
+                         f"instructor's: {', '.join(differ)})")
+        states[address] = state[1]
+    if unfit:
+        raise ClusterUnavailable(f"Dask workers unfit to grade this course: {'; '.join(unfit)}. "
+                                 f"{WORKER_NEEDS}. Nothing was graded.")
     lines = set()
-    for address, wire in sorted(client.run(worker_confinement, on_error="return").items()):
-        if isinstance(wire, Exception):
-            raise ClusterUnavailable(
-                f"the Dask worker {address} cannot grade ({type(wire).__name__}: {wire}): "
-                f"{WORKER_NEEDS}. Nothing was graded.")
+    for address, wire in states.items():
         try:
             lines.add(confine.check(confine.Confinement.from_wire(wire), accept_weaker))
         except confine.Refused as refusal:

@@ -1,4 +1,5 @@
 """A course's nbconfine settings, read from its nbgrader_config.py outside nbgrader."""
+import hashlib
 import os
 
 from traitlets.config import Config
@@ -25,6 +26,23 @@ def load_config(root):
     if EXECUTOR not in config.Autograde.get("autograde_preprocessors", []):
         raise NotConfigured(NOT_CONFIGURED.format(root=os.path.abspath(root)))
     return config
+
+
+def course_files(root, config):
+    """{file: sha256} of what grading reads of the course at ``root`` besides its
+    notebooks and the files sent with each submission: its nbgrader_config.py and its
+    checks module, named relative to ``root``. Copies of a course with equal ones grade
+    alike."""
+    paths = [os.path.join(root, "nbgrader_config.py")]
+    if config.ProblemExecute.get("checks"):
+        paths.append(config.ProblemExecute.checks)
+    digests = {}
+    for path in paths:
+        with open(path, "rb") as f:
+            name = os.path.relpath(path, root)
+            digests[os.path.basename(path) if name.startswith("..") else name] = \
+                hashlib.sha256(f.read()).hexdigest()
+    return digests
 
 
 def zygote_spec(config):
