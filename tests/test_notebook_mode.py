@@ -2,7 +2,9 @@
 engine exactly as stock nbgrader grades it (every autograded cell's score equal), only
 confined: by root and by a normal user, with 1 and 2 jobs, through `make`, with
 `nbgrader validate`, feedback, hand grades and a missing notebook."""
+import csv
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -13,8 +15,8 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from coursedir import REPO, STOCK, Course, StockCourse
-from unixuser import VENV, User
+from coursedir import MAKE, REPO, STOCK, Course, StockCourse
+from unixuser import User
 from course import demo
 
 ADDED_HELPER = ('def squared_deviations(values):\n    """Each value\'s squared distance to '
@@ -358,16 +360,29 @@ def test_nothing_imports_torch(stock_release):
 
 def test_make_grades_a_stock_assignment_dropped_into_this_course(stock_release, stock_scores,
                                                                   tmp_path):
-    """The stock assignment copied into source/ of a scratch copy of this course:
-    `make release autograde feedback grades` grades it as stock nbgrader does."""
+    """The stock assignment copied into source/ of a scratch copy of this course, a third
+    assignment, nothing else changed: `make release` releases it (its data file too),
+    `make publish`, `collect` and `return` take it in (printed by make -n, not run:
+    tests/test_exchange.py runs the exchange), `make autograde feedback grades` grades it
+    as stock nbgrader does, and the report, the table of `make grades` and grades.csv
+    list it."""
     course = Course(str(tmp_path / "course"))
     shutil.copy(os.path.join(REPO, "Makefile"), course.root)
     shutil.copytree(os.path.join(stock_release.root, "source", STOCK),
                     os.path.join(course.root, "source", STOCK))
-    make = ["make", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}"]
-    done = subprocess.run(make + ["release"], cwd=course.root, env=course.env,
+    done = subprocess.run(MAKE + ["release"], cwd=course.root, env=course.env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(os.listdir(os.path.join(course.root, "release"))) == \
+        sorted(["normalization", "batchnorm", STOCK])
+    assert sorted(os.listdir(os.path.join(course.root, "release", STOCK))) == \
+        sorted(os.listdir(os.path.join(stock_release.root, "release", STOCK)))
+    printed = subprocess.run(MAKE + ["-n", "publish", "collect", "return",
+                                     f"EXCHANGE={tmp_path / 'exchange'}"], cwd=course.root,
+                             env=course.env, capture_output=True, text=True, timeout=60).stdout
+    for command in ("release_assignment", "collect", "release_feedback"):
+        for assignment in ("batchnorm", "normalization", STOCK):
+            assert f"nbgrader {command} {assignment} " in printed, printed
     stock = StockCourse.__new__(StockCourse)
     stock.root, stock.env = course.root, course.env
     reference = demo.reference_answers(STOCK, course_root=course.root)
@@ -376,13 +391,20 @@ def test_make_grades_a_stock_assignment_dropped_into_this_course(stock_release, 
                  added=[("mean_restored", ADDED_HELPER)])
     for student in students[1:]:
         stock.submit(student, {**reference, **WRONG[student][0]})
-    done = subprocess.run(make + ["autograde", "feedback", "grades", "JOBS=2"], cwd=course.root,
+    done = subprocess.run(MAKE + ["autograde", "feedback", "grades", "JOBS=2"], cwd=course.root,
                           env=course.env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert os.path.exists(os.path.join(course.root, "feedback", "correct", STOCK, STOCK + ".html"))
-    assert "correct" in open(os.path.join(course.root, "grades.csv")).read()
     ours = stock.cell_scores()
     theirs = stock_scores[1]
     for student in students:
         assert {k: v for k, v in ours.items() if k[0] == student} == \
             {k: v for k, v in theirs.items() if k[0] == student}, student
+    with open(os.path.join(course.root, "grades.csv"), newline="") as f:
+        totals = {(r["student"], r["assignment"]): float(r["score"]) for r in csv.DictReader(f)}
+    assert totals == {(student, STOCK): sum(score or 0 for (s, _), score in ours.items()
+                                            if s == student) for student in students}
+    tables = re.findall(rf"^{STOCK} .*\n((?:  \S.*\n)+)", done.stdout, re.M)
+    assert len(tables) == 2, done.stdout  # the report's, then the one `make grades` prints
+    for rows in tables:
+        assert [row.split()[0] for row in rows.splitlines()] == students, done.stdout
