@@ -10,6 +10,7 @@ stock scheduler (the Dask Helm chart's, dask-gateway's).
 """
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,34 +55,41 @@ class Cluster:
                 self.log("scheduler")
             time.sleep(0.1)
 
-    def _make(self, name, *arguments, edit=None, **env):
-        """Start `make ARGUMENTS` in a new checkout, ``workdir/name/checkout`` (``edit``:
-        a function given the checkout's path, called before), in a session of its own."""
+    def _make(self, name, *arguments, course=None, edit=None, **env):
+        """Start `make ARGUMENTS`, in a session of its own, in ``workdir/name/checkout``:
+        a new checkout of this repository, or a copy of the folder ``course`` (a course
+        with this Makefile); ``edit``, a function given its path, is called before."""
         folder = os.path.join(self.workdir, name)
-        root = checkout(os.path.join(folder, "checkout"))
+        root = os.path.join(folder, "checkout")
+        if course:
+            shutil.copytree(course, root, symlinks=True)
+        else:
+            checkout(root)
         if edit:
             edit(root)
         with open(os.path.join(folder, "log"), "w") as log:
-            return subprocess.Popen([*MAKE, *arguments], cwd=root, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=dict(os.environ, **env))
+            process = subprocess.Popen([*MAKE, *arguments], cwd=root, stdin=subprocess.DEVNULL,
+                                       stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True, env=dict(os.environ, **env))
+        process.name = name  # its folder: see log()
+        return process
 
     def log(self, name):
         with open(os.path.join(self.workdir, name, "log")) as f:
             return f.read()[-5000:]
 
-    def add_workers(self, count, edit=None, wait=True, timeout=180):
+    def add_workers(self, count, course=None, edit=None, wait=True, timeout=180):
         """``count`` more single-threaded grading workers (`make worker NWORKERS=1`: a
         nanny and its worker process, prepared by ``--preload nbconfine.cluster``), each
-        from its own checkout (``edit``: see ``_make``); with ``wait``, until every worker
-        started is up. Returns their Popens."""
+        from its own checkout (``course``, ``edit``: see ``_make``); with ``wait``, until
+        every worker started is up. Returns their Popens."""
         started = []
         for _ in range(count):
             name = f"worker-{self.started}"
             self.started += 1
             started.append(self._make(  # `make worker` runs in TMPDIR: scratch files there
-                name, "worker", f"SCHEDULER={self.address}", "NWORKERS=1", edit=edit,
-                TMPDIR=os.path.join(self.workdir, name)))
+                name, "worker", f"SCHEDULER={self.address}", "NWORKERS=1", course=course,
+                edit=edit, TMPDIR=os.path.join(self.workdir, name)))
         self.workers += started
         if wait:
             with self.client() as client:

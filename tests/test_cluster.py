@@ -5,10 +5,14 @@ of this project, and two `make worker`s, each from its own checkout; then `make 
 SCHEDULER=...`. The grades and autograded notebooks equal a local 2-job run's, also when a
 worker is killed mid-task; a submission that keeps killing workers scores zero; refusals
 (no scheduler, no workers, a SQLite gradebook, workers without their course's
-configuration or with another version of it) come within seconds and write nothing. Skipped without PostgreSQL
+configuration or with another version of it) come within seconds and write nothing.
+Workers of another course on the same scheduler are refused too; they are those of the
+stock-nbgrader course (tests/stockcourse, notebook mode), which grade it as a local 2-job
+run does. Skipped without PostgreSQL
 (tests/pgserver.py), except where .ci/run requires it.
 """
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import signal
@@ -20,9 +24,10 @@ from sqlalchemy import create_engine, text
 
 from attacks import ATTACKS
 from catalog import MUTANTS
-from coursedir import ASSIGNMENTS, MAKE, NBGRADER_ENV, REPO, Course
+from coursedir import ASSIGNMENTS, MAKE, NBGRADER_ENV, REPO, STOCK_COURSE, Course, StockCourse
 from daskcluster import NO_ENGINE_MESSAGE, PROJECT_MODULES, Cluster, autograde, free_port
 from pgserver import require_server, scratch_database
+from test_notebook_mode import autograded, submit_students
 
 require_server()
 
@@ -32,7 +37,6 @@ KILLED_ONCE = "clu-reference/normalization"  # its worker is killed once: graded
 # Every worker grading it is killed: it scores zero. Graded last (student ids sort), once
 # KILLED_ONCE is done: a worker dying with KILLED_ONCE waiting behind would count a try.
 POISON = "clu-worker-killer/normalization"
-CHECKS = "course/normcheck.py"  # the course's checks module
 
 
 def submit_batch(course):
@@ -57,10 +61,34 @@ def without_configuration(root):
     os.remove(os.path.join(root, "nbgrader_config.py"))
 
 
-def with_older_checks(root):
-    """A checkout whose checks module is not the instructor's: its grades could differ."""
-    with open(os.path.join(root, CHECKS), "a") as f:
-        f.write("# an older copy\n")
+def stock_courses(work, db_url):
+    """The stock course, released, with its students' submissions, twice: with SQLite (the
+    local run) and with the PostgreSQL gradebook ``db_url`` (the cluster run: `make
+    autograde` puts the assignment there); and the folder a stock course worker copies
+    (the course and the Makefile). Returns the three."""
+    local = StockCourse(str(work / "stock-local"))
+    local.release()
+    submit_students(local)
+    on_cluster = local.clone(str(work / "stock-pg"))
+    os.remove(os.path.join(on_cluster.root, "gradebook.db"))
+    on_cluster.env = dict(NBGRADER_ENV, NBGRADER_DB_URL=db_url)
+    worker_course = shutil.copytree(STOCK_COURSE, work / "stock-worker",
+                                    ignore=shutil.ignore_patterns("__pycache__"))
+    for course in (on_cluster.root, worker_course):
+        shutil.copy2(os.path.join(REPO, "Makefile"), course)
+    return local, on_cluster, str(worker_course)
+
+
+def without_interruptions(nb):
+    """The cells of ``nb``, but a timed-out cell's error tracebacks: where the interrupt
+    lands in a loop varies from run to run."""
+    cells = []
+    for cell in nb.cells:
+        outputs = cell.get("outputs", [])
+        if any(o.get("ename") == "CellTimeoutError" for o in outputs):
+            outputs = [{k: v for k, v in o.items() if k != "traceback"} for o in outputs]
+        cells.append((cell.cell_type, cell.source, cell.metadata, outputs))
+    return cells
 
 
 def finished(process, timeout=120):
@@ -130,7 +158,10 @@ def cluster_runs(course, tmp_path_factory):
     """Everything the tests look at, from one scheduler (allowed-failures 1: two tries)."""
     work = tmp_path_factory.mktemp("cluster")
     submit_batch(course)  # the session's SQLite course: the local run
-    with scratch_database(prefix="test_cluster") as url:
+    with contextlib.ExitStack() as databases:
+        url = databases.enter_context(scratch_database(prefix="test_cluster"))
+        stock_local, stock_pg, stock_worker = stock_courses(
+            work, databases.enter_context(scratch_database(prefix="test_cluster_stock")))
         pg_course = Course(str(work / "pgcourse"), env=dict(NBGRADER_ENV, NBGRADER_DB_URL=url))
         done = pg_course.nbgrader("generate_assignment", "normalization", "--force")
         assert done.returncode == 0, done.stderr[-3000:]
@@ -141,9 +172,10 @@ def cluster_runs(course, tmp_path_factory):
         os.makedirs(os.path.join(sqlite_course.root, "submitted", "clu-x", "normalization"))
         cluster = Cluster(str(work / "dask"), allowed_failures=1)
         try:
-            # Refusals (mostly waiting) while the local 2-job run uses the cores.
-            with concurrent.futures.ThreadPoolExecutor(1) as local_run:
-                local = local_run.submit(course.grade, "clu-*", jobs=2)
+            # Refusals (mostly waiting) while the local 2-job runs use the cores.
+            with concurrent.futures.ThreadPoolExecutor(2) as local_runs:
+                local = local_runs.submit(course.grade, "clu-*", jobs=2)
+                stock_local_report = local_runs.submit(stock_local.grade, jobs=2)
                 refused = {
                     "no workers": started(autograde(pg_course, "--scheduler", cluster.address)),
                     "down": started(autograde(pg_course, "--scheduler",
@@ -151,15 +183,22 @@ def cluster_runs(course, tmp_path_factory):
                     "sqlite": started(autograde(sqlite_course, "--scheduler", cluster.address)),
                 }
                 refused = {name: finished(p) for name, p in refused.items()}
-                unfit = (cluster.add_workers(1, edit=without_configuration, wait=False)
-                         + cluster.add_workers(1, edit=with_older_checks))
+                unconfigured = cluster.add_workers(1, edit=without_configuration, wait=False)
+                stock_workers = cluster.add_workers(2, course=stock_worker)
                 refused["unfit workers"] = finished(started(
                     autograde(pg_course, "--scheduler", cluster.address)))
-                cluster.stop_workers(unfit)
+                cluster.stop_workers(unconfigured)
+                # The notebook-mode course, by its own workers.
+                stock_made = finished(started(subprocess.Popen(
+                    [*MAKE, "autograde", f"SCHEDULER={cluster.address}"], cwd=stock_pg.root,
+                    env=stock_pg.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True)))
+                cluster.stop_workers(stock_workers)
                 local_report = local.result()
+                stock_local_report = stock_local_report.result()
             refused["written"] = (sorted(os.listdir(pg_course.root)), pg_course.scores(),
                                   sorted(os.listdir(sqlite_course.root)))
-            cluster.add_workers(2)
+            workers = cluster.add_workers(2)
             for name in ("Makefile", "requirements.txt"):
                 shutil.copy2(os.path.join(REPO, name), pg_course.root)
             make = started(subprocess.Popen(
@@ -177,9 +216,16 @@ def cluster_runs(course, tmp_path_factory):
                       notebooks(course, students), local_report),
             "cluster": (pg_course.scores(), notebooks(pg_course, students), made),
             "rows": grade_rows(url), "kills": kills, "refused": refused,
-            "workers log": cluster.log("worker-2") + cluster.log("worker-3"),
-            "unconfigured checkout": os.path.join(cluster.workdir, "worker-0", "checkout"),
+            "workers log": "".join(cluster.log(worker.name) for worker in workers),
+            "unconfigured checkout": os.path.join(cluster.workdir, unconfigured[0].name,
+                                                  "checkout"),
             "scheduler": (scheduler_imports, cluster.log("scheduler")),
+            "notebook mode": {
+                name: (stock.cell_scores(), {
+                    student: without_interruptions(autograded(stock, student))
+                    for student in os.listdir(os.path.join(stock.root, "submitted"))}, ran)
+                for name, stock, ran in (("local", stock_local, stock_local_report),
+                                         ("cluster", stock_pg, stock_made))},
         }
 
 
@@ -255,15 +301,33 @@ def test_the_scheduler_needs_nothing_of_this_project(cluster_runs):
     assert "not graded on the cluster" not in report, report
 
 
-def test_workers_without_the_course_s_configuration_or_with_another_version_are_named(
+def test_workers_without_the_course_s_configuration_or_of_another_course_are_named(
         cluster_runs):
+    """A worker whose checkout lacks nbgrader_config.py; two of the stock course."""
     seconds, code, out, err = cluster_runs["refused"]["unfit workers"]
     assert code == 2 and seconds < 30, (out, err)
     assert err.startswith("autograde: Dask workers unfit to grade this course: tcp://"), err
     checkout = cluster_runs["unconfigured checkout"]
     assert f"cannot grade (NotConfigured: {checkout}/nbgrader_config.py does not call " \
         "nbconfine.configure" in err, err
-    assert f"has another version of the course (not the instructor's: {CHECKS})" in err, err
+    assert err.count("has another version of the course (not the instructor's: "
+                     "course/normcheck.py, nbgrader_config.py)") == 2, err
     assert "its own copy of the course (the instructor's version), named by " \
         "NBCONFINE_COURSE" in err, err
     assert "Nothing was graded." in err and "Traceback" not in err, err
+
+
+def test_a_notebook_mode_course_on_the_cluster_grades_as_a_local_run(cluster_runs):
+    """The stock course's correct, blank, wrong, timed-out and dying submissions: every
+    cell's score, and the autograded notebooks (their data file read, plots, errors)."""
+    local_scores, local_nbs, local_report = cluster_runs["notebook mode"]["local"]
+    scores, nbs, (_, code, report, errors) = cluster_runs["notebook mode"]["cluster"]
+    assert code == 0, errors[-3000:]
+    assert f"Graded {len(local_nbs)} submissions with 2 Dask workers" in report, report
+    noted = [{line for line in text.split("Problems found:")[1].splitlines()
+              if line.split(":")[0].count("/") == 1} for text in (report, local_report)]
+    assert noted[0] == noted[1], report  # of submissions (not the gradebook's new assignment)
+    assert scores == local_scores
+    scored = {student for (student, _), score in scores.items() if score}
+    assert "correct" in scored and "blank" not in scored, scores
+    assert nbs == local_nbs
