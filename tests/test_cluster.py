@@ -91,6 +91,15 @@ def without_interruptions(nb):
     return cells
 
 
+def stock_results(stock, ran):
+    """(cell scores, {student: autograded notebook, without_interruptions}, ``ran``) of
+    the stock course ``stock``."""
+    students = [s for s in os.listdir(os.path.join(stock.root, "submitted"))
+                if os.path.isdir(os.path.join(stock.root, "autograded", s))]
+    return (stock.cell_scores(),
+            {s: without_interruptions(autograded(stock, s)) for s in students}, ran)
+
+
 def finished(process, timeout=120):
     """(seconds since started, exit code, stdout, stderr)."""
     out, err = process.communicate(timeout=timeout)
@@ -221,11 +230,9 @@ def cluster_runs(course, tmp_path_factory):
                                                   "checkout"),
             "scheduler": (scheduler_imports, cluster.log("scheduler")),
             "notebook mode": {
-                name: (stock.cell_scores(), {
-                    student: without_interruptions(autograded(stock, student))
-                    for student in os.listdir(os.path.join(stock.root, "submitted"))}, ran)
-                for name, stock, ran in (("local", stock_local, stock_local_report),
-                                         ("cluster", stock_pg, stock_made))},
+                "local": stock_results(stock_local, stock_local_report),
+                "cluster": stock_results(stock_pg, stock_made),
+                "students": os.listdir(os.path.join(stock_local.root, "submitted"))},
         }
 
 
@@ -323,6 +330,7 @@ def test_a_notebook_mode_course_on_the_cluster_grades_as_a_local_run(cluster_run
     local_scores, local_nbs, local_report = cluster_runs["notebook mode"]["local"]
     scores, nbs, (_, code, report, errors) = cluster_runs["notebook mode"]["cluster"]
     assert code == 0, errors[-3000:]
+    assert set(local_nbs) == set(cluster_runs["notebook mode"]["students"])  # all graded
     assert f"Graded {len(local_nbs)} submissions with 2 Dask workers" in report, report
     noted = [{line for line in text.split("Problems found:")[1].splitlines()
               if line.split(":")[0].count("/") == 1} for text in (report, local_report)]
