@@ -139,6 +139,11 @@ BREAKAGES = [
              [(CLUSTER, "client.submit(*call.submit_args(), pure=False,",
                "client.submit(grade_submission, *call.args, pure=False,")],
              ["tests/test_cluster.py", "-k", "needs_nothing"]),
+    Breakage("cluster_without_source_files", "a cluster task leaves out the assignment's files "
+             "of source/: a student's edited copy of a data file is graded",
+             [(CLUSTER, 'instructor = {a: read_tree(os.path.join(root, "source", a), '
+                        'skip=("*.ipynb",))', "instructor = {a: {}")],
+             ["tests/test_cluster.py", "-k", "notebook_mode"]),
 ]
 
 

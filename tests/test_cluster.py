@@ -24,7 +24,8 @@ from sqlalchemy import create_engine, text
 
 from attacks import ATTACKS
 from catalog import MUTANTS
-from coursedir import ASSIGNMENTS, MAKE, NBGRADER_ENV, REPO, STOCK_COURSE, Course, StockCourse
+from coursedir import ASSIGNMENTS, MAKE, NBGRADER_ENV, REPO, STOCK, STOCK_COURSE, Course, \
+    StockCourse
 from daskcluster import NO_ENGINE_MESSAGE, PROJECT_MODULES, Cluster, autograde, free_port
 from pgserver import require_server, scratch_database
 from test_notebook_mode import autograded, submit_students
@@ -37,6 +38,10 @@ KILLED_ONCE = "clu-reference/normalization"  # its worker is killed once: graded
 # Every worker grading it is killed: it scores zero. Graded last (student ids sort), once
 # KILLED_ONCE is done: a worker dying with KILLED_ONCE waiting behind would count a try.
 POISON = "clu-worker-killer/normalization"
+# The stock course's correct submission, but its copy of the data file edited: graded with
+# the assignment's own (nbgrader copies source/'s files over a submission), it scores as
+# the correct one.
+EDITED_DATA = "edited-data"
 
 
 def submit_batch(course):
@@ -62,13 +67,17 @@ def without_configuration(root):
 
 
 def stock_courses(work, db_url):
-    """The stock course, released, with its students' submissions, twice: with SQLite (the
-    local run) and with the PostgreSQL gradebook ``db_url`` (the cluster run: `make
-    autograde` puts the assignment there); and the folder a stock course worker copies
-    (the course and the Makefile). Returns the three."""
+    """The stock course, released, with its students' submissions (and EDITED_DATA's),
+    twice: with SQLite (the local run) and with the PostgreSQL gradebook ``db_url`` (the
+    cluster run: `make autograde` puts the assignment there); and the folder a stock
+    course worker copies (the course and the Makefile). Returns the three."""
     local = StockCourse(str(work / "stock-local"))
     local.release()
     submit_students(local)
+    submitted = os.path.join(local.root, "submitted")
+    shutil.copytree(os.path.join(submitted, "correct"), os.path.join(submitted, EDITED_DATA))
+    with open(os.path.join(submitted, EDITED_DATA, STOCK, "measurements.csv"), "w") as f:
+        f.write("name,height,weight\nZed,2.50,10.0\n")
     on_cluster = local.clone(str(work / "stock-pg"))
     os.remove(os.path.join(on_cluster.root, "gradebook.db"))
     on_cluster.env = dict(NBGRADER_ENV, NBGRADER_DB_URL=db_url)
@@ -325,8 +334,9 @@ def test_workers_without_the_course_s_configuration_or_of_another_course_are_nam
 
 
 def test_a_notebook_mode_course_on_the_cluster_grades_as_a_local_run(cluster_runs):
-    """The stock course's correct, blank, wrong, timed-out and dying submissions: every
-    cell's score, and the autograded notebooks (their data file read, plots, errors)."""
+    """The stock course's correct, blank, wrong, timed-out and dying submissions, and one
+    with its data file edited: every cell's score, and the autograded notebooks (their
+    data file read, plots, errors)."""
     local_scores, local_nbs, local_report = cluster_runs["notebook mode"]["local"]
     scores, nbs, (_, code, report, errors) = cluster_runs["notebook mode"]["cluster"]
     assert code == 0, errors[-3000:]
@@ -338,4 +348,6 @@ def test_a_notebook_mode_course_on_the_cluster_grades_as_a_local_run(cluster_run
     assert scores == local_scores
     scored = {student for (student, _), score in scores.items() if score}
     assert "correct" in scored and "blank" not in scored, scores
+    assert {cell: score for (s, cell), score in scores.items() if s == EDITED_DATA} == \
+        {cell: score for (s, cell), score in scores.items() if s == "correct"}
     assert nbs == local_nbs
