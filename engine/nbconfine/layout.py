@@ -34,15 +34,16 @@ def course_assignments(root):
     return {assignment: names for assignment, (_, names) in sorted(found.items())}
 
 
-LOCK_FILE = ".nbconfine.lock"
+LOCK_FILE = os.path.join("autograded", ".nbconfine.lock")  # among the grading outputs
 
 
 @contextlib.contextmanager
 def course_lock(root, holder):
-    """Hold the course's lock (flock on ``<root>/.nbconfine.lock``) while changing its
-    submitted/, autograded/, feedback/, gradebook or returned feedback: `nbconfine
-    autograde`, `collect`, `feedback`, `return` and each round of `nbconfine serve` take
-    turns. ``holder`` names the command to those that wait."""
+    """Hold the course's lock (flock on ``<root>/autograded/.nbconfine.lock``) while
+    changing its submitted/, autograded/, feedback/, gradebook or returned feedback:
+    `nbconfine autograde`, `collect`, `feedback`, `return` and each round of `nbconfine
+    serve` take turns. ``holder`` names the command to those that wait."""
+    os.makedirs(os.path.join(root, os.path.dirname(LOCK_FILE)), exist_ok=True)
     with open(os.path.join(root, LOCK_FILE), "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
