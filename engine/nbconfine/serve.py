@@ -208,14 +208,18 @@ class Service:
         for note in run.notes:
             if note.split(":")[0] not in keys:
                 self.say(note)
+        graded = []
         for arrival, said in collected:
             where = "/".join(arrival.key)
             notes = said + [note for note in run.notes if note.startswith(where + ":")]
             if arrival.key in run.failures and arrival.key not in run.ungradable \
                     and arrival.key not in run.rejected:
                 self._retry(arrival, run.failures[arrival.key], notes)
-                continue
-            why = handback.write_feedback(self.nbg, *arrival.key)
+            else:
+                graded.append((arrival, notes))
+        written = self._write_feedback([arrival.key for arrival, _ in graded])
+        for arrival, notes in graded:
+            why = written[arrival.key]
             if why is None:
                 entry, why = handback.return_feedback(self.nbg, *arrival.key,
                                                       seconds=self._seconds(arrival))
@@ -223,6 +227,41 @@ class Service:
                 self._log(arrival, entry, notes)
             else:
                 self._done(arrival, f"no feedback returned: {why}", notes)
+
+    def _write_feedback(self, keys):
+        """nbgrader generate_feedback of the submissions ``keys`` [(student, assignment)],
+        in up to ``jobs`` processes forked from this one, which loaded nbgrader once:
+        {key: None, or why it wrote none}. Raises RuntimeError if one of them died."""
+        children = []
+        for chunk in [keys[k::self.jobs] for k in range(min(self.jobs, len(keys)))]:
+            reader, writer = os.pipe()
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:  # never returns
+                code = 1
+                try:
+                    confine.end_with_parent(parent)
+                    os.close(reader)
+                    with os.fdopen(writer, "w") as out:
+                        json.dump([[*key, handback.write_feedback(self.nbg, *key)]
+                                   for key in chunk], out)
+                    code = 0
+                except BaseException:
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
+            os.close(writer)
+            children.append((pid, reader))
+        written, died = {}, False
+        for pid, reader in children:
+            with os.fdopen(reader) as answer:
+                said = answer.read()
+            died |= os.waitpid(pid, 0)[1] != 0
+            written.update({(student, assignment): why for student, assignment, why
+                            in (json.loads(said) if said else [])})
+        if died:
+            raise RuntimeError("a process writing feedback died (see above)")
+        return written
 
     def _owner_problem(self, arrival):
         """Why an unattended service must not collect ``arrival``: nbgrader's collect only
