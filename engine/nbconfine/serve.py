@@ -49,7 +49,7 @@ import traceback
 from nbconfine import autograde, cluster, confine, handback, settings, zygote
 from nbconfine.layout import course_assignments, course_lock
 
-PER_JOB = 2  # submissions per job in one round: SIGTERM waits for at most this many each
+PER_JOB = 4  # submissions per job in one round: SIGTERM waits for at most this many each
 POLL_SECONDS = 1.0  # without inotify
 RESCAN_SECONDS = 30.0  # with inotify, the inbound folder is listed this often all the same
 RETRIES = 3  # rounds in which a submission may go ungraded (its worker died) before giving up
