@@ -99,9 +99,11 @@ class Bench:
         raise SystemExit(f"the service ended: see {self.log.name}")
 
     def stop(self):
-        self.service.send_signal(signal.SIGTERM)
-        self.log.write(self.service.communicate(timeout=300)[0])
-        self.log.close()
+        """SIGTERM to the service, if it runs; its output to the log."""
+        if self.service and self.service.poll() is None:
+            self.service.send_signal(signal.SIGTERM)
+            self.log.write(self.service.communicate(timeout=300)[0])
+            self.log.close()
 
 
 def wait_for(path):
@@ -125,16 +127,18 @@ def timed(command, cwd, env):
 def main(burst, single):
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
         bench = Bench(scratch)
-        bench.start()
-        latencies = []
-        for k in range(single):
-            ended, feedback = bench.submit(f"single-{k:02d}", k)
-            latencies.append(wait_for(feedback) - ended)
-        bench.stop()
-        files = [bench.submit(f"burst-{k:03d}", k)[1] for k in range(burst)]
-        ready = bench.start()
-        drained = max(wait_for(path) for path in files) - ready
-        bench.stop()
+        try:
+            bench.start()
+            latencies = []
+            for k in range(single):
+                ended, feedback = bench.submit(f"single-{k:02d}", k)
+                latencies.append(wait_for(feedback) - ended)
+            bench.stop()
+            files = [bench.submit(f"burst-{k:03d}", k)[1] for k in range(burst)]
+            ready = bench.start()
+            drained = max(wait_for(path) for path in files) - ready
+        finally:
+            bench.stop()
         served = len(re.findall(r"^\S+ \S+ burst-\d+/", open(bench.log.name).read(), re.M))
         nbconfine = [sys.executable, "-m", "nbconfine"]
         manual = bench.course.clone(os.path.join(scratch, "by-hand"))
