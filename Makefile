@@ -15,6 +15,7 @@ SCHEDULER ?=
 NWORKERS ?= $(shell nproc)
 ALLOWED_FAILURES ?= 2
 CLUSTER ?=
+SERVE ?=
 ASSIGNMENTS := $(sort $(patsubst source/%/,%,$(dir $(wildcard source/*/*.ipynb))))
 PY := $(VENV)/bin/python
 NBGRADER := $(VENV)/bin/nbgrader
@@ -31,7 +32,7 @@ export NBGRADER_EXCHANGE := $(abspath $(EXCHANGE))
 endif
 
 .PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench \
-	guard exchange publish collect return scheduler worker
+	guard exchange publish collect return scheduler worker serve status
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -71,11 +72,17 @@ exchange: $(STAMP)  ## create nbgrader's exchange (EXCHANGE=DIR; default ../nbgr
 publish: $(STAMP)  ## release every assignment to the students through the exchange
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) release_assignment $(a) --force --log-level=WARN &&) true
 
-collect: $(STAMP)  ## collect the latest submissions from the exchange into submitted/
-	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) collect $(a) --update --log-level=WARN &&) true
+collect: $(STAMP)  ## collect the latest submission of each student from the exchange into submitted/
+	$(NBCONFINE) collect
 
-return: $(STAMP)  ## release feedback/ to the students through the exchange
-	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) release_feedback $(a) --log-level=WARN &&) true
+return: $(STAMP)  ## return feedback/ to the students through the exchange (those submitted through it)
+	$(NBCONFINE) return
+
+serve: $(STAMP)  ## grade each submission as it reaches the exchange, return its feedback (SCHEDULER=, JOBS=, UNCONFINED=1 as for autograde)
+	UNCONFINED=$(UNCONFINED) $(NBCONFINE) serve --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+status: $(STAMP)  ## what `make serve` has waiting, grading and done
+	$(NBCONFINE) status
 
 autograde: $(STAMP)  ## autograde every submission in submitted/ (a Dask cluster: SCHEDULER=tcp://HOST:PORT; UNCONFINED=1: accept weaker sandboxes)
 	UNCONFINED=$(UNCONFINED) $(NBCONFINE) autograde --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
@@ -93,7 +100,7 @@ worker: $(STAMP)  ## start NWORKERS grading processes for SCHEDULER=tcp://HOST:P
 	  --nworkers $(NWORKERS) --nthreads 1 --preload nbconfine.cluster --no-dashboard
 
 feedback: $(STAMP)  ## write feedback/ for every autograded submission
-	$(foreach a,$(ASSIGNMENTS),$(if $(wildcard autograded/*/$(a)),$(NBGRADER) generate_feedback $(a) --force --log-level=ERROR &&)) true
+	$(NBCONFINE) feedback
 
 grades: $(STAMP)  ## export grades.csv, the per-problem CSV, grades_distribution.png; print the table
 	$(NBCONFINE) grades
@@ -115,5 +122,5 @@ mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
 guard: $(STAMP)  ## break the grader on purpose (tests/guard.py): every breakage must be caught
 	$(PY) tests/guard.py
 
-bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor (CLUSTER=1: Dask workers)
-	$(PY) tests/bench.py $(N) $(if $(CLUSTER),--cluster)
+bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor (CLUSTER=1: Dask workers; SERVE=1: make serve's latency and burst throughput)
+	$(if $(SERVE),$(PY) tests/bench_serve.py $(N),$(PY) tests/bench.py $(N) $(if $(CLUSTER),--cluster))

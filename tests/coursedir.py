@@ -1,8 +1,11 @@
-"""A scratch copy of the course, driven through real nbgrader commands."""
+"""A scratch copy of the course, driven through real nbgrader commands; a fresh clone of
+it for an instructor, with an exchange."""
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import nbformat
@@ -123,6 +126,33 @@ class Course:
             text=True, timeout=1800)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
+
+
+COURSE_ID = "normalization-layers"  # nbgrader_config.py
+
+
+@contextlib.contextmanager
+def exchange_course(instructor):
+    """A fresh clone of the course (no make release) in ``instructor``'s home, and a
+    scratch folder in /tmp that students reach too, holding the exchange root (created by
+    `make exchange`). Yields (course folder, scratch folder, the make command to run
+    there as the instructor)."""
+    from unixuser import VENV
+    scratch = tempfile.mkdtemp(prefix="normgrade-exchange-")
+    try:
+        shutil.chown(scratch, instructor.name)
+        os.chmod(scratch, 0o755)
+        course = os.path.join(instructor.home, "course")
+        for name in ("source", "release", "course", "tests"):
+            shutil.copytree(os.path.join(REPO, name), os.path.join(course, name),
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("Makefile", "nbgrader_config.py", "requirements.txt"):
+            shutil.copy2(os.path.join(REPO, name), course)
+        subprocess.run(["chown", "-R", f"{instructor.name}:", course], check=True)
+        yield course, scratch, ["make", "-o", f"{VENV}/.installed", f"VENV={VENV}",
+                                f"EXCHANGE={os.path.join(scratch, 'exchange')}"]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def wait_for(condition, seconds, what):

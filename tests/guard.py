@@ -41,6 +41,9 @@ NORMCHECK, CONFIG = "course/normcheck.py", "nbgrader_config.py"
 KERNEL, NOTEBOOK = ENGINE + "kernel.py", ENGINE + "notebook.py"
 NOTEBOOK_MODE = "tests/test_notebook_mode.py"  # the stock course, graded both ways
 EDGE = "tests/test_autograde.py"  # its `edge` run grades many unusual submissions
+SERVE, HANDBACK = ENGINE + "serve.py", ENGINE + "handback.py"
+# its tests run in order on one course: by hand, then the service, then make demo
+EXCHANGE_ROUND = "tests/test_serve.py"
 
 BREAKAGES = [
     Breakage("hidden_code_kept", "HideHiddenTests keeps the hidden test code",
@@ -144,6 +147,37 @@ BREAKAGES = [
              [(CLUSTER, 'instructor = {a: read_tree(os.path.join(root, "source", a), '
                         'skip=("*.ipynb",))', "instructor = {a: {}")],
              ["tests/test_cluster.py", "-k", "notebook_mode"]),
+    Breakage("oldest_submission_taken", "a student's oldest submission is graded, not the "
+             "latest", [(HANDBACK, "moment > latest[arrival.key][0]",
+                         "moment < latest[arrival.key][0]")],
+             [EXCHANGE_ROUND, "-k", "latest_complete"]),
+    Breakage("incomplete_submission_taken", "a submission still being copied into the "
+             "exchange is collected", [(HANDBACK, "return stat.S_IMODE(info.st_mode) == 0o777 or",
+                                        "return True or")],
+             [EXCHANGE_ROUND, "-k", "latest_complete"]),
+    Breakage("symbolic_links_collected", "nbgrader's collect follows a submission's symbolic "
+             "links", [(HANDBACK, "links = [arrival.folder] if os.path.islink(arrival.folder) "
+                                  "else symlinks(arrival.folder)", "links = []")],
+             [EXCHANGE_ROUND, "-k", "symbolic"]),
+    Breakage("secret_is_a_stray_file", "every exchange submission is reported: "
+             "submission_secret.txt counted as a file not in the release",
+             [(AUTOGRADE, '"submission_secret.txt", ', "")], [EXCHANGE_ROUND, "-k", "by_hand"]),
+    Breakage("feedback_for_every_assignment", "make feedback asks nbgrader for an assignment "
+             "nobody submitted: exit 1, nothing returned after it",
+             [("Makefile", "\t$(NBCONFINE) feedback\n", "\t$(foreach a,$(ASSIGNMENTS),"
+               "$(NBGRADER) generate_feedback $(a) --force && ) true\n")],
+             [EXCHANGE_ROUND, "-k", "by_hand"]),
+    Breakage("return_without_a_secret", "make return hands nbgrader the feedback of a "
+             "submission not from the exchange (its FileNotFoundError)",
+             [(HANDBACK, "        if not os.path.exists(os.path.join(folder, name)):",
+               "        if False:")], [EXCHANGE_ROUND, "-k", "by_hand or demo"]),
+    Breakage("ledger_ignored", "the service grades again submissions whose feedback is out",
+             [(SERVE, "if key not in ledger or ledger[key].time < arrival.time),", "if True),")],
+             [EXCHANGE_ROUND, "-k", "by_hand or returns_feedback"]),
+    Breakage("sigterm_drops_the_round", "SIGTERM stops the service at once, its round "
+             "unfinished", [(SERVE, "        if not self.busy:\n            raise Stopped\n",
+                             "        raise Stopped\n")],
+             [EXCHANGE_ROUND, "-k", "by_hand or returns_feedback"]),
 ]
 
 
@@ -163,6 +197,7 @@ def run(breakage):
     """(outcome, seconds, detail) of one breakage, in a fresh copy of the repository."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"guard-{breakage.name}-") as scratch:
+        os.chmod(scratch, 0o755)  # tests that run as other users import the copy's engine
         root = checkout(os.path.join(scratch, "repo"))
         stale = apply(breakage, root)
         if stale:

@@ -13,21 +13,13 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from conftest import ASSIGNMENTS, MANUAL_SCORE, REPO
-from coursedir import instructor_tests
-from unixuser import VENV, User
+from conftest import ASSIGNMENTS, MANUAL_SCORE
+from coursedir import COURSE_ID, exchange_course, instructor_tests
+import unixuser
 from course import demo
 from nbconfine.exchange import SERVER_ROOT, default_root
 
-COURSE_ID = "normalization-layers"  # nbgrader_config.py
 MISTAKE = "bn_biased_moving_var"  # tests/catalog.py: loses the moving-variance points
-# A student fills in the fetched notebook (answers: grade_id -> source, a JSON file).
-FILL_IN = f"""
-import json, sys
-sys.path.insert(0, {REPO!r})
-from course.demo import fill_in
-fill_in(sys.argv[1], json.load(open(sys.argv[2])))
-"""
 # Run as the student: the paths of argv[1] (a JSON list) they could write to.
 WRITABLE = """
 import json, os, sys
@@ -73,14 +65,8 @@ def test_hand_grade_survives_regrading_unflagged(parallel_courses, parallel_runs
 
 @pytest.fixture
 def users():
-    made = []
-    try:
-        for role in ("instr", "stud"):
-            made.append(User(f"nb{role}{os.getpid() % 100000}"))
+    with unixuser.users("instr", "stud") as made:
         yield made
-    finally:
-        for user in made:
-            user.remove()
 
 
 def hidden_test_id(assignment):
@@ -90,20 +76,8 @@ def hidden_test_id(assignment):
 
 def test_round_trip_between_an_instructor_and_a_student(users):
     instructor, student = users
-    scratch = tempfile.mkdtemp(prefix="normgrade-exchange-")  # /tmp: reachable by both
-    try:
+    with exchange_course(instructor) as (course, scratch, make):
         exchange = os.path.join(scratch, "exchange")
-        shutil.chown(scratch, instructor.name)
-        os.chmod(scratch, 0o755)
-        course = os.path.join(instructor.home, "course")  # a fresh clone: no make release
-        for name in ("source", "release", "course"):
-            shutil.copytree(os.path.join(REPO, name), os.path.join(course, name),
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("Makefile", "nbgrader_config.py", "requirements.txt"):
-            shutil.copy2(os.path.join(REPO, name), course)
-        subprocess.run(["chown", "-R", f"{instructor.name}:", course], check=True)
-        make = ["make", "-o", f"{VENV}/.installed", f"VENV={VENV}", f"EXCHANGE={exchange}"]
-
         said = instructor.run(*make, "exchange", "publish", cwd=course)
         assert f"--course {COURSE_ID} --Exchange.root={exchange}" in said
         assert os.stat(exchange).st_mode & 0o7777 == 0o1777
@@ -112,13 +86,9 @@ def test_round_trip_between_an_instructor_and_a_student(users):
         where = ["--course", COURSE_ID, f"--Exchange.root={exchange}"]
         for assignment in ASSIGNMENTS:
             student.nbgrader("fetch_assignment", assignment, *where)
-        answers = {**demo.reference_answers("batchnorm"),
-                   **demo.catalog_answers([MISTAKE])}
-        answers_file = os.path.join(scratch, "answers.json")
-        with open(answers_file, "w") as f:
-            json.dump(answers, f)
         notebook = os.path.join(student.home, "batchnorm", "batchnorm.ipynb")
-        student.run(sys.executable, "-c", FILL_IN, notebook, answers_file)
+        demo.fill_in(notebook, {**demo.reference_answers("batchnorm"),
+                                **demo.catalog_answers([MISTAKE])})  # as they would type
         validated = student.nbgrader("validate", notebook)
         assert "Success!" not in validated and "failed" in validated.lower(), validated
         student.nbgrader("submit", "batchnorm", *where)
@@ -170,8 +140,6 @@ def test_round_trip_between_an_instructor_and_a_student(users):
 
         check_exchange_permissions(student, exchange)
         check_regrading_keeps_hand_grades(instructor, course, tampered)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_regrading_keeps_hand_grades(instructor, course, submission):

@@ -40,12 +40,13 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 
 import nbformat
 from nbgrader.api import Gradebook
 
 from nbconfine import cluster, confine, regrade, report, settings, zygote
-from nbconfine.layout import course_assignments
+from nbconfine.layout import course_assignments, course_lock
 
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
 GLOB_CHARACTERS = set("*?[]")
@@ -236,7 +237,8 @@ def record_zero(db_url, submissions):
 
 def run_workers(root, staging, graded, jobs, zygote_env, modules, progress):
     """Grade ``graded`` [(student, assignment)], read from ``staging``, with ``jobs``
-    workers; returns {(student, assignment): why nbgrader could not grade it}."""
+    workers; returns ({(student, assignment): why it was not graded}, [(student,
+    assignment)] nbgrader could not grade: zero recorded)."""
     assignments = {}
     for student, assignment in graded:
         assignments.setdefault(student, []).append(assignment)
@@ -263,7 +265,7 @@ def run_workers(root, staging, graded, jobs, zygote_env, modules, progress):
     finally:
         if scratch:
             shutil.rmtree(scratch)
-    return failures
+    return failures, pool.ungradable
 
 
 class WorkerPool:
@@ -335,10 +337,13 @@ class WorkerPool:
         sys.stderr.flush()
         # Ctrl-C waits until the worker is known, so that it is stopped with the others.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             code = 1
             try:
+                # killed with its grader: none grades on, unseen, beside the next run
+                confine.end_with_parent(parent)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
                 ours.close()
                 for inherited in self.running:  # so each worker sees its own hang-up
@@ -388,6 +393,52 @@ def progress_bar(done, total, stream=sys.stderr):
         stream.flush()
 
 
+@dataclass
+class Round:
+    """What grading a list of submissions did (``grade``)."""
+    graded: list  # [(student, assignment)] handed to nbgrader
+    rejected: list  # not graded (the prechecks): zero recorded
+    ungradable: list  # nbgrader could not grade them: zero recorded
+    failures: dict  # {(student, assignment): why it was not graded}
+    notes: list  # report lines
+    where: str  # "2 jobs", or the cluster
+
+
+def grade(root, found, unusable, progress, jobs=1, shared=None, modules=(), client=None,
+          scheduler=None):
+    """Check, stage and grade the submissions ``found`` [(student, assignment)] with
+    ``jobs`` workers and the zygote ``shared`` (loading ``modules`` before forking them),
+    or on the Dask cluster of ``client``; ``unusable`` ones score zero. Returns a Round."""
+    url = report.db_url(root)
+    with tempfile.TemporaryDirectory(prefix="nbconfine-submitted-") as staging, \
+            tempfile.TemporaryDirectory(prefix="nbconfine-release-") as scratch:
+        submitted = sorted({a for _, a in found})
+        notes, release_dirs = regrade.prepare_gradebook(root, url, submitted, scratch)
+        expected = releases(release_dirs, submitted)
+        graded, rejected = [], list(unusable)
+        for student, assignment in found:
+            lines, accepted = precheck(root, student, assignment, release_dirs[assignment],
+                                       expected[assignment])
+            notes += lines
+            (graded if accepted else rejected).append((student, assignment))
+        record_zero(url, rejected)
+        jobs = max(1, min(jobs, len({student for student, _ in graded})))
+        for student, assignment in graded:
+            shutil.copytree(os.path.join(root, "submitted", student, assignment),
+                            os.path.join(staging, student, assignment))
+        where = f"{jobs} jobs"
+        if client:
+            failures, ungradable, retried, where = cluster.grade_on_cluster(
+                client, scheduler, root, staging, graded, url, progress)
+            record_zero(url, ungradable)
+            notes += retried
+        else:
+            failures, ungradable = (run_workers(root, staging, graded, jobs, shared.env,
+                                                modules, progress)
+                                    if graded else ({}, []))
+    return Round(graded, rejected, ungradable, failures, notes, where)
+
+
 def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar,
               scheduler=None):
     """Grade every submission (on the Dask cluster at ``scheduler``, if given); returns
@@ -403,50 +454,27 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
     spec = settings.zygote_spec(config)
     accept_weaker = os.environ.get("UNCONFINED") == "1"
     client = cluster.connect(scheduler, report.db_url(root)) if scheduler else None
-    with contextlib.ExitStack() as stack, \
-            tempfile.TemporaryDirectory(prefix="nbconfine-submitted-") as staging:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(course_lock(root, "nbconfine autograde"))
         # The zygote loads its libraries while the submissions are checked and copied; on
         # a cluster the workers have theirs. Leaving closes the client: its tasks are dropped.
         if client:
             stack.enter_context(client)
             confinement = cluster.check_workers(client, accept_weaker,
                                                 settings.course_files(root, config))
+            run = grade(root, found, unusable, progress, client=client, scheduler=scheduler)
         else:
             shared = stack.enter_context(zygote.serve(spec))
             confinement = confine.check(shared.confinement, accept_weaker)
-        submitted = sorted({a for _, a in found})
-        lines, release_dirs = regrade.prepare_gradebook(
-            root, report.db_url(root), submitted, stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="nbconfine-release-")))
-        notes += lines
-        expected = releases(release_dirs, submitted)
-        graded, rejected = [], list(unusable)
-        for student, assignment in found:
-            lines, grade = precheck(root, student, assignment, release_dirs[assignment],
-                                    expected[assignment])
-            notes += lines
-            (graded if grade else rejected).append((student, assignment))
-        record_zero(report.db_url(root), rejected)
-        jobs = max(1, min(jobs, len({student for student, _ in graded})))
-        for student, assignment in graded:
-            shutil.copytree(os.path.join(root, "submitted", student, assignment),
-                            os.path.join(staging, student, assignment))
-        where = f"{jobs} jobs"
-        if client:
-            failures, ungradable, retried, where = cluster.grade_on_cluster(
-                client, scheduler, root, staging, graded, report.db_url(root), progress)
-            record_zero(report.db_url(root), ungradable)
-            notes += retried
-        else:
-            failures = (run_workers(root, staging, graded, jobs, shared.env,
-                                    settings.executor_modules(config), progress)
-                        if graded else {})
+            run = grade(root, found, unusable, progress, jobs, shared,
+                        settings.executor_modules(config))
+    notes += run.notes
     noted = {line.split(":")[0] for line in notes}
-    notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(failures.items())
+    notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(run.failures.items())
               if f"{s}/{a}" not in noted]
     table = report.course_table(root, config)[1]
     text_report = "\n".join(
-        [table, "", f"Graded {len(graded)} submissions with {where} in "
+        [table, "", f"Graded {len(run.graded)} submissions with {run.where} in "
                     f"{time.monotonic() - start:.1f} s.", confinement,
          f"Problems found: {len(notes)}"]
         + [f"  {line}" for line in notes])

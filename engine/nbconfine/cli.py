@@ -3,14 +3,29 @@
     nbconfine autograde [--jobs N] [--students GLOB] [--scheduler tcp://HOST:PORT]
     nbconfine grades                 grades.csv, grades_by_problem.csv, the table
     nbconfine exchange [DIR]         create nbgrader's exchange root
+    nbconfine collect|feedback|return    nbgrader's, for what is there (nbconfine.handback)
+    nbconfine serve [--jobs N] [--scheduler tcp://HOST:PORT]    feedback on arrival
+    nbconfine status                 what the service has waiting, grading and done
 """
 import importlib
+import os
 import sys
 
+# command: ("module" or "module:function", taking the arguments; what it does)
 COMMANDS = {
     "autograde": ("nbconfine.autograde", "grade every submission, confined, in parallel"),
     "grades": ("nbconfine.report", "export the grades and print the table"),
     "exchange": ("nbconfine.exchange", "create nbgrader's exchange root"),
+    "collect": ("nbconfine.handback:collect_main",
+                "collect the latest submission of each student from the exchange"),
+    "feedback": ("nbconfine.handback:feedback_main",
+                 "write feedback for every autograded submission"),
+    "return": ("nbconfine.handback:return_main",
+               "return the feedback to the students through the exchange"),
+    "serve": ("nbconfine.serve",
+              "grade each submission as it arrives in the exchange, return its feedback"),
+    "status": ("nbconfine.serve:status_main",
+               "list the submissions waiting, being graded and done"),
 }
 
 
@@ -22,8 +37,12 @@ def main(argv=None):
         print(f"usage: nbconfine COMMAND [--help]\n\ncommands:\n{listing}",
               file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:])
+    # nbgrader runs commands of its environment (alembic, for a new gradebook): found even
+    # when started without the environment's bin/ on PATH (systemd, JupyterHub)
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
+                                          os.environ.get("PATH", os.defpath)])
+    module, _, function = COMMANDS[argv[0]][0].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(argv[1:])
 
 
 if __name__ == "__main__":

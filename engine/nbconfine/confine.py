@@ -246,6 +246,14 @@ def _become_child():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def end_with_parent(parent):
+    """Have the kernel SIGKILL this process when its parent, pid ``parent``, ends (a
+    forked worker of a grader that was killed); end now if it has ended already."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _empty_root(mount):
     """An empty directory for the sandboxes' root: a read-only tmpfs in the zygote's own
     mount namespace (the host sees an empty directory), else root's private directory."""

@@ -7,10 +7,14 @@ group into problems.
   says which assignments are graded problem by problem (problem mode) and which cells form
   a problem there: the report's columns, the feedback's summary and what is graded in one
   sandbox. In the other assignments each graded cell is a problem of its own.
+- ``course_lock``: commands that change the course's grading state take turns.
 """
+import contextlib
+import fcntl
 import glob
 import os
 import re
+import sys
 
 import nbformat
 
@@ -28,6 +32,33 @@ def course_assignments(root):
             if found.setdefault(assignment, (folder, []))[0] == folder:
                 found[assignment][1].append(os.path.splitext(os.path.basename(path))[0])
     return {assignment: names for assignment, (_, names) in sorted(found.items())}
+
+
+LOCK_FILE = os.path.join("autograded", ".nbconfine.lock")  # among the grading outputs
+
+
+@contextlib.contextmanager
+def course_lock(root, holder):
+    """Hold the course's lock (flock on ``<root>/autograded/.nbconfine.lock``) while
+    changing its submitted/, autograded/, feedback/, gradebook or returned feedback:
+    `nbconfine autograde`, `collect`, `feedback`, `return` and each round of `nbconfine
+    serve` take turns. ``holder`` names the command to those that wait."""
+    os.makedirs(os.path.join(root, os.path.dirname(LOCK_FILE)), exist_ok=True)
+    with open(os.path.join(root, LOCK_FILE), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            print(f"Waiting for {lock.read().strip() or 'another command'} to finish with "
+                  "this course ...", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.truncate(0)
+        lock.write(f"{holder} (pid {os.getpid()})\n")
+        lock.flush()
+        try:
+            yield
+        finally:  # explicitly: forked workers share the open file
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def notebook_path(root, folder, assignment, notebook):
