@@ -20,6 +20,7 @@ import pytest
 
 import attacks
 from coursedir import REPO, wait_for
+from processes import exited
 from nbconfine import autograde, faults, remote, sandbox, wire, zygote
 
 
@@ -86,15 +87,6 @@ def kill_zygote(forks):
     """SIGKILL the zygote (its process group: the outer process and the namespace's PID 1)."""
     os.killpg(forks.process.pid, signal.SIGKILL)
     forks.process.wait()
-
-
-def exited(pid):
-    """Whether the process ``pid`` is gone (or a zombie nobody reaps)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
 
 
 def run_in_sandbox(forks, source="x = 6 * 7"):

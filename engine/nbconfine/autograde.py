@@ -331,13 +331,18 @@ def run_folder(parent):
     return path
 
 
+def scratch_parents():
+    """Where runs keep their scratch folders: the temporary folder, /dev/shm."""
+    return [parent for parent in (tempfile.gettempdir(), MEMORY_DIR) if parent]
+
+
 def remove_dead_runs(parents):
     """Remove the scratch folders of runs that were killed: no process holds their lock
     and the process that made them is gone (another run, of this course or another, keeps
     its own). Returns the paths removed."""
     removed = []
     for parent in parents:
-        for name in sorted(os.listdir(parent)) if parent and os.path.isdir(parent) else ():
+        for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
             path = os.path.join(parent, name)
             if not name.startswith(RUN_PREFIX) or not _dead(name, path):
                 continue
@@ -550,7 +555,7 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
     accept_weaker = os.environ.get("UNCONFINED") == "1"
     url = report.db_url(root)
     client = cluster.connect(scheduler, url) if scheduler else None
-    removed = remove_dead_runs([tempfile.gettempdir(), MEMORY_DIR])
+    removed = remove_dead_runs(scratch_parents())
     if removed:
         notes.append(f"removed what interrupted runs left (staging copies, unmerged gradebook "
                      f"copies): {', '.join(removed)}")

@@ -89,7 +89,11 @@ class Zygote:
         self.wanted, self.path, self.listen_path = spec, path, listen_path
         self.env = {SHARED_ENV: listen_path} if listen_path else None  # for its clients
         self.restarts = 0
-        self._start()
+        self.control = None
+        try:
+            self._start()
+        except ZygoteGone:  # the zygote to reach died already
+            self.restart()
 
     def _start(self):
         self.process = None
@@ -122,7 +126,10 @@ class Zygote:
     def _read_hello(self):
         header, pid = _receive_with_pid(self.control, 8)
         size = struct.unpack(">Q", header)[0]
-        data = self.control.recv(size, socket.MSG_WAITALL)
+        try:
+            data = self.control.recv(size, socket.MSG_WAITALL)
+        except OSError:
+            raise ZygoteGone() from None
         if len(data) != size:
             raise ZygoteGone()
         hello = json.loads(data)
@@ -208,7 +215,8 @@ class Zygote:
 
     def _end(self):
         """Hang up; a zygote this process started is killed (if alive) and reaped."""
-        self.control.close()
+        if self.control:
+            self.control.close()
         if self.process:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -222,8 +230,11 @@ class Zygote:
 
 def _receive_with_pid(sock, size):
     """(``size`` bytes, the sender's pid as this process sees it)."""
-    data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(_CREDENTIALS.size),
-                                         socket.MSG_WAITALL)
+    try:
+        data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(_CREDENTIALS.size),
+                                             socket.MSG_WAITALL)
+    except OSError:  # reset, or closed here after an earlier death
+        raise ZygoteGone() from None
     pids = [_CREDENTIALS.unpack(payload[:_CREDENTIALS.size])[0]
             for level, kind, payload in ancillary
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
@@ -233,7 +244,8 @@ def _receive_with_pid(sock, size):
 
 
 def _connect(path, seconds=120):
-    """Connect to a zygote's socket, waiting while it starts (it binds once prepared)."""
+    """Connect to a zygote's socket, waiting while it starts (it binds once prepared);
+    ZygoteGone if it died (its socket refuses) or never bound it."""
     deadline = time.monotonic() + seconds
     while True:
         client = socket.socket(socket.AF_UNIX)
@@ -241,11 +253,14 @@ def _connect(path, seconds=120):
         try:
             client.connect(path)
             return client
-        except (FileNotFoundError, ConnectionRefusedError):
+        except FileNotFoundError:
             client.close()
             if time.monotonic() > deadline:
-                raise
+                raise ZygoteGone() from None
             time.sleep(0.05)
+        except ConnectionRefusedError:
+            client.close()
+            raise ZygoteGone() from None
 
 
 def shared(spec=None):
