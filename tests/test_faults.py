@@ -20,6 +20,7 @@ import processes
 from conftest import MANUAL_SCORE, REGRADED, REGRADED_GLOB
 from coursedir import NBGRADER_ENV, REPO, Course, wait_for
 from nbconfine import autograde
+from pgserver import PrivateServer, require_server
 
 MARK = 0.25  # no cell scores it: grades a run must leave untouched
 
@@ -50,7 +51,9 @@ def full_points(course, students, assignment="normalization"):
 
 
 def report_lines(report, student):
-    return [line.strip() for line in report.splitlines() if line.strip().startswith(student)]
+    """The report's lines about the student's submissions."""
+    return [line.strip() for line in report.splitlines()
+            if line.strip().startswith(f"{student}/")]
 
 
 def submission_rows(url):
@@ -77,6 +80,15 @@ def mark_grades(course, student, assignment="normalization"):
                 if grade.auto_score is not None:
                     grade.auto_score = MARK
         gb.db.commit()
+
+
+def marked(course, student, assignment="normalization"):
+    """Whether every autograded score of the submission is still MARK."""
+    with Gradebook(course.db_url) as gb:
+        scores = [grade.auto_score for notebook in
+                  gb.find_submission(assignment, student).notebooks
+                  for grade in notebook.grades if grade.auto_score is not None]
+    return bool(scores) and all(score == MARK for score in scores)
 
 
 def run_folders():
@@ -181,7 +193,7 @@ def test_autograde_killed_then_run_again_ends_as_a_clean_run(parallel_courses, p
 
 
 def test_a_zygote_that_cannot_be_restarted_leaves_submissions_ungraded(course, tmp_path):
-    """The zygote killed mid-run where no new one can start (its module gone from the
+    """The zygote killed mid-run where no new one can start (its module broken in the
     engine the run uses): the submissions it could not grade are left ungraded and named,
     their previous grades untouched (none for a new student: no row at all), exit 3."""
     engine = tmp_path / "engine"
@@ -197,7 +209,7 @@ def test_a_zygote_that_cannot_be_restarted_leaves_submissions_ungraded(course, t
     wrapper = start(course, "gf-*", 1, env=env)
     zygote = wait_for(running(wrapper, processes.ZYGOTE_NAME), 120, "the zygote")
     wait_for(running(wrapper, processes.SANDBOX_NAME), 120, "a sandbox")
-    os.remove(engine / "nbconfine" / "forkserver.py")
+    (engine / "nbconfine" / "forkserver.py").write_text("raise SystemExit('broken')\n")
     os.kill(zygote[0], signal.SIGKILL)
     report, errors = wrapper.communicate(timeout=900)
     assert wrapper.returncode == 3, (report, errors[-3000:])
@@ -208,7 +220,7 @@ def test_a_zygote_that_cannot_be_restarted_leaves_submissions_ungraded(course, t
     assert "Not graded, for faults of the grader:" in report
     scores = course.scores()
     for student in set(ungraded) - {"gf-c"}:
-        assert all(score == MARK for score, _ in scores[student, "normalization"].values())
+        assert marked(course, student), student
     assert ("gf-c", "normalization") not in scores  # no zero rows
     for student in {"gf-a", "gf-b"} - set(ungraded):  # graded before the blow: in full
         assert full_points(course, [student]) == {student: True}
@@ -242,6 +254,36 @@ def test_a_full_disk_under_autograded_leaves_the_submission_ungraded(course):
     assert "not graded: No space left on device" in line and "previous grades are kept" \
         in line, line
     assert not notebooks
-    scores = course.scores()
-    assert all(score == MARK for score, _ in scores["disk-full", "normalization"].values())
+    assert marked(course, "disk-full")
     assert full_points(course, ["disk-fine"]) == {"disk-fine": True}
+
+
+def test_postgresql_restarted_mid_run_loses_nothing(tmp_path):
+    """The gradebook's PostgreSQL server restarted (a fast shutdown: connections cut) once
+    grading has written something: the workers wait for it and grade what was in flight
+    again; exit 0, every grade as in a clean run, one submission row each."""
+    require_server()
+    server = PrivateServer()
+    try:
+        pg = Course(str(tmp_path / "pgcourse"), env=dict(NBGRADER_ENV,
+                                                         NBGRADER_DB_URL=server.url))
+        done = pg.nbgrader("generate_assignment", "normalization", "--force")
+        assert done.returncode == 0, done.stderr[-3000:]
+        students = [f"pgr-{k}" for k in range(3)]
+        for student in students:
+            pg.submit(student, "normalization", pg.reference("normalization"))
+        wrapper = start(pg, "pgr-*", 2)
+        wait_for(lambda: wrapper.poll() is None and any(
+            name.endswith(".ipynb") for _, _, names in
+            os.walk(os.path.join(pg.root, "autograded")) for name in names),
+            600, "a first autograded notebook")
+        server.restart()
+        report, errors = wrapper.communicate(timeout=900)
+        assert wrapper.returncode == 0, (report, errors[-3000:])
+        assert full_points(pg, students) == dict.fromkeys(students, True), report
+        rows = submission_rows(server.url)
+        for student in students:
+            submitted, grades, cells = rows[student, "normalization"]
+            assert (submitted, grades) == (1, cells), student
+    finally:
+        server.stop()
