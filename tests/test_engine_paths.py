@@ -131,6 +131,29 @@ def test_a_sandbox_that_dies_with_its_zygote_says_so(forks):
     assert not crash.zygote_lost
 
 
+def test_a_notebook_sandbox_lost_with_its_zygote_runs_its_cells_again(tmp_path):
+    """Notebook mode: the cell in flight when the zygote died runs again, after the cells
+    before it, in a sandbox of the restarted zygote; the notebook is not blamed."""
+    from nbconfine.notebook import NotebookExecute, NotebookSession
+    notebooks = zygote.Zygote(zygote.Spec(roles=("notebook",)))
+    try:
+        if "namespaces" not in notebooks.confinement.active:
+            pytest.skip("without PID namespaces a sandbox outlives its zygote")
+        session = NotebookSession(notebooks, str(tmp_path), NotebookExecute())
+        faults.take()
+        assert session.run("x = 6 * 7") == []
+        kill_zygote(notebooks)
+        wait_for(lambda: exited(session.sandbox.pid), 30, "the sandbox to end")
+        outputs = session.run("print(x)")
+        session.close()
+        assert [(o.output_type, o.get("text")) for o in outputs] == [("stream", "42\n")]
+        assert session.restarts == 0
+        notes, fault = faults.take()
+        assert fault is None and any("its cells were run again" in n for n in notes), notes
+    finally:
+        notebooks.close()
+
+
 def test_a_zygote_that_cannot_be_restarted_is_a_grader_fault(forks, monkeypatch):
     """Its successor dies before it is ready: a GraderFault (the submission is left
     ungraded, never zeroed), said in words."""

@@ -60,9 +60,14 @@ class Sandbox:
         except TimeoutError:
             self.kill(TIMED_OUT)
         except Exception:
-            # The zygote hangs up before the kernel ends the sandboxes in its namespace.
-            self.zygote_lost = not self.zygote.alive()
-            self.kill(ZYGOTE_LOST if self.zygote_lost else DIED)
+            self.died(DIED)
+
+    def died(self, reason):
+        """Kill it as dead (raises AnswerFault with ``reason``), or as lost with its zygote
+        (``zygote_lost``): the zygote hangs up before the kernel ends the sandboxes in its
+        namespace."""
+        self.zygote_lost = not self.zygote.alive()
+        self.kill(ZYGOTE_LOST if self.zygote_lost else reason)
 
     def kill(self, reason):
         self.fault = reason
