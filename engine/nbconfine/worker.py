@@ -29,6 +29,7 @@ from nbgrader.converters.base import NbGraderException
 
 from nbconfine import faults, zygote
 from nbconfine.faults import FAULT, GRADED, REFUSED
+
 PR_SET_PDEATHSIG = 1
 DATABASE_WAIT = 120  # seconds a worker waits for the gradebook's database to answer again
 DATABASE_TRIES = 3  # gradings of one submission whose database connection failed
@@ -89,8 +90,8 @@ def grade(app, student, assignment):
     """Autograde one submission in the staging copy: (outcome, why, notes), outcome
     GRADED, REFUSED (nbgrader refused it; it logged why) or FAULT (the grader's own
     reasons, said by ``why``); ``notes``: events the report names."""
-    notes = []
-    for attempt in range(1, DATABASE_TRIES + 1):
+    notes, attempt = [], 1
+    while True:
         faults.take()
         graded = run_autograde(app, student, assignment)
         events, fault = faults.take()
@@ -105,7 +106,7 @@ def grade(app, student, assignment):
         if waited is None:
             return FAULT, f"{why}; it did not answer again within {DATABASE_WAIT} s", notes
         notes.append(f"{why}; graded again once it answered ({waited:.0f} s later)")
-    return FAULT, why, notes
+        attempt += 1
 
 
 def run_autograde(app, student, assignment):
