@@ -98,8 +98,8 @@ def grading_under_way(course):
 
 def zygote_killed(course):
     wrapper = start(course)
-    zygote = wait_for(lambda: processes.named(processes.ZYGOTE_NAME, wrapper.pid), 120, "zygote")
     wait_for(lambda: processes.named(processes.SANDBOX_NAME, wrapper.pid), 120, "a sandbox")
+    zygote = wait_for(lambda: processes.zygote_of(wrapper.pid), 10, "the zygote")
     os.kill(zygote[0], signal.SIGKILL)
     code, report = finished(wrapper)
     return f"exit {code}; {named_events(report)}"

@@ -44,6 +44,13 @@ def named(name, under):
     return [pid for pid in descendants(under) if comm(pid) == name and not exited(pid)]
 
 
+def zygote_of(wrapper):
+    """The zygote a run serves its workers from: the wrapper's child called nbc-zygote
+    (its children, the zygote's PID 1 and its short-lived trial sandboxes, are called so
+    too; killing it kills them)."""
+    return [pid for pid in children(wrapper) if comm(pid) == ZYGOTE_NAME and not exited(pid)]
+
+
 def exited(pid):
     """Whether the process ``pid`` is gone (or a zombie nobody reaps)."""
     try:

@@ -106,8 +106,8 @@ def test_a_zygote_killed_mid_run_is_restarted_and_grades_are_as_clean(course):
     for student in students:
         course.submit(student, "normalization", course.reference("normalization"))
     wrapper = start(course, "zyg-*", 2)
-    zygote = wait_for(running(wrapper, processes.ZYGOTE_NAME), 120, "the zygote")
     wait_for(running(wrapper, processes.SANDBOX_NAME), 120, "a sandbox")
+    zygote = wait_for(lambda: processes.zygote_of(wrapper.pid), 10, "the zygote")
     os.kill(zygote[0], signal.SIGKILL)
     report, errors = wrapper.communicate(timeout=900)
     assert wrapper.returncode == 0, errors[-3000:]
@@ -211,8 +211,8 @@ def test_a_zygote_that_cannot_be_restarted_leaves_submissions_ungraded(course, t
     mark_grades(course, "gf-b")
     env = dict(course.env, PYTHONPATH=str(engine))
     wrapper = start(course, "gf-*", 1, env=env)  # one job: gf-a, then gf-b, then gf-c
-    zygote = wait_for(running(wrapper, processes.ZYGOTE_NAME), 120, "the zygote")
     wait_for(running(wrapper, processes.SANDBOX_NAME), 120, "a sandbox")
+    zygote = wait_for(lambda: processes.zygote_of(wrapper.pid), 10, "the zygote")
     (engine / "nbconfine" / "forkserver.py").write_text("raise SystemExit('broken')\n")
     os.kill(zygote[0], signal.SIGKILL)
     report, errors = wrapper.communicate(timeout=900)
