@@ -186,9 +186,8 @@ def test_autograde_killed_then_run_again_ends_as_a_clean_run(parallel_courses, p
              "its workers, zygote and sandboxes to end with it")
     left = run_folders() - before
     assert left, "the killed run left no scratch folder (so this test shows nothing)"
-    report = course.grade(REGRADED_GLOB, jobs=2)
+    course.grade(REGRADED_GLOB, jobs=2)  # (any run may remove a dead run's folders)
     assert not left & run_folders(), "a dead run's scratch folders were not removed"
-    assert "removed what interrupted runs left" in report, report
     scores = {k: v for k, v in course.scores().items() if k[0] in REGRADED}
     assert scores == expected
     rows = submission_rows(course.db_url)
