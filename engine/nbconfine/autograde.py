@@ -572,6 +572,7 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
         else:
             shared = stack.enter_context(zygote.serve(spec, scratch))
             confinement = confine.check(shared.confinement, accept_weaker)
+            notes += faults.take()[0]  # the zygote restarted before it was ready, say
         submitted = sorted({a for _, a in found})
         lines, release_dirs = regrade.prepare_gradebook(root, url, submitted, release)
         notes += lines
