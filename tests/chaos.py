@@ -146,7 +146,12 @@ def postgres_restarted(server):
     def fault(course):
         wrapper = start(course)
         wait_for(lambda: grading_under_way(course), 600, "an autograded notebook")
-        server.restart()
+        server.shutdown()  # until a worker finds it gone: a submission in flight without it
+        logs = os.path.join(course.root, "autograded", "logs")
+        wait_for(lambda: wrapper.poll() is not None or any(
+            "the gradebook's database failed" in open(os.path.join(logs, name)).read()
+            for name in os.listdir(logs)), 600, "a worker to find the database gone")
+        server.start()
         code, report = finished(wrapper)
         return f"exit {code}; {named_events(report)}"
     return fault

@@ -130,9 +130,10 @@ BREAKAGES = [
              "ungraded instead of graded again",
              [(AUTOGRADE, "if deaths[student] == 1:", "if deaths[student] == 0:")],
              [FAULTS, "-k", "worker_killed"]),
-    Breakage("grader_fault_zeroed", "a submission the grader failed scores zero",
-             [(AUTOGRADE, "        record_zero(url, refused)\n",
-               "        record_zero(url, refused + faulted)\n")],
+    Breakage("grader_fault_zeroed", "a submission the grader failed scores zero (a fault "
+             "taken for nbgrader's refusal)",
+             [(WORKER, "            return FAULT, why, notes\n",
+               "            return REFUSED, why, notes\n")],
              [FAULTS, "-k", "cannot_be_restarted"]),
     Breakage("ungraded_rows_not_put_back", "a submission left ungraded keeps what the failed "
              "grading wrote",

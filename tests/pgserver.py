@@ -62,7 +62,8 @@ class PrivateServer:
     """A PostgreSQL server of the test's own, for tests that restart it: Debian's binaries
     (as .ci/postgres installs them), a cluster in a scratch folder, 127.0.0.1 on a free
     port, trust authentication for its superuser ``grader``, a database ``gradebook``.
-    ``restart()`` stops it (fast shutdown) and starts it again; ``stop()`` ends it."""
+    ``shutdown()`` stops it (a fast shutdown), ``start()`` starts it again (together, a
+    restart); ``stop()`` ends it and removes its folder."""
 
     def __init__(self):
         from daskcluster import free_port
@@ -102,13 +103,8 @@ class PrivateServer:
         with open(os.path.join(self.folder, "log")) as f:
             return f.read()[-3000:]
 
-    def restart(self):
-        """What `pg_ctlcluster ... restart` does: a fast shutdown (clients are cut off),
-        then a start."""
-        self._shutdown()
-        self.start()
-
-    def _shutdown(self):
+    def shutdown(self):
+        """A fast shutdown, as `pg_ctlcluster ... restart` begins: clients are cut off."""
         os.killpg(self.process.pid, signal.SIGINT)  # fast shutdown
         try:
             self.process.wait(timeout=60)
@@ -118,7 +114,7 @@ class PrivateServer:
 
     def stop(self):
         if self.process and self.process.poll() is None:
-            self._shutdown()
+            self.shutdown()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

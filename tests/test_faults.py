@@ -262,10 +262,17 @@ def test_a_full_disk_under_autograded_leaves_the_submission_ungraded(course):
     assert full_points(course, ["disk-fine"]) == {"disk-fine": True}
 
 
+def worker_logs(course):
+    folder = os.path.join(course.root, "autograded", "logs")
+    return "".join(open(os.path.join(folder, name)).read() for name in os.listdir(folder)
+                   if name.startswith("worker-"))
+
+
 def test_postgresql_restarted_mid_run_loses_nothing(tmp_path):
-    """The gradebook's PostgreSQL server restarted (a fast shutdown: connections cut) once
-    grading has written something: the workers wait for it and grade what was in flight
-    again; exit 0, every grade as in a clean run, one submission row each."""
+    """The gradebook's PostgreSQL server restarted once grading has written something: a
+    fast shutdown (connections cut), and the start only once a worker found it gone (so
+    a submission is in flight without it): the workers wait for it and grade what was in
+    flight again; exit 0, every grade as in a clean run, one submission row each."""
     require_server()
     server = PrivateServer()
     try:
@@ -281,9 +288,13 @@ def test_postgresql_restarted_mid_run_loses_nothing(tmp_path):
             name.endswith(".ipynb") for _, _, names in
             os.walk(os.path.join(pg.root, "autograded")) for name in names),
             600, "a first autograded notebook")
-        server.restart()
+        server.shutdown()
+        wait_for(lambda: wrapper.poll() is None and "the gradebook's database failed" in
+                 worker_logs(pg), 600, "a worker to find the database gone")
+        server.start()
         report, errors = wrapper.communicate(timeout=900)
         assert wrapper.returncode == 0, (report, errors[-3000:])
+        assert "graded again once it answered" in report, report
         assert full_points(pg, students) == dict.fromkeys(students, True), report
         rows = submission_rows(server.url)
         for student in students:
