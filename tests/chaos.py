@@ -160,7 +160,7 @@ def postgres_restarted(server):
 def disk_full(course):
     mount = os.path.join(course.root, "autograded")
     os.makedirs(mount, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mount], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount], check=True)
     try:
         code, report = finished(start(course))
     finally:
