@@ -32,7 +32,7 @@ export NBGRADER_EXCHANGE := $(abspath $(EXCHANGE))
 endif
 
 .PHONY: help install figures release roster autograde feedback grades demo test clean mutants bench \
-	guard exchange publish collect return scheduler worker serve status
+	guard chaos exchange publish collect return scheduler worker serve status
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -87,7 +87,8 @@ status: $(STAMP)  ## what `make serve` has waiting, grading and done
 autograde: $(STAMP)  ## autograde every submission in submitted/ (a Dask cluster: SCHEDULER=tcp://HOST:PORT; UNCONFINED=1: accept weaker sandboxes)
 	UNCONFINED=$(UNCONFINED) $(NBCONFINE) autograde --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
-# A task whose worker died is retried on another; ALLOWED_FAILURES deaths later it scores zero.
+# A task whose worker died is retried on another; ALLOWED_FAILURES deaths later it is left
+# ungraded (its previous grades kept; exit status 3).
 # Without the dashboard Dask still serves its HTTP endpoints (health, metrics): on HOST too.
 scheduler: $(STAMP)  ## start a Dask scheduler on HOST:PORT (default 127.0.0.1:8786)
 	DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=$(ALLOWED_FAILURES) \
@@ -121,6 +122,9 @@ mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
 
 guard: $(STAMP)  ## break the grader on purpose (tests/guard.py): every breakage must be caught
 	$(PY) tests/guard.py
+
+chaos: $(STAMP)  ## inject grader faults (killed zygote, worker, autograde; PostgreSQL restart; full disk) into real runs: table
+	$(PY) tests/chaos.py
 
 bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor (CLUSTER=1: Dask workers; SERVE=1: make serve's latency and burst throughput)
 	$(if $(SERVE),$(PY) tests/bench_serve.py $(N),$(PY) tests/bench.py $(N) $(if $(CLUSTER),--cluster))

@@ -34,6 +34,8 @@ class Breakage:
 ENGINE = "engine/nbconfine/"
 AUTOGRADE, EXECUTE, SANDBOX = ENGINE + "autograde.py", ENGINE + "problems.py", \
     ENGINE + "sandbox.py"
+ZYGOTE, WORKER = ENGINE + "zygote.py", ENGINE + "worker.py"
+FAULTS = "tests/test_faults.py"
 CONFINE, FEEDBACK, SETTINGS = ENGINE + "confine.py", ENGINE + "feedback.py", \
     ENGINE + "__init__.py"
 CLUSTER = ENGINE + "cluster.py"
@@ -53,7 +55,7 @@ BREAKAGES = [
              [(SETTINGS, '        "nbconfine.feedback.HideHiddenTests",\n', "")],
              [EDGE, "-k", "feedback_hides_hidden_tests"]),
     Breakage("whole_notebook_zero_not_recorded", "an ungradable notebook left out of the "
-             "gradebook", [(AUTOGRADE, "        record_zero(url, pool.ungradable)\n", "")],
+             "gradebook", [(AUTOGRADE, "        record_zero(url, refused)\n", "")],
              [EDGE, "-k", "ungradable_notebook"]),
     Breakage("only_worker_0_merged", "the rows of workers other than the first are lost",
              [(AUTOGRADE, "for slot, students in enumerate(pool.students):",
@@ -116,6 +118,36 @@ BREAKAGES = [
               (SANDBOX, "if os.geteuid() == 0 and not self.own_pid_namespace:", "if False:")],
              ["tests/test_engine_paths.py", "tests/test_attacks.py", "-k",
               "setsid or orphan"]),
+    Breakage("zygote_not_restarted", "a dead zygote is not restarted: the rest of the run "
+             "cannot be graded",
+             [(ZYGOTE, "        except ZygoteGone:\n            self.restart()\n        try:",
+               "        except ZygoteGone:\n            pass\n        try:")],
+             [FAULTS, "-k", "zygote_killed"]),
+    Breakage("lost_problem_not_graded_again", "a problem whose sandbox died with the zygote "
+             "keeps the failures of its lost sandbox",
+             [(EXECUTE, "            if not session.zygote_lost:", "            if True:")],
+             [FAULTS, "-k", "zygote_killed"]),
+    Breakage("dead_worker_student_not_graded_again", "a dead worker's student is left "
+             "ungraded instead of graded again",
+             [(AUTOGRADE, "if deaths[student] == 1:", "if deaths[student] == 0:")],
+             [FAULTS, "-k", "worker_killed"]),
+    Breakage("grader_fault_zeroed", "a submission the grader failed scores zero (a fault "
+             "taken for nbgrader's refusal)",
+             [(WORKER, "            return FAULT, why, notes\n",
+               "            return REFUSED, why, notes\n")],
+             [FAULTS, "-k", "cannot_be_restarted"]),
+    Breakage("ungraded_rows_not_put_back", "a submission left ungraded keeps what the failed "
+             "grading wrote",
+             [(AUTOGRADE, "        kept.restore(faulted)\n", "")],
+             [FAULTS, "-k", "cannot_be_restarted or full_disk"]),
+    Breakage("dead_runs_scratch_kept", "what a killed run left is never removed",
+             [(AUTOGRADE, "            shutil.rmtree(path, ignore_errors=True)\n"
+                          "            removed.append(path)\n", "")],
+             ["tests/test_engine_paths.py", "-k", "dead_runs"]),
+    Breakage("database_not_waited_for", "a lost gradebook database leaves the submissions "
+             "in flight ungraded",
+             [(WORKER, "if kind != faults.DATABASE or attempt == DATABASE_TRIES:", "if True:")],
+             [FAULTS, "-k", "postgresql"]),
     Breakage("sandbox_pid_namespace_off", "sandboxes share the zygote's PID namespace: a "
              "child that calls os.setsid() escapes its sandbox's kill",
              [(CONFINE, '_check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")', "pass")],

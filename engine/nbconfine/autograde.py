@@ -27,9 +27,24 @@ The course is the directory ``--root`` (default: the current one), as nbgrader s
 Grades are the same for any number of jobs: every problem is graded in its own
 sandbox, whatever else runs. With ``--scheduler tcp://HOST:PORT`` (``make autograde
 SCHEDULER=...``) step 2 runs on a Dask cluster instead: see nbconfine/cluster.py.
+
+Faults of the grading machine never become a learner's zero (nbconfine.faults): a
+zygote that dies is restarted and the problem in flight graded again; a worker that dies
+is replaced and its student graded again, once; a gradebook database that goes away is
+waited for. A submission that still cannot be graded for the grader's own reasons is
+left ungraded, its gradebook rows put back as they were before the run (kept by
+``Kept``), named in the report, and the exit status is 3 (``INCOMPLETE``): run again.
+
+Crash consistency: a run killed at any point leaves the gradebook as before it or with
+some submissions graded (each worker's rows are merged in one transaction); running the
+same command again grades every submission again, so it ends where an uninterrupted run
+would. A run's scratch folders (staging copy, gradebook copies) are locked while it
+lives; the next run removes those of dead runs (``remove_dead_runs``), never another
+live run's.
 """
 import argparse
 import contextlib
+import fcntl
 import fnmatch
 import multiprocessing.connection
 import os
@@ -43,10 +58,15 @@ import traceback
 from dataclasses import dataclass
 
 import nbformat
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, MissingEntry
 
-from nbconfine import cluster, confine, regrade, report, settings, zygote
+from sqlalchemy import text
+
+from nbconfine import cluster, confine, faults, regrade, report, settings, zygote
 from nbconfine.layout import course_assignments, course_lock
+from nbconfine.faults import FAULT, GRADED, REFUSED
+
+INCOMPLETE = 3  # exit status: some submissions were left ungraded by faults of the grader
 
 LARGE_NOTEBOOK = 20 * 2**20  # bytes
 GLOB_CHARACTERS = set("*?[]")
@@ -55,6 +75,8 @@ NBGRADER_FILES = {"timestamp.txt", "submission_secret.txt", ".ipynb_checkpoints"
 # Workers' gradebook copies are merged back and dropped: kept in memory, where nbgrader's
 # commit after every graded cell costs no disk flush.
 MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
+RUN_PREFIX = "nbconfine-run-"  # + the run's pid: its scratch folders, each with a lock file
+RUN_LOCK = "lock"
 
 
 def student_folders(root):
@@ -222,8 +244,8 @@ def merge_gradebook(path, copy, students):
 
 
 def record_zero(db_url, submissions):
-    """Record zero for every graded cell of submissions that could not be graded, so they
-    show (and export) with zero; a score given by hand is kept."""
+    """Record zero for every graded cell of submissions that could not be graded for what
+    they hold, so they show (and export) with zero; a score given by hand is kept."""
     if not submissions:
         return
     with Gradebook(db_url) as gb:
@@ -235,10 +257,135 @@ def record_zero(db_url, submissions):
         gb.db.commit()
 
 
-def run_workers(root, staging, graded, jobs, zygote_env, modules, progress):
+_SUBMISSIONS = "FROM submitted_assignment sa JOIN assignment a ON sa.assignment_id = a.id"
+_NOTEBOOKS = _SUBMISSIONS + " JOIN submitted_notebook n ON n.assignment_id = sa.id"
+_GRADES = _NOTEBOOKS + " JOIN grade g ON g.notebook_id = n.id"
+# What autograding a submission may change: (table, alias, key, columns, rows reached).
+CHANGED_ROWS = [
+    ("submitted_assignment", "sa", "id", ("timestamp",), _SUBMISSIONS),
+    ("submitted_notebook", "n", "id", ("late_submission_penalty", "flagged"), _NOTEBOOKS),
+    ("grade", "g", "id", ("auto_score", "manual_score", "extra_credit", "needs_manual_grade"),
+     _GRADES),
+    ("comment", "c", "id", ("auto_comment", "manual_comment"),
+     _NOTEBOOKS + " JOIN comment c ON c.notebook_id = n.id"),
+    (regrade.HAND_GRADES, "h", "grade_id", ("graded", "last", "score"),
+     _GRADES + f" JOIN {regrade.HAND_GRADES} h ON h.grade_id = g.id"),
+]
+
+
+class Kept:
+    """The gradebook rows of some submissions as they were before grading, to put back
+    for those a fault of the grader left ungraded (a submission new to the gradebook is
+    removed again): no zero, no half-written grades."""
+
+    def __init__(self, db_url, submissions):
+        self.db_url = db_url
+        wanted = set(submissions)
+        self.rows = {}  # (student, assignment) -> {table: [(key, values)]}
+        with Gradebook(db_url) as gb:
+            for table, alias, key, columns, rows in CHANGED_ROWS:
+                found = gb.db.execute(text(
+                    f"SELECT sa.student_id, a.name, {alias}.{key}, "
+                    + ", ".join(f"{alias}.{c}" for c in columns) + f" {rows}"))
+                for student, assignment, ident, *values in found:
+                    if (student, assignment) in wanted:
+                        self.rows.setdefault((student, assignment), {}).setdefault(
+                            table, []).append((ident, values))
+
+    def restore(self, submissions):
+        """Put the rows of ``submissions`` back as they were."""
+        if not submissions:
+            return
+        with Gradebook(self.db_url) as gb:
+            for student, assignment in submissions:
+                where = {"s": student, "a": assignment}
+                gb.db.execute(text(f"DELETE FROM {regrade.HAND_GRADES} WHERE grade_id IN "
+                                   f"(SELECT g.id {_GRADES} WHERE sa.student_id = :s AND "
+                                   "a.name = :a)"), where)
+                kept = self.rows.get((student, assignment))
+                if kept is None:
+                    gb.db.commit()
+                    with contextlib.suppress(MissingEntry):
+                        gb.remove_submission(assignment, student)
+                    continue
+                for table, _, key, columns, _ in CHANGED_ROWS:
+                    for ident, values in kept.get(table, []):
+                        named = dict(zip(columns, values), key=ident)
+                        if table == regrade.HAND_GRADES:
+                            gb.db.execute(text(f"INSERT INTO {table} ({key}, "
+                                               + ", ".join(columns) + ") VALUES (:key, "
+                                               + ", ".join(f":{c}" for c in columns) + ")"),
+                                          named)
+                        else:
+                            gb.db.execute(text(f"UPDATE {table} SET "
+                                               + ", ".join(f"{c} = :{c}" for c in columns)
+                                               + f" WHERE {key} = :key"), named)
+                gb.db.commit()
+
+
+@contextlib.contextmanager
+def run_folder(parent):
+    """A new scratch folder for this run in ``parent`` (its name holds this process's
+    pid), with a lock file held while this run, or a worker forked from it, lives;
+    removed on leaving."""
+    path = tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=parent)
+    lock = os.open(os.path.join(path, RUN_LOCK), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel when the last holder dies
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(lock)
+
+
+def scratch_parents():
+    """Where runs keep their scratch folders: the temporary folder, /dev/shm."""
+    return [parent for parent in (tempfile.gettempdir(), MEMORY_DIR) if parent]
+
+
+def remove_dead_runs(parents):
+    """Remove the scratch folders of runs that were killed: no process holds their lock
+    and the process that made them is gone (another run, of this course or another, keeps
+    its own). Returns the paths removed."""
+    removed = []
+    for parent in parents:
+        for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
+            path = os.path.join(parent, name)
+            if not name.startswith(RUN_PREFIX) or not _dead(name, path):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _dead(name, path):
+    try:
+        owner = int(name[len(RUN_PREFIX):].split("-")[0])
+        os.kill(owner, 0)
+        return False  # its maker lives (or its pid was taken again: left for later)
+    except ProcessLookupError:
+        pass
+    except (ValueError, PermissionError):
+        return False
+    try:
+        lock = os.open(os.path.join(path, RUN_LOCK), os.O_RDWR)
+    except FileNotFoundError:
+        return True  # killed before it made its lock
+    except OSError:
+        return False  # another user's
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False  # one of its workers still holds it
+    finally:
+        os.close(lock)
+
+
+def run_workers(root, staging, graded, jobs, zygote_env, modules, progress, memory):
     """Grade ``graded`` [(student, assignment)], read from ``staging``, with ``jobs``
-    workers; returns ({(student, assignment): why it was not graded}, [(student,
-    assignment)] nbgrader could not grade: zero recorded)."""
+    workers (SQLite gradebook copies in the folder ``memory``); returns ({(student,
+    assignment): (outcome, why)} of those not graded, report lines)."""
     assignments = {}
     for student, assignment in graded:
         assignments.setdefault(student, []).append(assignment)
@@ -246,34 +393,28 @@ def run_workers(root, staging, graded, jobs, zygote_env, modules, progress):
     tasks = sorted(assignments.items(), key=lambda task: (-len(task[1]), task[0]))
     url = report.db_url(root)
     sqlite_path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
-    scratch = tempfile.mkdtemp(prefix="nbconfine-", dir=MEMORY_DIR) if sqlite_path else None
     urls = []
     for slot in range(jobs):
         if sqlite_path:
-            copy = os.path.join(scratch, f"worker{slot}.db")
+            copy = os.path.join(memory, f"worker{slot}.db")
             copy_gradebook(sqlite_path, copy)
             urls.append("sqlite:///" + copy)
         else:
             urls.append(url)
-    try:
-        pool = WorkerPool(root, staging, urls, zygote_env, modules)
-        failures = pool.grade(tasks, len(graded), progress)
-        if sqlite_path:
-            for slot, students in enumerate(pool.students):
-                merge_gradebook(sqlite_path, urls[slot][len("sqlite:///"):], students)
-        record_zero(url, pool.ungradable)
-    finally:
-        if scratch:
-            shutil.rmtree(scratch)
-    return failures, pool.ungradable
+    pool = WorkerPool(root, staging, urls, zygote_env, modules)
+    outcomes = pool.grade(tasks, len(graded), progress)
+    if sqlite_path:
+        for slot, students in enumerate(pool.students):
+            merge_gradebook(sqlite_path, urls[slot][len("sqlite:///"):], students)
+    return outcomes, pool.notes
 
 
 class WorkerPool:
     """Worker processes (nbconfine.worker) forked from this one, one per gradebook URL.
 
-    Each is handed one student at a time (all their submissions); a worker that dies
-    costs the student it was grading, and another takes its place. Slot k's log is
-    autograded/logs/worker-<k>.log.
+    Each is handed one student at a time (all their submissions); a worker that dies is
+    replaced, and its student graded again first; a second death while grading the same
+    student leaves it ungraded. Slot k's log is autograded/logs/worker-<k>.log.
     """
 
     def __init__(self, root, staging, urls, zygote_env, modules):
@@ -285,7 +426,7 @@ class WorkerPool:
         self.env = dict(zygote_env, PATH=os.path.dirname(sys.executable) + os.pathsep
                         + os.environ.get("PATH", ""))
         self.students = [[] for _ in urls]  # graded by each slot
-        self.ungradable = []  # [(student, assignment)] nbgrader could not grade
+        self.notes = []  # report lines: events while grading
         self.running = {}  # connection -> (pid, slot, student, assignments)
         logs = os.path.join(root, "autograded", "logs")
         os.makedirs(logs, exist_ok=True)
@@ -293,8 +434,9 @@ class WorkerPool:
                      for slot in range(len(urls))]
 
     def grade(self, tasks, total, progress):
-        """Grade every (student, [assignments]) of ``tasks``; returns the failures."""
-        queue, failures, done = list(tasks), {}, 0
+        """Grade every (student, [assignments]) of ``tasks``; returns {(student,
+        assignment): (outcome, why)} of those not graded (faults.REFUSED or FAULT)."""
+        queue, outcomes, deaths, done = list(tasks), {}, {}, 0
         try:
             for slot in range(len(self.urls)):
                 self._start(slot, queue)
@@ -302,31 +444,42 @@ class WorkerPool:
                 for connection in multiprocessing.connection.wait(list(self.running)):
                     pid, slot, student, assignments = self.running.pop(connection)
                     log = f"autograded/logs/worker-{slot}.log"
+                    self.students[slot].append(student)
                     try:
                         graded = connection.recv()
-                        why = f"nbgrader could not grade it (see {log})"
                     except (EOFError, OSError):
                         graded = None
-                        why = f"its grading worker died (see {log}); grade it again"
-                    for assignment in assignments:
-                        if not (graded or {}).get(assignment):
-                            failures[student, assignment] = why
-                            if graded is not None:  # nbgrader refused it: a zero
-                                self.ungradable.append((student, assignment))
-                    self.students[slot].append(student)
-                    done += len(assignments)
-                    progress(done, total)
-                    if graded is None:
+                    if graded is None:  # the worker died: a fault of the grader
                         self._stop(connection, pid)
+                        deaths[student] = deaths.get(student, 0) + 1
+                        if deaths[student] == 1:
+                            queue.insert(0, (student, assignments))
+                            self.notes += [f"{student}/{a}: its grading worker died (see "
+                                           f"{log}); graded again" for a in assignments]
+                        else:
+                            for assignment in assignments:
+                                outcomes[student, assignment] = (
+                                    FAULT, f"its grading workers died twice while grading "
+                                    f"it (see {log})")
+                            done += len(assignments)
                         self._start(slot, queue)
                     else:
+                        for assignment in assignments:
+                            outcome, why, notes = graded[assignment]
+                            self.notes += [f"{student}/{assignment}: {n}" for n in notes]
+                            if outcome == REFUSED:
+                                why = f"nbgrader could not grade it (see {log})"
+                            if outcome != GRADED:
+                                outcomes[student, assignment] = (outcome, why)
+                        done += len(assignments)
                         self._hand(connection, pid, slot, queue)
+                    progress(done, total)
         finally:
             for connection, (pid, *_) in list(self.running.items()):
                 self._stop(connection, pid)
             for log in self.logs:
                 log.close()
-        return failures
+        return outcomes
 
     def _start(self, slot, queue):
         """Fork a worker for ``slot`` if there is work left."""
@@ -335,15 +488,14 @@ class WorkerPool:
         ours, theirs = multiprocessing.Pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        wrapper = os.getpid()
         # Ctrl-C waits until the worker is known, so that it is stopped with the others.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             code = 1
             try:
-                # killed with its grader: none grades on, unseen, beside the next run
-                confine.end_with_parent(parent)
+                self.worker.become_worker(wrapper)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
                 ours.close()
                 for inherited in self.running:  # so each worker sees its own hang-up
@@ -356,8 +508,9 @@ class WorkerPool:
             except BaseException:
                 traceback.print_exc()
             finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
+                with contextlib.suppress(OSError):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
                 os._exit(code)  # no teardown: the interpreter holds torch
         theirs.close()
         try:
@@ -398,22 +551,29 @@ class Round:
     """What grading a list of submissions did (``grade``)."""
     graded: list  # [(student, assignment)] handed to nbgrader
     rejected: list  # not graded (the prechecks): zero recorded
-    ungradable: list  # nbgrader could not grade them: zero recorded
-    failures: dict  # {(student, assignment): why it was not graded}
+    outcomes: dict  # {(student, assignment): (faults.REFUSED or FAULT, why)} not graded
     notes: list  # report lines
     where: str  # "2 jobs", or the cluster
 
+    def left(self, outcome):
+        """The submissions not graded with ``outcome``: REFUSED ones score zero, FAULT
+        ones (the grader's own faults) keep their previous rows."""
+        return sorted(key for key, (kind, _) in self.outcomes.items() if kind == outcome)
+
 
 def grade(root, found, unusable, progress, jobs=1, shared=None, modules=(), client=None,
-          scheduler=None):
+          scheduler=None, scratch=None):
     """Check, stage and grade the submissions ``found`` [(student, assignment)] with
     ``jobs`` workers and the zygote ``shared`` (loading ``modules`` before forking them),
-    or on the Dask cluster of ``client``; ``unusable`` ones score zero. Returns a Round."""
+    or on the Dask cluster of ``client``; ``unusable`` ones score zero. Staging copies go
+    to a new run folder in ``scratch``. Returns a Round."""
     url = report.db_url(root)
-    with tempfile.TemporaryDirectory(prefix="nbconfine-submitted-") as staging, \
-            tempfile.TemporaryDirectory(prefix="nbconfine-release-") as scratch:
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(run_folder(scratch))  # the staging copy, the release
+        staging, release = os.path.join(folder, "submitted"), os.path.join(folder, "release")
+        os.mkdir(release)
         submitted = sorted({a for _, a in found})
-        notes, release_dirs = regrade.prepare_gradebook(root, url, submitted, scratch)
+        notes, release_dirs = regrade.prepare_gradebook(root, url, submitted, release)
         expected = releases(release_dirs, submitted)
         graded, rejected = [], list(unusable)
         for student, assignment in found:
@@ -422,65 +582,89 @@ def grade(root, found, unusable, progress, jobs=1, shared=None, modules=(), clie
             notes += lines
             (graded if accepted else rejected).append((student, assignment))
         record_zero(url, rejected)
+        kept = Kept(url, graded)
         jobs = max(1, min(jobs, len({student for student, _ in graded})))
         for student, assignment in graded:
             shutil.copytree(os.path.join(root, "submitted", student, assignment),
                             os.path.join(staging, student, assignment))
         where = f"{jobs} jobs"
         if client:
-            failures, ungradable, retried, where = cluster.grade_on_cluster(
+            outcomes, lines, where = cluster.grade_on_cluster(
                 client, scheduler, root, staging, graded, url, progress)
-            record_zero(url, ungradable)
-            notes += retried
+        elif graded:
+            memory = (stack.enter_context(run_folder(MEMORY_DIR))
+                      if url.startswith("sqlite:") else None)
+            outcomes, lines = run_workers(root, staging, graded, jobs, shared.env, modules,
+                                          progress, memory)
         else:
-            failures, ungradable = (run_workers(root, staging, graded, jobs, shared.env,
-                                                modules, progress)
-                                    if graded else ({}, []))
-    return Round(graded, rejected, ungradable, failures, notes, where)
+            outcomes, lines = {}, []
+        notes += lines
+        run = Round(graded, rejected, outcomes, notes, where)
+        record_zero(url, run.left(REFUSED))
+        kept.restore(run.left(FAULT))
+    return run
 
 
 def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar,
               scheduler=None):
     """Grade every submission (on the Dask cluster at ``scheduler``, if given); returns
-    the report text. Raises cluster.ClusterUnavailable and settings.NotConfigured before
-    writing anything."""
+    (the report text, how many submissions faults of the grader left ungraded). Raises
+    cluster.ClusterUnavailable and settings.NotConfigured before writing anything."""
     start = time.monotonic()
     root = os.path.abspath(root)
     assignments = course_assignments(root)
     found, notes, unusable = submissions(root, assignments, students)
     if not found and not unusable:
-        return "No submissions in submitted/: nothing to grade."
+        return "No submissions in submitted/: nothing to grade.", 0
     config = settings.load_config(root)
     spec = settings.zygote_spec(config)
     accept_weaker = os.environ.get("UNCONFINED") == "1"
     client = cluster.connect(scheduler, report.db_url(root)) if scheduler else None
     with contextlib.ExitStack() as stack:
-        stack.enter_context(course_lock(root, "nbconfine autograde"))
-        # The zygote loads its libraries while the submissions are checked and copied; on
-        # a cluster the workers have theirs. Leaving closes the client: its tasks are dropped.
-        if client:
+        if client:  # refused before anything is written
             stack.enter_context(client)
             confinement = cluster.check_workers(client, accept_weaker,
                                                 settings.course_files(root, config))
-            run = grade(root, found, unusable, progress, client=client, scheduler=scheduler)
+        stack.enter_context(course_lock(root, "nbconfine autograde"))
+        removed = remove_dead_runs(scratch_parents())
+        if removed:
+            notes.append(f"removed what interrupted runs left (staging copies, unmerged "
+                         f"gradebook copies): {', '.join(removed)}")
+        scratch = stack.enter_context(run_folder(None))  # the zygote's socket, the staging
+        # The zygote loads its libraries while the submissions are checked and copied; on
+        # a cluster the workers have theirs. Leaving closes the client: its tasks are dropped.
+        if client:
+            run = grade(root, found, unusable, progress, client=client, scheduler=scheduler,
+                        scratch=scratch)
         else:
-            shared = stack.enter_context(zygote.serve(spec))
+            shared = stack.enter_context(zygote.serve(spec, scratch))
             confinement = confine.check(shared.confinement, accept_weaker)
+            notes += faults.take()[0]  # the zygote restarted before it was ready, say
             run = grade(root, found, unusable, progress, jobs, shared,
-                        settings.executor_modules(config))
+                        settings.executor_modules(config), scratch=scratch)
     notes += run.notes
+    faulted = run.left(FAULT)
     noted = {line.split(":")[0] for line in notes}
-    notes += [f"{s}/{a}: {why}" for (s, a), why in sorted(run.failures.items())
-              if f"{s}/{a}" not in noted]
+    for (s, a), (outcome, why) in sorted(run.outcomes.items()):
+        if outcome == FAULT:
+            notes.append(f"{s}/{a}: not graded: {why}; its previous grades are kept")
+        elif f"{s}/{a}" not in noted:
+            notes.append(f"{s}/{a}: {why}; it scores zero")
     table = report.course_table(root, config)[1]
     text_report = "\n".join(
-        [table, "", f"Graded {len(run.graded)} submissions with {run.where} in "
-                    f"{time.monotonic() - start:.1f} s.", confinement,
+        [table, "", f"Graded {len(run.graded) - len(faulted)} submissions with {run.where} "
+                    f"in {time.monotonic() - start:.1f} s.", confinement,
          f"Problems found: {len(notes)}"]
-        + [f"  {line}" for line in notes])
-    with open(os.path.join(root, "autograded", "report.txt"), "w") as f:
-        f.write(text_report + "\n")
-    return text_report
+        + [f"  {line}" for line in notes]
+        + ([f"Not graded, for faults of the grader: {len(faulted)} submissions (their "
+            "previous grades are kept). Run the same command again to grade them."]
+           if faulted else []))
+    try:
+        with open(os.path.join(root, "autograded", "report.txt"), "w") as f:
+            f.write(text_report + "\n")
+    except OSError as exc:
+        text_report += f"\nCould not write autograded/report.txt ({exc.strerror})."
+    return text_report, len(faulted)
 
 
 def main(argv=None):
@@ -492,9 +676,10 @@ def main(argv=None):
                         "(tcp://HOST:PORT; see nbconfine/cluster.py)")
     args = parser.parse_args(argv)
     try:
-        print(autograde(args.root, args.jobs, args.students, scheduler=args.scheduler),
-              flush=True)
-        code = 0
+        text_report, ungraded = autograde(args.root, args.jobs, args.students,
+                                          scheduler=args.scheduler)
+        print(text_report, flush=True)
+        code = INCOMPLETE if ungraded else 0
     except confine.Refused as refusal:
         print(refusal, file=sys.stderr)
         code = 2
@@ -504,6 +689,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\nInterrupted. Grading again is safe: run the same command.", file=sys.stderr)
         code = 130
+    except Exception as exc:
+        fault = faults.kind_of(exc)
+        if fault is None:
+            raise
+        print(f"autograde: stopped by a fault of the grading machine: {fault[1]}. Grades "
+              "written so far are kept; run the same command again once it is mended.",
+              file=sys.stderr)
+        code = INCOMPLETE
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # the interpreter's teardown with big libraries loaded takes a second

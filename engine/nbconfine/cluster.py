@@ -19,8 +19,11 @@ system is shared.
 Each worker process is prepared once by ``GraderPlugin`` (nbgrader loaded, the sandboxes'
 zygote started through ``nbconfine.zygote``, as for a local run): ``dask worker --preload
 nbconfine.cluster`` does it as the worker starts, and the client registers it too, for
-workers started without it. Dask retries a task whose worker died on another worker; the
-scheduler's ``allowed-failures`` bounds the tries, after which the submission scores zero.
+workers started without it. Faults are handled as locally (nbconfine.faults): the
+worker's zygote is restarted when it dies, a lost gradebook database is waited for. Dask
+retries a task whose worker died on another worker; the scheduler's ``allowed-failures``
+bounds the tries, after which the submission is left ungraded (its previous grades kept),
+as is one the instructor's side cannot write to ``autograded/``.
 
 The scheduler needs nothing of nbconfine: it unpickles every task it schedules, so each
 task is a ``Call`` pickled into bytes, run as ``pickle.loads(those bytes)`` (see
@@ -41,6 +44,8 @@ import uuid
 import warnings
 
 from nbgrader.api import Gradebook
+
+from nbconfine.faults import FAULT, GRADED, REFUSED
 
 CONNECT_SECONDS = 5
 WAIT_WORKERS_SECONDS = 10
@@ -112,7 +117,8 @@ class Grader:
         self.lock = threading.Lock()  # one app: one submission at a time
 
     def grade(self, student, assignment, files, instructor_files, db_url):
-        """{"graded": bool, "files": autograded folder, "log": nbgrader's log}."""
+        """{"outcome": faults.GRADED, REFUSED or FAULT, "why": a fault's reason, "notes":
+        events the report names, "files": autograded folder, "log": nbgrader's log}."""
         with self.lock:
             for folder in ("submitted", "source", "autograded"):
                 shutil.rmtree(os.path.join(self.root, folder), ignore_errors=True)
@@ -126,12 +132,12 @@ class Grader:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # SQLAlchemy's about nbgrader's models
-                    graded = self.worker.grade(self.app, student, assignment)
+                    outcome, why, notes = self.worker.grade(self.app, student, assignment)
             finally:
                 self.app.log.removeHandler(handler)
             out = os.path.join(self.root, "autograded", student, assignment)
-            return {"graded": graded, "files": read_tree(out) if graded else {},
-                    "log": log.getvalue()}
+            return {"outcome": outcome, "why": why, "notes": notes, "log": log.getvalue(),
+                    "files": read_tree(out) if outcome == GRADED else {}}
 
 
 _grader = None
@@ -277,9 +283,9 @@ def check_workers(client, accept_weaker, course_files):
 def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
     """Grade ``graded`` [(student, assignment)], read from ``staging``, on the cluster.
 
-    Returns ({(student, assignment): why it was not graded}, [(student, assignment)] that
-    could not be graded, to record as zero, report lines about retries, a description of
-    the cluster). Tasks are submitted as workers free up (as many in
+    Returns ({(student, assignment): (faults.REFUSED or FAULT, why)} of those not graded,
+    report lines (retries, restarts), a description of the cluster). Tasks are submitted
+    as workers free up (as many in
     flight as the cluster has threads), so the scheduler holds few submissions at once
     and each worker one: Dask counts a try against every task a dying worker held (a
     task re-queued behind another after a death can be counted for it).
@@ -292,7 +298,7 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
     with Gradebook(db_url) as gb:  # once, before workers would create them side by side
         for student in sorted({s for s, _ in graded}):
             gb.update_or_create_student(student)
-    pending, running, failures, ungradable, done = list(graded), {}, {}, [], 0
+    pending, running, outcomes, notes, done = list(graded), {}, {}, [], 0
     completed = as_completed(loop=client.loop)
 
     def submit_more():
@@ -316,37 +322,53 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
             try:
                 result = future.result()
             except KilledWorker as exc:
-                failures[student, assignment] = (
+                outcomes[student, assignment] = (FAULT, (
                     f"the workers grading it died {exc.allowed_failures + 1} times (the "
-                    "scheduler's allowed-failures; see the workers' logs): not graded, it "
-                    "scores zero")
-                ungradable.append((student, assignment))
+                    "scheduler's allowed-failures; see the workers' logs)"))
             except Exception as exc:  # the scheduler's or Dask's reason, said as it is
-                failures[student, assignment] = (f"not graded on the cluster "
-                                                 f"({type(exc).__name__}: {exc})")
+                outcomes[student, assignment] = (
+                    FAULT, f"not graded on the cluster ({type(exc).__name__}: {exc})")
             else:
                 log.write(f"==> {where}, on {result['worker']}\n{result['log']}\n")
-                if result["graded"]:
-                    folder = os.path.join(root, "autograded", student, assignment)
-                    shutil.rmtree(folder, ignore_errors=True)
-                    write_tree(folder, result["files"])
+                notes += [f"{where}: {note} (on {result['worker']})" for note in result["notes"]]
+                if result["outcome"] == GRADED:
+                    written = write_autograded(root, student, assignment, result["files"])
+                    if written:
+                        outcomes[student, assignment] = (FAULT, written)
+                elif result["outcome"] == REFUSED:
+                    outcomes[student, assignment] = (
+                        REFUSED, f"nbgrader could not grade it (see {CLUSTER_LOG})")
                 else:
-                    failures[student, assignment] = \
-                        f"nbgrader could not grade it (see {CLUSTER_LOG})"
-                    ungradable.append((student, assignment))
+                    outcomes[student, assignment] = (FAULT, result["why"])
             future.release()
             done += 1
             progress(done, len(graded))
             submit_more()
-    return (failures, ungradable, retries(client, topic, failures),
+    return (outcomes, notes + retries(client, topic, outcomes),
             f"{workers} Dask workers at {address}")
 
 
-def retries(client, topic, failures):
+def write_autograded(root, student, assignment, files):
+    """Write a graded submission's autograded folder whole: '' or, when the disk refuses
+    (full), why; nothing half-written is left."""
+    folder = os.path.join(root, "autograded", student, assignment)
+    partial = folder + ".partial"
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        write_tree(partial, files)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.rename(partial, folder)
+        return ""
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        return f"could not write autograded/{student}/{assignment} ({exc.strerror})"
+
+
+def retries(client, topic, outcomes):
     """Report lines for the submissions some worker died grading, from the tasks' events."""
     tries = {}
     for _, event in client.get_events(topic):
         tries.setdefault((event["student"], event["assignment"]), []).append(event["worker"])
     return [f"{s}/{a}: a worker died while grading it ({', '.join(workers[:-1])}); "
             f"graded again on {workers[-1]}" for (s, a), workers in sorted(tries.items())
-            if len(workers) > 1 and (s, a) not in failures]
+            if len(workers) > 1 and (s, a) not in outcomes]

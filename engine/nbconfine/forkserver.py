@@ -13,13 +13,18 @@ import sys
 
 if __name__ == "__main__":  # confined while single-threaded, before a library starts threads
     import json
+    import os
     import socket
-    from nbconfine import confine
+    from nbconfine import confine, zygote
+    zygote.name_process(zygote.ZYGOTE_NAME)  # before it forks: found by name, never mistaken
     CONFINEMENT = confine.enter([name for name in sys.argv[2].split(",") if name])
     SPEC = json.loads(sys.argv[3])
     HELLO = json.dumps({"confinement": CONFINEMENT.to_wire(), "spec": SPEC}).encode()
     OWNER = socket.socket(fileno=int(sys.argv[1]))
-    OWNER.sendall(len(HELLO).to_bytes(8, "big") + HELLO)  # framed as wire.send, early
+    try:
+        OWNER.sendall(len(HELLO).to_bytes(8, "big") + HELLO)  # framed as wire.send, early
+    except OSError:  # the owner is gone already (Ctrl-C while it started): nothing to serve
+        os._exit(0)
 
 import importlib
 import json
@@ -30,6 +35,7 @@ import socket
 import struct
 
 from nbconfine import confine, wire
+from nbconfine.zygote import SANDBOX_NAME, name_process
 
 ROLES = {"problem": "nbconfine.remote", "notebook": "nbconfine.kernel"}
 SETUP_LIMIT = 2**16  # bytes of a sandbox's setup message
@@ -93,6 +99,7 @@ def zygote_main(owner, confinement, hello, spec, listen_path=None):
                     key.fileobj.close()
                 sock = socket.socket(fileno=fds[0])
                 try:
+                    name_process(SANDBOX_NAME)
                     sock.sendall(b"\0")  # its credentials tell the grader its pid
                     setup, setup_fds = receive_setup(sock)
                     role = setup["role"]

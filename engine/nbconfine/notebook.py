@@ -35,7 +35,7 @@ import nbformat
 from traitlets import Dict, Float, Integer
 
 from nbgrader.preprocessors import NbGraderPreprocessor
-from nbconfine import confine, settings, wire, zygote
+from nbconfine import confine, faults, settings, wire, zygote
 from nbconfine.sandbox import MAX_REPLY, AnswerFault, Sandbox, _parent_of
 
 SKIP_TAG = "skip-execution"  # nbclient's skip_cells_with_tag
@@ -84,7 +84,7 @@ class NotebookSandbox(Sandbox):
         try:
             wire.send(self.sock, json.dumps({"source": source}).encode())
         except OSError:
-            self.kill(DIED)
+            self.died(DIED)
         interrupted = False
         if not self._reply_starts(time.monotonic() + timeout if timeout else None):
             interrupted = True
@@ -97,7 +97,7 @@ class NotebookSandbox(Sandbox):
             return {"outputs": [clean_output(o) for o in reply["outputs"]],
                     "status": str(reply.get("status"))}, interrupted
         except Exception:
-            self.kill(DIED)
+            self.died(DIED)
 
     def _reply_starts(self, deadline):
         """Whether the reply (or a hang-up) arrives before ``deadline`` (None: ever)."""
@@ -161,7 +161,7 @@ class NotebookSession:
         return NotebookSandbox(self.shared, self.executor.memory_limit, self.folder,
                                self.executor.scratch_limit)
 
-    def run(self, source):
+    def run(self, source, again=False):
         """The outputs of one cell, as a kernel would give them to nbgrader."""
         if self.sandbox is None:
             return [error("DeadKernelError", GAVE_UP.format(count=self.restarts))]
@@ -170,6 +170,12 @@ class NotebookSession:
             reply, interrupted = self.sandbox.run(source, executor.timeout,
                                                   executor.interrupt_grace)
         except AnswerFault as fault:
+            if self.sandbox.zygote_lost and not again:  # the grader's fault: run it again
+                faults.note("the notebook's sandbox died with the sandbox zygote; its cells "
+                            "were run again")
+                self.restarts -= 1  # not the notebook's doing
+                self._restart()
+                return self.run(source, again=True)
             outputs = [nbformat.from_dict(dict(executor.error_on_timeout, output_type="error"))
                        ] if str(fault) == NOT_STOPPED else []
             self._restart()

@@ -34,7 +34,7 @@ from traitlets import Integer, Unicode
 
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
-from nbconfine import confine, reach, settings, zygote
+from nbconfine import confine, faults, reach, settings, zygote
 from nbconfine.layout import Problems
 from nbconfine.remote import AnswerFault, LearnerError, ProblemSandbox, Remote, load_checks
 
@@ -167,6 +167,7 @@ class ProblemSession:
         self.bound = {}  # name -> the Remote bound for it in the namespace
         self.ops = set()  # aten operators the learner's code ran for the tests
         self.fault = None  # why this problem's answer cannot be graded further
+        self.lost = False  # an earlier sandbox of this session died with its zygote
 
     def _start_cell(self):
         self.sandbox.deadline = time.monotonic() + self.timeout
@@ -179,9 +180,15 @@ class ProblemSession:
         self.learner_names = reply["names"]  # also when the cell raised after a def
         return reply
 
+    @property
+    def zygote_lost(self):
+        """Whether a sandbox of this problem died with its zygote (the grader's fault)."""
+        return self.lost or self.sandbox.zygote_lost
+
     def restart(self):
         """A fresh sandbox with every learner-side cell run so far run again."""
         self.ops |= self.sandbox.ops
+        self.lost = self.zygote_lost
         self.sandbox.close()
         self.sandbox = ProblemSandbox(self.zygote, self.memory_bytes)
         replay, self.replay = self.replay, []
@@ -258,15 +265,33 @@ class ProblemExecute(NbGraderPreprocessor):
         for problem in problems:
             start = time.monotonic()
             last = max(i for i, (_, p) in enumerate(roles) if p == problem)
+            session = self._grade_problem_once_more_if_lost(nb, roles, problem, last,
+                                                            shared, recorded, broken)
+            self._enforce_own_work(nb, roles, problem, session)
+            self.problem_seconds[problem] = time.monotonic() - start
+            self.log.info("Graded %s in %.2f s", problem, self.problem_seconds[problem])
+        return nb, resources
+
+    def _grade_problem_once_more_if_lost(self, nb, roles, problem, last, shared, recorded,
+                                         broken):
+        """Grade ``problem``; graded again, from scratch, if its zygote died meanwhile (a
+        fault of the grader); a second loss stands, as a crash does. Returns the session."""
+        before = set(recorded), set(broken)
+        for attempt in (1, 2):
             session = ProblemSession(shared, self.timeout, self.memory_limit)
             try:
                 self._grade_problem(nb, roles, problem, last, session, recorded, broken)
             finally:
                 session.close()
-            self._enforce_own_work(nb, roles, problem, session)
-            self.problem_seconds[problem] = time.monotonic() - start
-            self.log.info("Graded %s in %.2f s", problem, self.problem_seconds[problem])
-        return nb, resources
+            if not session.zygote_lost:
+                return session
+            if attempt == 1:
+                faults.note(f"{problem}: its sandbox died with the sandbox zygote; graded again")
+                recorded.intersection_update(before[0])
+                broken.intersection_update(before[1])
+        faults.note(f"{problem}: its sandbox died with the sandbox zygote twice; it is "
+                    "graded as a crash (its tests fail from there on)")
+        return session
 
     def _grade_problem(self, nb, roles, problem, last, session, recorded, broken):
         for index, ((role, owner), cell) in enumerate(zip(roles[:last + 1], nb.cells)):

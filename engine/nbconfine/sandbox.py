@@ -5,6 +5,10 @@ descriptors such as a working directory), then requests; every request has a dea
 and a sandbox that misses it, dies or answers with more than ``MAX_REPLY`` bytes is
 killed with everything it started. What requests and replies hold is the role's
 business (nbconfine.remote for problem mode, nbconfine.notebook for notebook mode).
+
+A sandbox that died because its zygote died (the zygote's PID namespace ends with it) is
+not the answer's doing: ``zygote_lost`` says so, and the mode grades its work again in a
+sandbox of the restarted zygote (nbconfine.zygote).
 """
 import json
 import os
@@ -18,6 +22,7 @@ MAX_REPLY = 256 * 2**20  # bytes; a larger reply is treated as a crash
 TIMED_OUT = "did not finish within the time limit (an infinite loop?)"
 DIED = ("died: the Python process running it exited or crashed (os._exit, sys.exit in a "
         "thread, a segfault or running out of memory)")
+ZYGOTE_LOST = "was lost: the grader's sandbox zygote died while it ran"
 
 
 class AnswerFault(Exception):
@@ -30,16 +35,19 @@ class Sandbox:
 
     def __init__(self, zygote, memory_bytes, role, fds=(), **setup):
         self.sock, self.pid = zygote.fork(memory_bytes)
+        self.zygote = zygote
         self.zygote_pid = zygote.pid
         self.own_pid_namespace = "namespaces" in zygote.confinement.active
         self.fault = None
+        self.zygote_lost = False  # it died with its zygote: a fault of the grader
         self.deadline = None
         payload = json.dumps(dict(setup, role=role)).encode()
         try:
             socket.send_fds(self.sock, [wire.HEADER.pack(len(payload))], list(fds))
             self.sock.sendall(payload)
-        except OSError:
-            self.fault = DIED  # the first request raises AnswerFault
+        except OSError:  # the first request raises AnswerFault
+            self.zygote_lost = not zygote.alive()
+            self.fault = ZYGOTE_LOST if self.zygote_lost else DIED
 
     def exchange(self, payload):
         """Send ``payload``; return the reply's bytes. Raises AnswerFault when the sandbox
@@ -52,7 +60,14 @@ class Sandbox:
         except TimeoutError:
             self.kill(TIMED_OUT)
         except Exception:
-            self.kill(DIED)
+            self.died(DIED)
+
+    def died(self, reason):
+        """Kill it as dead (raises AnswerFault with ``reason``), or as lost with its zygote
+        (``zygote_lost``): the zygote hangs up before the kernel ends the sandboxes in its
+        namespace."""
+        self.zygote_lost = not self.zygote.alive()
+        self.kill(ZYGOTE_LOST if self.zygote_lost else reason)
 
     def kill(self, reason):
         self.fault = reason

@@ -47,6 +47,7 @@ import time
 import traceback
 
 from nbconfine import autograde, cluster, confine, handback, settings, zygote
+from nbconfine.faults import FAULT
 from nbconfine.layout import course_assignments, course_lock
 
 PER_JOB = 4  # submissions per job in one round: SIGTERM waits for at most this many each
@@ -213,9 +214,8 @@ class Service:
         for arrival, said in collected:
             where = "/".join(arrival.key)
             notes = said + [note for note in run.notes if note.startswith(where + ":")]
-            if arrival.key in run.failures and arrival.key not in run.ungradable \
-                    and arrival.key not in run.rejected:
-                self._retry(arrival, run.failures[arrival.key], notes)
+            if arrival.key in run.left(FAULT):
+                self._retry(arrival, run.outcomes[arrival.key][1], notes)
             else:
                 graded.append((arrival, notes))
         written = self._write_feedback([arrival.key for arrival, _ in graded])

@@ -7,16 +7,29 @@ first seconds importing side by side. Each worker is handed one student (their
 submissions) at a time, so all stay busy until the last one. A worker is configured as
 ``nbgrader autograde --force`` run in the course directory (nbgrader_config.py
 included), reads the submissions from a staging copy, and writes its log to its own file.
+
+Each submission ends in one of three ways (``grade``): graded; refused by nbgrader
+(something in the submission: it scores zero); or not graded for the grader's own
+reasons (nbconfine.faults: it is left ungraded, never zeroed). A submission whose
+gradebook database went away is graded again once the database answers.
 """
+import contextlib
 import importlib
 import os
 import sys
+import time
 import traceback
 import warnings
 
 from nbgrader.apps.nbgraderapp import NbGraderApp
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
+
+from nbconfine import confine, faults, zygote
+from nbconfine.faults import FAULT, GRADED, REFUSED
+
+DATABASE_WAIT = 120  # seconds a worker waits for the gradebook's database to answer again
+DATABASE_TRIES = 3  # gradings of one submission whose database connection failed
 
 
 def load(modules):
@@ -25,9 +38,17 @@ def load(modules):
         importlib.import_module(module)
 
 
+def become_worker(wrapper):
+    """First thing in a worker forked from ``wrapper``: named (ps shows nbc-worker) and
+    killed when the wrapper dies, so that a killed run leaves no grading behind."""
+    zygote.name_process(zygote.WORKER_NAME)
+    confine.end_with_parent(wrapper)
+
+
 def serve(connection, root, staging, log_fd, env):
     """Grade each (student, [assignments]) received on ``connection``; answer each with
-    {assignment: whether nbgrader graded it}. Returns when the connection closes."""
+    {assignment: (outcome, why, notes)} (see ``grade``). Returns when the connection
+    closes."""
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.chdir(root)
@@ -46,19 +67,76 @@ def serve(connection, root, staging, log_fd, env):
                          for assignment in assignments})
 
 
+class FaultAwareAutograde(Autograde):
+    """nbgrader's Autograde, which remembers a fault of the grading machine (a lost
+    database, a full disk, a zygote that cannot be restarted) where nbgrader turns every
+    exception into "could not grade"."""
+
+    def init_assignment(self, assignment_id, student_id):
+        with faults.classified():
+            super().init_assignment(assignment_id, student_id)
+
+    def convert_single_notebook(self, notebook_filename):
+        with faults.classified():
+            super().convert_single_notebook(notebook_filename)
+
+
 def grade(app, student, assignment):
-    """Autograde one submission in the staging copy; True if nbgrader graded it."""
+    """Autograde one submission in the staging copy: (outcome, why, notes), outcome
+    GRADED, REFUSED (nbgrader refused it; it logged why) or FAULT (the grader's own
+    reasons, said by ``why``); ``notes``: events the report names."""
+    notes, attempt = [], 1
+    while True:
+        faults.take()
+        graded = run_autograde(app, student, assignment)
+        events, fault = faults.take()
+        notes += events
+        if fault is None:
+            return (GRADED if graded else REFUSED), "", notes
+        kind, why = fault
+        app.log.error("Not graded, a fault of the grader: %s", why)
+        if kind != faults.DATABASE or attempt == DATABASE_TRIES:
+            return FAULT, why, notes
+        waited = wait_for_database(app.coursedir.db_url)
+        if waited is None:
+            return FAULT, f"{why}; it did not answer again within {DATABASE_WAIT} s", notes
+        notes.append(f"{why}; graded again once it answered ({waited:.0f} s later)")
+        attempt += 1
+
+
+def run_autograde(app, student, assignment):
+    """nbgrader's autograde of one submission; True if nbgrader graded it."""
     app.coursedir.student_id = student
     app.coursedir.assignment_id = assignment
     try:
-        Autograde(coursedir=app.coursedir, parent=app).start()
+        FaultAwareAutograde(coursedir=app.coursedir, parent=app).start()
         return True
     except NbGraderException:
         return False  # nbgrader logged why
-    except Exception:
+    except Exception as exc:
         app.log.error("Could not grade %s/%s:\n%s", student, assignment,
                       traceback.format_exc())
+        faults.record(exc)
         return False
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError):  # a full disk under the log: said elsewhere
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+
+def wait_for_database(url, seconds=DATABASE_WAIT):
+    """Seconds until the gradebook's database answers a query, or None after ``seconds``."""
+    from sqlalchemy import create_engine, text
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        engine = create_engine(url)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return time.monotonic() - start
+        except Exception:
+            time.sleep(1)
+        finally:
+            engine.dispose()
+    return None
+
