@@ -18,6 +18,8 @@ from nbgrader.apps.nbgraderapp import NbGraderApp
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 
+from nbconfine import stages
+
 
 def load(modules):
     """Import what grading imports (settings.executor_modules) before the fork."""
@@ -37,12 +39,16 @@ def serve(connection, root, staging, log_fd, env):
     cli.initialize(["autograde", "--force", "--log-level=INFO",
                     f"--CourseDirectory.submitted_directory={staging}"])
     app = cli.subapp
+    profile = stages.start()  # NBCONFINE_PROFILE: where the time goes
     while True:
         try:
             student, assignments = connection.recv()
         except EOFError:
+            if profile:
+                profile.save()
             return
-        connection.send({assignment: grade(app, student, assignment)
+        connection.send({assignment: profile.grade(grade, app, student, assignment)
+                         if profile else grade(app, student, assignment)
                          for assignment in assignments})
 
 
