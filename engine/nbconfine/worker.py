@@ -18,7 +18,7 @@ from nbgrader.apps.nbgraderapp import NbGraderApp
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 
-from nbconfine import stages
+from nbconfine import stages, warm
 
 
 def load(modules):
@@ -35,6 +35,7 @@ def serve(connection, root, staging, log_fd, env):
     os.chdir(root)
     os.environ.update(env)
     warnings.simplefilter("ignore")  # SQLAlchemy's warnings about nbgrader's models: noise
+    warm.install()
     cli = NbGraderApp.instance()
     cli.initialize(["autograde", "--force", "--log-level=INFO",
                     f"--CourseDirectory.submitted_directory={staging}"])
