@@ -22,6 +22,7 @@ back.
 import ast
 import builtins
 import contextlib
+import functools
 import io
 import os
 import re
@@ -143,6 +144,11 @@ def forbidden_names(sources, roots, forbidden):
     return found
 
 
+@functools.lru_cache(maxsize=256)  # every submission runs the same instructor cells
+def _compiled(source, filename):
+    return compile(source, filename, "exec")
+
+
 def error_output(ename, evalue):
     """An error output that shows the message only, never the test's source."""
     return NotebookNode(output_type="error", ename=ename, evalue=evalue,
@@ -211,7 +217,7 @@ class ProblemSession:
             try:
                 if self.fault:
                     raise AnswerFault(self.fault)
-                exec(compile(source, f"<{name}>", "exec"), self.namespace)
+                exec(_compiled(source, f"<{name}>"), self.namespace)
             except AnswerFault as fault:
                 self.fault = str(fault)
                 outputs.append(error_output("AnswerFault", f"your answer {fault}"))
