@@ -1017,6 +1017,7 @@ def module_gradients_match(cls, shape, seed=0):
         x.numel() // shape[1])])
 
 
+@_remembered
 def _module_grads_float32(shape, x, grad_output, gamma, beta):
     """torch's grads of input, gamma and beta for the seed 004 module, computed in float32
     (``scenario_module_grads``, which answers run, makes its module float64)."""
