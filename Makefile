@@ -22,9 +22,12 @@ NBCONFINE := $(VENV)/bin/nbconfine
 STAMP := $(VENV)/.installed
 ENGINE_JUPYTER := $(abspath engine/nbconfine/jupyter)
 # the engine's nbgrader settings and JupyterLab style for everyone using the environment
+# and a quicker start of every nbgrader command (nbconfine-quick-start.pth says why)
 JUPYTER_LINKS = mkdir -p $(VENV)/etc/jupyter $(VENV)/share/jupyter/labextensions && \
   ln -sfn $(ENGINE_JUPYTER)/nbgrader_config.py $(VENV)/etc/jupyter/nbgrader_config.py && \
-  ln -sfn $(ENGINE_JUPYTER)/labextensions/nbconfine-lab $(VENV)/share/jupyter/labextensions/
+  ln -sfn $(ENGINE_JUPYTER)/labextensions/nbconfine-lab $(VENV)/share/jupyter/labextensions/ && \
+  ln -sfn $(ENGINE_JUPYTER)/nbconfine-quick-start.pth \
+    "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"/
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 ifneq ($(EXCHANGE),)
 export NBGRADER_EXCHANGE := $(abspath $(EXCHANGE))
@@ -38,7 +41,7 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv: the pinned requirements and the engine (editable)
 
-$(STAMP): requirements.txt $(wildcard engine/pyproject.toml)
+$(STAMP): requirements.txt $(wildcard engine/pyproject.toml engine/nbconfine/jupyter/*.pth)
 ifeq ($(VENV),.venv)
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
