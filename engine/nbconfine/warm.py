@@ -2,12 +2,13 @@
 
 nbgrader builds anew for every notebook what does not change between notebooks: each
 ``Gradebook(...)`` (about ten per submission) creates a database engine, with its empty
-cache of compiled queries, and checks that every table exists; each metadata check loads
-nbgrader's JSON schemas from disk and has jsonschema check the schema itself before each
-cell. ``install()``, run by each grading worker (nbconfine.worker, nbconfine.cluster),
-keeps one engine per gradebook URL (a server's connections are tested before each use,
-so a restarted PostgreSQL costs nothing) and the schemas loaded and checked, for the
-life of the process. What nbgrader reads, writes and decides is unchanged.
+cache of compiled queries, checks that every table exists, and closes its connections
+when done; each metadata check loads nbgrader's JSON schemas from disk and has
+jsonschema check the schema itself before each cell. ``install()``, run by each grading
+worker (nbconfine.worker, nbconfine.cluster), keeps one engine per gradebook URL with its
+connections open (a server's are tested before each use, so a restarted PostgreSQL costs
+nothing) and the schemas loaded and checked, for the life of the process. What nbgrader
+reads, writes and decides is unchanged.
 """
 import jsonschema
 from nbgrader import api
@@ -48,7 +49,11 @@ def install():
             _schemas[self.schema_version] = self.schema
         self.schema = _schemas[self.schema_version]
 
+    def gradebook_close(self):  # the session ends; the engine keeps its connections
+        self.db.remove()
+
     api.Gradebook.__init__ = gradebook_init
+    api.Gradebook.close = gradebook_close
     common.BaseMetadataValidator.__init__ = validator_init
     common.jsonschema = _CheckedSchemas()
 
