@@ -43,25 +43,30 @@ from nbconfine.sandbox import AnswerFault, Sandbox  # noqa: F401 (AnswerFault re
 from nbconfine import stages, wire
 
 PLAIN = (bool, int, float, str, bytes, type(None))
+KEPT_BYTES = 2**16  # a tensor this large is sent to a sandbox once (see _RequestPickler)
 NOT_PLAIN = "sent the grader something other than plain data (code writing to the grader's socket?)"
 DTYPES = {str(d).removeprefix("torch."): d for d in vars(torch).values()
           if isinstance(d, torch.dtype)}
 
 
 def tensor_data(tensor):
-    """(bytes, dtype name, shape) of a tensor's values, as the other side rebuilds it."""
+    """(values, dtype name, shape) of a tensor, as the other side rebuilds it. The values
+    are a view of its memory, pickled (protocol 5) as a bytearray: one copy on each side."""
     tensor = tensor.detach().as_subclass(torch.Tensor)
     if tensor.layout != torch.strided:
         tensor = tensor.to_dense()
     tensor = tensor.resolve_conj().resolve_neg().cpu().contiguous()
-    data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+    data = pickle.PickleBuffer(tensor.reshape(-1).view(torch.uint8).numpy())
     return data, str(tensor.dtype).removeprefix("torch."), list(tensor.shape)
 
 
 def tensor_from(data, dtype, shape):
-    """The tensor ``tensor_data`` described; ValueError when the parts do not fit."""
+    """The tensor ``tensor_data`` described (sharing ``data``'s memory); ValueError when
+    the parts do not fit."""
     dtype = DTYPES.get(dtype) if type(dtype) is str else None
-    if type(data) is not bytes or dtype is None or type(shape) is not list or \
+    if type(data) is bytes:  # a read-only buffer is pickled as bytes
+        data = bytearray(data)
+    if type(data) is not bytearray or dtype is None or type(shape) is not list or \
             any(type(n) is not int or n < 0 for n in shape):
         raise ValueError("not a tensor's data")
     count = 1
@@ -71,7 +76,7 @@ def tensor_from(data, dtype, shape):
         raise ValueError("a tensor's bytes do not fit its shape")
     if not data:
         return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
+    return torch.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def _rebuild_tensor(data, dtype, shape, requires_grad, parameter):
@@ -82,19 +87,52 @@ def _rebuild_tensor(data, dtype, shape, requires_grad, parameter):
     return tensor.requires_grad_(requires_grad)
 
 
+_KEPT = {}  # in a sandbox: number -> a large tensor the grader sent, for its next requests
+
+
+def _keep_tensor(number, data, dtype, shape):
+    """A large tensor the grader sent, kept: later requests name it by ``number``."""
+    _KEPT[number] = tensor_from(data, dtype, shape)
+    return _KEPT[number].clone()
+
+
+def _kept_tensor(number):
+    """A copy of a tensor the grader sent before (the learner's code may change it)."""
+    return _KEPT[number].clone()
+
+
 class _RequestPickler(pickle.Pickler):
     """Pickles a request: learner objects by reference, tensors as their bytes (far
-    quicker than torch's own pickling, which saves each storage as a file)."""
+    quicker than torch's own pickling, which saves each storage as a file). A large
+    tensor already sent to this sandbox, unchanged since, is named instead of sent again
+    (a test calls an answer on the same input many times)."""
+
+    def __init__(self, file, sandbox):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.sandbox = sandbox
 
     def persistent_id(self, obj):
         return obj._ref if isinstance(obj, Remote) else None
 
     def reducer_override(self, obj):
         kind = type(obj)
+        if kind is torch.Tensor and obj.grad_fn is None and not obj.requires_grad \
+                and obj.nbytes >= KEPT_BYTES:
+            known = self.sandbox.sent.get(id(obj))
+            if known and known[0] is obj and known[1] == obj._version:
+                return _kept_tensor, (known[2],)
+            number = len(self.sandbox.kept)
+            self.sandbox.kept.append(obj)
+            self.sandbox.sent[id(obj)] = (obj, obj._version, number)
+            return _keep_tensor, (number, *tensor_data(obj))
         if (kind is torch.Tensor or kind is torch.nn.Parameter) and obj.grad_fn is None:
-            return _rebuild_tensor, (*tensor_data(obj), obj.requires_grad,
-                                     kind is torch.nn.Parameter)
+            return self.reduce_tensor(obj)
         return NotImplemented
+
+    @staticmethod
+    def reduce_tensor(tensor):
+        return _rebuild_tensor, (*tensor_data(tensor), tensor.requires_grad,
+                                 type(tensor) is torch.nn.Parameter)
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -169,7 +207,8 @@ def prepare(spec):
         harness.warm_up()
     pickle.loads(pickle.dumps(torch.randn(4, 3)))
     for tensor in (torch.randn(4, 3), torch.ones(2, dtype=torch.float64).requires_grad_()):
-        _rebuild_tensor(*tensor_data(tensor), True, False)
+        rebuild, parts = _RequestPickler.reduce_tensor(tensor)
+        rebuild(*pickle.loads(pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)))
     traceback.format_exception(ValueError, ValueError("x"), None)
     return Harness(checks, harness)
 
@@ -303,6 +342,8 @@ class ProblemSandbox(Sandbox):
     def __init__(self, zygote, memory_bytes):
         super().__init__(zygote, memory_bytes, "problem")
         self.ops = set()  # operators the learner's code ran while serving requests
+        self.kept = []  # the large tensors sent to it, by number (see _RequestPickler)
+        self.sent = {}  # id -> (tensor, its version when sent, its number)
 
     def request(self, *request):
         """Send a request; return the reply {value, stdout, stderr, error, ops[, names]}.
@@ -311,7 +352,7 @@ class ProblemSandbox(Sandbox):
         raises it too.
         """
         buffer = io.BytesIO()
-        _RequestPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(request)
+        _RequestPickler(buffer, self).dump(request)
         raw = self.exchange(buffer.getvalue())
         try:
             reply = read_reply(raw)
