@@ -36,6 +36,7 @@ from traitlets import Integer, Unicode
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbconfine import confine, reach, settings, zygote
+from nbconfine.cellroles import SourceRoles
 from nbconfine.layout import Problems
 from nbconfine.remote import AnswerFault, LearnerError, ProblemSandbox, Remote, load_checks
 
@@ -61,11 +62,10 @@ class CellKinds:
     @classmethod
     def from_gradebook(cls, db_url, notebook, assignment, problems):
         with Gradebook(db_url) as gb:
-            nb = gb.find_notebook(notebook, assignment)
-            graded = {c.name for c in nb.grade_cells}
-            answers = {c.name for c in nb.solution_cells}
-            return cls.of([(c.name, c.name in answers, c.name in graded, c.locked, c.source)
-                           for c in nb.source_cells if c.cell_type == "code"], problems)
+            cells = SourceRoles(gb, notebook, assignment)
+        return cls.of([(name, name in cells.solutions, name in cells.graded, locked, source)
+                       for name, cell_type, locked, source in cells.source
+                       if cell_type == "code"], problems)
 
     @classmethod
     def from_notebook(cls, nb, problems):

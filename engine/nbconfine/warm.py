@@ -2,13 +2,13 @@
 
 nbgrader builds anew for every notebook what does not change between notebooks: each
 ``Gradebook(...)`` (about ten per submission) creates a database engine, with its empty
-cache of compiled queries, checks that every table exists, and closes its connections
-when done; each metadata check loads nbgrader's JSON schemas from disk and has
-jsonschema check the schema itself before each cell. ``install()``, run by each grading
-worker (nbconfine.worker, nbconfine.cluster), keeps one engine per gradebook URL with its
-connections open (a server's are tested before each use, so a restarted PostgreSQL costs
-nothing) and the schemas loaded and checked, for the life of the process. What nbgrader
-reads, writes and decides is unchanged.
+cache of compiled queries, checks that every table and the course's row exist, and
+closes its connections when done; each metadata check loads nbgrader's JSON schemas from
+disk and has jsonschema check the schema itself before each cell. ``install()``, run by
+each grading worker (nbconfine.worker, nbconfine.cluster), keeps one engine per gradebook
+URL with its connections open (a server's are tested before each use, so a restarted
+PostgreSQL costs nothing) and the schemas loaded and checked, for the life of the
+process. What nbgrader reads, writes and decides is unchanged.
 """
 import jsonschema
 from nbgrader import api
@@ -17,6 +17,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 _engines = {}  # gradebook URL -> its engine, tables known to exist
+_courses = set()  # (gradebook URL, course id) whose course row is known to exist
 _schemas = {}  # schema version -> the schema nbgrader loaded
 _installed = False
 
@@ -39,7 +40,9 @@ def install():
                                              pool_pre_ping=not db_url.startswith("sqlite"))
         self.engine = _engines[db_url]
         self.db = scoped_session(sessionmaker(autoflush=True, bind=self.engine, future=True))
-        self.check_course(course_id=course_id)
+        if (db_url, course_id) not in _courses:  # its row, made if missing, stays
+            self.check_course(course_id=course_id)
+            _courses.add((db_url, course_id))
         self.course_id = course_id
         self.authenticator = authenticator
 
