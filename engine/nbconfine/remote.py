@@ -92,8 +92,8 @@ _KEPT = {}  # in a sandbox: number -> a large tensor the grader sent, for its ne
 
 def _keep_tensor(number, data, dtype, shape):
     """A large tensor the grader sent, kept: later requests name it by ``number``."""
-    _KEPT[number] = tensor_from(data, dtype, shape)
-    return _KEPT[number].clone()
+    tensor = _KEPT[number] = tensor_from(data, dtype, shape)
+    return tensor.clone()
 
 
 def _kept_tensor(number):
