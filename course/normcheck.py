@@ -123,6 +123,21 @@ def _remembered(function):
     return remembered
 
 
+def _one_thread(check):
+    """``check`` run with one torch thread: its tensors are small, and a notebook's first
+    multi-threaded operation starts a thread pool, which costs the learner's first check
+    up to a second on a busy machine. The learner's own setting is restored after."""
+    @functools.wraps(check)
+    def single(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return check(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+    return single
+
+
 # ---------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------
@@ -682,6 +697,7 @@ def _params(problem, x, seed, groups=None):
     return params
 
 
+@_one_thread
 def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_channel=False):
     """``fn`` matches torch's layer for ``problem`` in training mode.
 
@@ -716,6 +732,7 @@ def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_
                                        for k, v in params.items()}), dtype=x.dtype)
 
 
+@_one_thread
 def gradients_match(problem, fn, shapes, eps=1e-5, seed=0, groups=None):
     """Gradients of ``fn`` (input and, for p2, weight and bias) on float64 inputs equal
     torch's, at the precision ``fn`` computes in (see ``_compare_grads``)."""
@@ -889,6 +906,7 @@ def _diagnose_eval_outputs(where, evidence, train, reference_outputs):
                          "eval mode normalizes with the running statistics.")
 
 
+@_one_thread
 def running_stats_match(cls, size, batch, eps, momentum, train_steps, eval_steps, seed=0):
     """P3: ``cls(weight, bias, eps, momentum)`` matches nn.BatchNorm1d step by step.
 
@@ -912,6 +930,7 @@ def running_stats_match(cls, size, batch, eps, momentum, train_steps, eval_steps
     _compare_steps(where, evidence, expected, stat_names)
 
 
+@_one_thread
 def running_gradients_match(cls, size, batch, eps, momentum, seed=0):
     """P3 in float64: gradients of input, weight and bias after one training step equal
     nn.BatchNorm1d's."""
@@ -952,6 +971,7 @@ def _running_grads_reference(weight, bias, eps, x, grad_output, dtype=torch.floa
     return {"output": out.detach(), "grads": [x.grad, weight.grad, bias.grad]}
 
 
+@_one_thread
 def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0):
     """Seed 004 ``BatchNorm``: outputs in training and test mode and moving statistics
     match nn.BatchNorm1d/2d (torch momentum = 1 - momentum) step by step.
@@ -994,6 +1014,7 @@ def _module_grads_reference(shape, x, grad_output, gamma, beta):
     return scenario_module_grads(TorchSkeletonBatchNorm, shape, x, grad_output, gamma, beta)
 
 
+@_one_thread
 def module_gradients_match(cls, shape, seed=0):
     """Seed 004 ``BatchNorm`` in float64: grads of input, gamma and beta equal torch's."""
     x = make_input(shape, seed, dtype=torch.float64)
