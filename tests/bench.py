@@ -89,10 +89,9 @@ def validate_seconds(course, assignment):
 def make_submissions(course, assignment, count):
     """``count`` submissions: reference answers with a few catalog mistakes each."""
     reference = course.reference(assignment)
-    problems = {cell.split("_")[0] for cell in reference}
-    mutants = [m for m in MUTANTS if m.problem in problems]
+    mutants = [m for m in MUTANTS if f"{m.problem}_answer" in reference]
     for k in range(count):
-        if len(problems) > 1:  # up to three problems with a mistake
+        if len({m.problem for m in mutants}) > 1:  # up to three problems with a mistake
             chosen = mutants[k % len(mutants)::37][:3]
         else:  # one problem: every other submission has a mistake
             chosen = [mutants[(k // 2) % len(mutants)]] if k % 2 else []
