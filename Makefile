@@ -116,5 +116,5 @@ mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
 guard: $(STAMP)  ## break the grader on purpose (tests/guard.py): every breakage must be caught
 	$(PY) tests/guard.py
 
-bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor (CLUSTER=1: Dask workers)
+bench: $(STAMP)  ## benchmark: N submissions of each assignment against the compute floor, 1 vs 2 jobs, stages, validate (CLUSTER=1: Dask workers)
 	$(PY) tests/bench.py $(N) $(if $(CLUSTER),--cluster)
