@@ -128,8 +128,9 @@ def run_cells(cells, which):
 
 
 def compute_floor(assignment):
-    """(median seconds of the instructor notebook's cells, {cell the learner runs as
-    released, solutions aside: median seconds}), warm, in this process."""
+    """(median seconds of the instructor notebook's cells, their median CPU seconds, {cell
+    the learner runs as released, solutions aside: median seconds}), warm, in this
+    process."""
     import torch
     torch.set_num_threads(1)  # as each grading process and sandbox
     sys.path.insert(0, os.path.join(REPO, "course"))  # what the notebook imports as normcheck
@@ -142,13 +143,13 @@ def compute_floor(assignment):
         return run_cells(cells, which)
 
     def timed(function, *args):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         function(*args)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.thread_time() - cpu
     whole = [timed(fresh, "source") for _ in range(FLOOR_RUNS)]
     visible = [fresh("visible") for _ in range(FLOOR_RUNS)]
-    return statistics.median(whole), {g: statistics.median(v[g] for v in visible)
-                                      for g in visible[0]}
+    return (statistics.median(w for w, _ in whole), statistics.median(c for _, c in whole),
+            {g: statistics.median(v[g] for v in visible) for g in visible[0]})
 
 
 def timed_grading(course, pattern, jobs, extra_env=None):
@@ -178,20 +179,27 @@ def assignment_figures(scratch, assignment, count):
     base.release()
     make_submissions(base, assignment, count)
     pattern = f"bench-{assignment}-*"
-    trials = []  # (jobs, seconds), in order
+    trials, floors = [], []  # (jobs, seconds), in order; the floor before each trial
     for k, jobs in enumerate(TRIALS):
+        floors.append(compute_floor(assignment))  # measured beside the trials: same load
         copy = base.clone(os.path.join(scratch, assignment, str(k)))
         trials.append((jobs, timed_grading(copy, pattern, jobs)))
     stages, startup = profiled_grading(base.clone(os.path.join(scratch, assignment, "p")),
                                        pattern, count, os.path.join(scratch, assignment, "prof"))
     one, two = (statistics.mean(s for j, s in trials if j == jobs) for jobs in (1, 2))
-    floor, visible = compute_floor(assignment)
+    floor, floor_cpu = (statistics.median(f[i] for f in floors) for i in (0, 1))
+    visible = floors[-1][2]
+    cpu = sum(c for _, c in stages.values())
     per = one / count
     print(f"== {assignment}: {count} submissions", flush=True)
     print("trials (jobs: seconds):            " + ", ".join(f"{j}: {s:.1f}" for j, s in trials))
     print(f"seconds per submission, 1 job:     {per:.3f} s  ({one:.1f} s in all)")
-    print(f"compute floor (notebook, warm):    {floor:.3f} s")
+    print(f"compute floor (notebook, warm):    {floor:.3f} s  (median, measured before each "
+          "trial)")
     print(f"ratio to the floor:                {per / floor:.2f}  (target <= 2)")
+    print(f"CPU per submission (grader and sandbox, the profiled run): {cpu:.3f} s, floor's "
+          f"{floor_cpu:.3f} s: {cpu / floor_cpu:.2f}x (what load does not inflate; start-up, "
+          "forks and waits aside)")
     print(f"2 jobs:                            {two:.1f} s, speedup {one / two:.2f}x  "
           "(target >= 1.8)")
     ranked = sorted(visible.items(), key=lambda item: -item[1])
