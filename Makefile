@@ -23,9 +23,12 @@ NBCONFINE := $(VENV)/bin/nbconfine
 STAMP := $(VENV)/.installed
 ENGINE_JUPYTER := $(abspath engine/nbconfine/jupyter)
 # the engine's nbgrader settings and JupyterLab style for everyone using the environment
+# and a quicker start of every nbgrader command (nbconfine-quick-start.pth says why)
 JUPYTER_LINKS = mkdir -p $(VENV)/etc/jupyter $(VENV)/share/jupyter/labextensions && \
   ln -sfn $(ENGINE_JUPYTER)/nbgrader_config.py $(VENV)/etc/jupyter/nbgrader_config.py && \
-  ln -sfn $(ENGINE_JUPYTER)/labextensions/nbconfine-lab $(VENV)/share/jupyter/labextensions/
+  ln -sfn $(ENGINE_JUPYTER)/labextensions/nbconfine-lab $(VENV)/share/jupyter/labextensions/ && \
+  ln -sfn $(ENGINE_JUPYTER)/nbconfine-quick-start.pth \
+    "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"/
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 ifneq ($(EXCHANGE),)
 export NBGRADER_EXCHANGE := $(abspath $(EXCHANGE))
@@ -39,7 +42,7 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv: the pinned requirements and the engine (editable)
 
-$(STAMP): requirements.txt $(wildcard engine/pyproject.toml)
+$(STAMP): requirements.txt $(wildcard engine/pyproject.toml engine/nbconfine/jupyter/*.pth)
 ifeq ($(VENV),.venv)
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
@@ -126,5 +129,5 @@ guard: $(STAMP)  ## break the grader on purpose (tests/guard.py): every breakage
 chaos: $(STAMP)  ## inject grader faults (killed zygote, worker, autograde; PostgreSQL restart; full disk) into real runs: table
 	$(PY) tests/chaos.py
 
-bench: $(STAMP)  ## benchmark: N generated submissions, 1 vs 2 jobs, the kernel floor (CLUSTER=1: Dask workers; SERVE=1: make serve's latency and burst throughput)
+bench: $(STAMP)  ## benchmark: N submissions of each assignment against the compute floor, 1 vs 2 jobs, stages, validate (CLUSTER=1: Dask workers; SERVE=1: make serve's latency and burst throughput)
 	$(if $(SERVE),$(PY) tests/bench_serve.py $(N),$(PY) tests/bench.py $(N) $(if $(CLUSTER),--cluster))

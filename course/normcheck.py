@@ -16,6 +16,7 @@ Rules that hold for every problem:
   layer makes in float32 on the same input. That costs no points; the check prints a note.
 """
 import contextlib
+import functools
 import io
 import re
 import textwrap
@@ -51,11 +52,30 @@ LINE_WIDTH, FIRST_LINE_WIDTH = 80, 64
 
 
 class OpRecorder(TorchDispatchMode):
-    """Records the names of the aten operators run inside the ``with`` block."""
+    """Records the names of the aten operators run inside the ``with`` block.
+
+    Recorders entered inside one another (the grader's around a scenario's) share the
+    outermost one's dispatch mode: each operator pays for one Python hook, not one per
+    recorder, and every recorder open records it.
+    """
+
+    entered = []  # the recorders entered and not yet left, outermost first
 
     def __init__(self):
         super().__init__()
         self.ops = set()
+
+    def __enter__(self):
+        OpRecorder.entered.append(self)
+        if len(OpRecorder.entered) > 1:
+            return self
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        OpRecorder.entered.remove(self)
+        if not OpRecorder.entered:
+            return super().__exit__(*exc)
+        return False
 
     @classmethod
     def _should_skip_dynamo(cls):
@@ -64,8 +84,58 @@ class OpRecorder(TorchDispatchMode):
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.add(func.overloadpacket.__name__)
+        name = func.overloadpacket.__name__
+        for recorder in OpRecorder.entered:
+            recorder.ops.add(name)
         return func(*args, **(kwargs or {}))
+
+
+# ---------------------------------------------------------------------------
+# References computed once per input
+# ---------------------------------------------------------------------------
+
+_REMEMBERED = {}  # (function, its arguments' key) -> what it returned
+
+
+def _key(value):
+    """A hashable key for ``value``: tensors by dtype, shape and bytes."""
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous().reshape(-1)
+        return ("tensor", str(data.dtype), tuple(value.shape), value.requires_grad,
+                data.view(torch.uint8).numpy().tobytes())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,) + tuple(_key(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict",) + tuple(sorted((k, _key(v)) for k, v in value.items()))
+    return value
+
+
+def _remembered(function):
+    """``function`` (a reference that depends only on its arguments) run once per
+    arguments: the grader checks every submission on the same inputs. What it returns is
+    shared between calls, so callers only read it."""
+    @functools.wraps(function)
+    def remembered(*args, **kwargs):
+        key = (function.__name__, _key(args), _key(kwargs))
+        if key not in _REMEMBERED:
+            _REMEMBERED[key] = function(*args, **kwargs)
+        return _REMEMBERED[key]
+    return remembered
+
+
+def _one_thread(check):
+    """``check`` run with one torch thread: its tensors are small, and a notebook's first
+    multi-threaded operation starts a thread pool, which costs the learner's first check
+    up to a second on a busy machine. The learner's own setting is restored after."""
+    @functools.wraps(check)
+    def single(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return check(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+    return single
 
 
 # ---------------------------------------------------------------------------
@@ -79,6 +149,11 @@ def make_input(shape, seed, constant_channel=False, dtype=torch.float32):
     the variance estimator show. With ``constant_channel`` channel 0 is exactly 1.5
     everywhere: its variance is 0, so only eps keeps the output finite.
     """
+    return _made_input(tuple(shape), seed, constant_channel, dtype).clone()
+
+
+@_remembered
+def _made_input(shape, seed, constant_channel, dtype):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=gen, dtype=torch.float64)
     if len(shape) > 1:
@@ -335,6 +410,7 @@ def _reference(problem, x, **params):
     return layer(x), layer
 
 
+@_remembered
 def _reference_grads(problem, x, grad_output, dtype, **params):
     """torch's output for ``problem`` and its grads (input, then weight and bias for an
     affine problem) after backpropagating ``grad_output``, computed in ``dtype``."""
@@ -354,6 +430,12 @@ def _statistic_size(problem, x, groups=None):
     for dim in PROBLEMS[problem]["dims"](x):
         size *= x.shape[dim]
     return size
+
+
+@_remembered
+def _reference_output(problem, x, eps, params):
+    """torch's output for ``problem`` on ``x`` (detached)."""
+    return _reference(problem, x, eps=eps, **params)[0].detach()
 
 
 # ---------------------------------------------------------------------------
@@ -616,6 +698,7 @@ def _params(problem, x, seed, groups=None):
     return params
 
 
+@_one_thread
 def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_channel=False):
     """``fn`` matches torch's layer for ``problem`` in training mode.
 
@@ -644,12 +727,13 @@ def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_
                for a, after in zip(before, result["args_after"])):
             _fail(where, "your function changed its input tensor in place; compute a new "
                          "tensor instead (no -=, /=, add_, ...).")
-        expected, _ = _reference(problem, x, eps=e, **params)
+        expected = _reference_output(problem, x, e, params)
         _check_tensor(where, result["output"], expected, lambda: _suspects(
             problem, x.double(), e, **{k: v.double() if isinstance(v, torch.Tensor) else v
                                        for k, v in params.items()}), dtype=x.dtype)
 
 
+@_one_thread
 def gradients_match(problem, fn, shapes, eps=1e-5, seed=0, groups=None):
     """Gradients of ``fn`` (input and, for p2, weight and bias) on float64 inputs equal
     torch's, at the precision ``fn`` computes in (see ``_compare_grads``)."""
@@ -823,6 +907,7 @@ def _diagnose_eval_outputs(where, evidence, train, reference_outputs):
                          "eval mode normalizes with the running statistics.")
 
 
+@_one_thread
 def running_stats_match(cls, size, batch, eps, momentum, train_steps, eval_steps, seed=0):
     """P3: ``cls(weight, bias, eps, momentum)`` matches nn.BatchNorm1d step by step.
 
@@ -837,17 +922,16 @@ def running_stats_match(cls, size, batch, eps, momentum, train_steps, eval_steps
     where = f"p3 with momentum={momentum:g}, eps={eps:g}, batches of {(batch, size)}"
     evidence = run_scenario(scenario_running, cls, weight, bias, eps, momentum, train, evals)
     _check_clean(where, evidence)
-    expected = scenario_running(TorchRunningBatchNorm, weight, bias, eps, momentum,
-                                train, evals)
+    expected, batch_stats = _running_reference(weight, bias, eps, momentum, train, evals)
     stat_names = {"running_mean": "running_mean", "running_var": "running_var"}
     _diagnose_running(where, evidence, train, 1 - momentum, stat_names,
                       "moved by 1 - momentum instead of momentum: the new batch's statistic "
                       "is weighted by momentum (torch's convention).")
-    batch_stats = [_reference("p2", x, eps=eps, weight=weight, bias=bias)[0] for x in evals]
     _diagnose_eval_outputs(where, evidence, train, batch_stats)
     _compare_steps(where, evidence, expected, stat_names)
 
 
+@_one_thread
 def running_gradients_match(cls, size, batch, eps, momentum, seed=0):
     """P3 in float64: gradients of input, weight and bias after one training step equal
     nn.BatchNorm1d's."""
@@ -869,6 +953,15 @@ def running_gradients_match(cls, size, batch, eps, momentum, seed=0):
         batch)])
 
 
+@_remembered
+def _running_reference(weight, bias, eps, momentum, train, evals):
+    """nn.BatchNorm1d's run of ``scenario_running``, and its training-mode outputs of the
+    eval batches (what a learner who forgets eval mode returns)."""
+    return (scenario_running(TorchRunningBatchNorm, weight, bias, eps, momentum, train, evals),
+            [_reference_output("p2", x, eps, {"weight": weight, "bias": bias}) for x in evals])
+
+
+@_remembered
 def _running_grads_reference(weight, bias, eps, x, grad_output, dtype=torch.float64):
     """torch's output and grads of input, weight and bias for one training step, computed
     in ``dtype``."""
@@ -879,6 +972,7 @@ def _running_grads_reference(weight, bias, eps, x, grad_output, dtype=torch.floa
     return {"output": out.detach(), "grads": [x.grad, weight.grad, bias.grad]}
 
 
+@_one_thread
 def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0):
     """Seed 004 ``BatchNorm``: outputs in training and test mode and moving statistics
     match nn.BatchNorm1d/2d (torch momentum = 1 - momentum) step by step.
@@ -890,7 +984,7 @@ def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0):
     where = f"BatchNorm({tuple(shape)}, eps={eps:g}, momentum={momentum:g})"
     evidence = run_scenario(scenario_module, cls, tuple(shape), eps, momentum, train, evals)
     _check_clean(where, evidence)
-    expected = scenario_module(TorchSkeletonBatchNorm, tuple(shape), eps, momentum, train, evals)
+    expected, eval_outputs = _module_reference(tuple(shape), eps, momentum, train, evals)
     stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
     for name in ("gamma", "beta"):
         _check_tensor(f"{where}: {name} (shape {stat_shape})", evidence["params"][name],
@@ -902,11 +996,26 @@ def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0):
     _diagnose_running(where, evidence, train, momentum, stat_names,
                       "weights the history by 1 - momentum; here momentum weights the history: "
                       "moving = momentum * moving + (1 - momentum) * batch statistic.")
-    reference = TorchSkeletonBatchNorm(tuple(shape), eps=eps, momentum=momentum)
-    _diagnose_eval_outputs(where, evidence, train, [reference(x) for x in evals])
+    _diagnose_eval_outputs(where, evidence, train, eval_outputs)
     _compare_steps(where, evidence, expected, stat_names)
 
 
+@_remembered
+def _module_reference(shape, eps, momentum, train, evals):
+    """torch's run of ``scenario_module``, and a fresh layer's training-mode outputs of the
+    eval batches (what a module that ignores test mode returns)."""
+    reference = TorchSkeletonBatchNorm(shape, eps=eps, momentum=momentum)
+    return (scenario_module(TorchSkeletonBatchNorm, shape, eps, momentum, train, evals),
+            [reference(x).detach() for x in evals])
+
+
+@_remembered
+def _module_grads_reference(shape, x, grad_output, gamma, beta):
+    """torch's run of ``scenario_module_grads``."""
+    return scenario_module_grads(TorchSkeletonBatchNorm, shape, x, grad_output, gamma, beta)
+
+
+@_one_thread
 def module_gradients_match(cls, shape, seed=0):
     """Seed 004 ``BatchNorm`` in float64: grads of input, gamma and beta equal torch's."""
     x = make_input(shape, seed, dtype=torch.float64)
@@ -917,8 +1026,7 @@ def module_gradients_match(cls, shape, seed=0):
     where = f"BatchNorm({tuple(shape)}) gradients"
     evidence = run_scenario(scenario_module_grads, cls, tuple(shape), x, grad_output, gamma, beta)
     _check_clean(where, evidence)
-    expected = scenario_module_grads(TorchSkeletonBatchNorm, tuple(shape), x, grad_output,
-                                     gamma, beta)
+    expected = _module_grads_reference(tuple(shape), x, grad_output, gamma, beta)
     stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
     _note(where, [_compare_grads(
         where, evidence["output"], expected["output"]["tensor"], evidence["grads"],
@@ -931,6 +1039,7 @@ def module_gradients_match(cls, shape, seed=0):
         x.numel() // shape[1])])
 
 
+@_remembered
 def _module_grads_float32(shape, x, grad_output, gamma, beta):
     """torch's grads of input, gamma and beta for the seed 004 module, computed in float32
     (``scenario_module_grads``, which answers run, makes its module float64)."""

@@ -412,10 +412,8 @@ if os.fork() == 0:  # a child that outlives its sandbox; it leaves after 60 s
 FORGED_MARKER = os.path.join(tempfile.gettempdir(), "atkforged" + secrets.token_hex(3))
 FORGE_REPLY = '''\
 import gc
-import io
+import pickle
 import struct
-
-import torch
 
 
 class _RunsInTheGrader:
@@ -425,10 +423,9 @@ class _RunsInTheGrader:
 
 # The sandbox's server and its socket to the grader: send a reply of our own first.
 _server = next(o for o in gc.get_objects() if type(o).__name__ == "_Server")
-_reply = io.BytesIO()
-torch.save({"stdout": "", "stderr": "", "error": None, "names": [], "ops": [],
-            "payload": _RunsInTheGrader()}, _reply)
-_server.sock.sendall(struct.pack(">Q", len(_reply.getvalue())) + _reply.getvalue())
+_reply = pickle.dumps({"stdout": "", "stderr": "", "error": None, "names": [], "ops": [],
+                       "payload": _RunsInTheGrader()})
+_server.sock.sendall(struct.pack(">Q", len(_reply)) + _reply)
 '''
 
 
@@ -895,7 +892,7 @@ ATTACKS = [
            shows=("marked", "it was skipped")),
     Attack("forged_reply", "normalization", "p1",
            "the cell sends the grader a reply of its own on the sandbox's socket: a "
-           "torch.save file whose unpickling runs code (a wrong p1 after it)",
+           "pickle whose unpickling runs code (a wrong p1 after it)",
            submission("normalization", wrong("p1", forge_reply())),
            shows=("tests", "other than plain data")),
     Attack("orphan_process", "normalization", None,

@@ -36,6 +36,7 @@ AUTOGRADE, EXECUTE, SANDBOX = ENGINE + "autograde.py", ENGINE + "problems.py", \
     ENGINE + "sandbox.py"
 ZYGOTE, WORKER = ENGINE + "zygote.py", ENGINE + "worker.py"
 FAULTS = "tests/test_faults.py"
+REMOTE, REGRADE = ENGINE + "remote.py", ENGINE + "regrade.py"
 CONFINE, FEEDBACK, SETTINGS = ENGINE + "confine.py", ENGINE + "feedback.py", \
     ENGINE + "__init__.py"
 CLUSTER = ENGINE + "cluster.py"
@@ -210,6 +211,24 @@ BREAKAGES = [
              "unfinished", [(SERVE, "        if not self.busy:\n            raise Stopped\n",
                              "        raise Stopped\n")],
              [EXCHANGE_ROUND, "-k", "by_hand or returns_feedback"]),
+    Breakage("reply_read_as_any_pickle", "a sandbox's reply unpickled as plain pickle "
+             "would: a forged reply runs code in the grader",
+             [(REMOTE, "reply = _PlainUnpickler(io.BytesIO(raw)).load()",
+               "reply = pickle.loads(raw)")],
+             ["tests/test_attacks.py", "-k", "forged_reply_is_real"]),
+    Breakage("tensor_conj_neg_kept", "a conjugated or negated view crosses the wire as "
+             "its raw memory", [(REMOTE, "tensor = tensor.resolve_conj().resolve_neg().cpu()",
+                                 "tensor = tensor.cpu()")],
+             ["tests/test_engine_paths.py", "-k", "crosses_the_wire"]),
+    Breakage("kept_tensor_shared", "a large input kept in the sandbox is handed to the "
+             "answer itself: what the answer changes in place, the next call sees",
+             [(REMOTE, "    return _KEPT[number].clone()", "    return _KEPT[number]")],
+             ["tests/test_engine_paths.py", "-k", "sent_again"]),
+    Breakage("hand_grade_records_lost", "the hand-grade records are not written: a hand "
+             "grade is flagged for review again on every autograde",
+             [(REGRADE, "                db.execute(insert(HAND_GRADE_TABLE), self.hand_rows)\n",
+               "")],
+             ["tests/test_exchange.py", "-k", "hand_grade"]),
 ]
 
 

@@ -1,8 +1,8 @@
 """The grading engine's rarer paths, each called directly (fast): no submissions, a folder
 that vanishes before it is checked, the progress bar, a worker's unexpected exception, the
 zygote dying (restarted; a sandbox lost with it; one that cannot be restarted), a reply
-over MAX_REPLY, a sandbox's setsid child, the scratch folders of dead runs; and the
-figures, redrawn byte for byte."""
+over MAX_REPLY, a sandbox's setsid child, the scratch folders of dead runs, tensors on
+problem mode's wire; and the figures, redrawn byte for byte."""
 import filecmp
 import io
 import logging
@@ -17,6 +17,7 @@ import time
 import types
 
 import pytest
+import torch
 
 import attacks
 from coursedir import REPO, wait_for
@@ -245,5 +246,44 @@ def test_closing_a_sandbox_ends_what_it_started_setsid_or_not():
         box.close()
         wait_for(lambda: not attacks.orphans(name), 10, "the setsid child to end with its sandbox")
         assert forks.process.poll() is None  # the zygote was not what ended it
+    finally:
+        forks.close()
+
+
+@pytest.mark.parametrize("tensor", [
+    torch.randn(3, 4), torch.randn(2, 3, dtype=torch.float64).t(), torch.tensor(2.5),
+    torch.zeros(0, 3), torch.tensor([True, False]), torch.arange(6).reshape(2, 3),
+    torch.randn(4, dtype=torch.bfloat16), torch.randn(2, dtype=torch.complex64).conj(),
+    -torch.randn(5).neg(),
+], ids=["float32", "transposed", "0-dim", "empty", "bool", "int64", "bfloat16", "conj",
+        "neg"])
+def test_a_tensor_crosses_the_wire_as_plain_data(tensor):
+    """What a sandbox replies (a pickle, read with every class refused) rebuilds the
+    tensor exactly: values, dtype, shape."""
+    data, dtype, shape = remote.tensor_data(tensor)
+    raw = remote.pickle.dumps({"value": [data, dtype, shape]}, protocol=5)
+    rebuilt = remote.tensor_from(*remote.read_reply(raw)["value"])
+    assert rebuilt.dtype == tensor.dtype and rebuilt.shape == tensor.shape
+    assert torch.equal(rebuilt, tensor.resolve_conj().resolve_neg())
+
+
+def test_a_large_input_sent_again_reaches_the_answer_as_sent():
+    """A large tensor sent once is named, not sent, in the next requests to its sandbox:
+    an answer that changes its input in place still gets the grader's values each call,
+    and values the grader changed in place arrive changed."""
+    forks = zygote.Zygote(zygote.Spec(roles=("problem",)))
+    try:
+        box = remote.ProblemSandbox(forks, 2**30)
+        box.deadline = time.monotonic() + 60
+        reply = box.request("exec", "answer", "def answer(x):\n    x += 1\n    return x.sum()\n")
+        assert reply["error"] is None, reply["error"]
+        answer = remote.Remote(box, ("global", "answer"), "answer")
+        x = torch.zeros(256, 256)  # over remote.KEPT_BYTES
+        assert [answer(x).item() for _ in range(3)] == [x.numel()] * 3
+        x += 2
+        assert answer(x).item() == 3 * x.numel()
+        assert len(box.kept) == 2  # sent twice: once, and once changed
+        assert torch.equal(x, torch.full((256, 256), 2.0))  # the grader's own is untouched
+        box.close()
     finally:
         forks.close()

@@ -7,7 +7,7 @@ sanitizing preprocessors, before ``OverwriteCells``: each cell the gradebook kno
 its role flags and points back; the autograde precheck reports the change
 (``changed_roles``).
 """
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, GradeCell, SolutionCell, SourceCell, TaskCell
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 ROLE_KEYS = ("grade", "solution", "task", "points")
@@ -37,17 +37,34 @@ def changed_roles(submitted_cells, expected):
                   if name in expected and role != expected[name])
 
 
+class SourceRoles:
+    """A notebook's cells as the gradebook holds them, read in five queries (nbgrader's
+    relationships load each cell's row of its subclass table one by one): ``graded`` and
+    ``tasks``, grade_id -> points; ``solutions``, grade_ids; ``source``, [(grade_id,
+    cell type, locked, source)]. Raises MissingEntry for a notebook the gradebook lacks."""
+
+    def __init__(self, gb, notebook, assignment):
+        notebook_id = gb.find_notebook(notebook, assignment).id
+
+        def rows(cell, *columns):
+            return gb.db.query(*columns).filter(cell.notebook_id == notebook_id).all()
+        self.graded = dict(rows(GradeCell, GradeCell.name, GradeCell.max_score))
+        self.tasks = dict(rows(TaskCell, TaskCell.name, TaskCell.max_score))
+        self.solutions = {name for name, in rows(SolutionCell, SolutionCell.name)}
+        self.source = [tuple(row) for row in rows(
+            SourceCell, SourceCell.name, SourceCell.cell_type, SourceCell.locked,
+            SourceCell.source)]
+
+
 class RestoreCellRoles(NbGraderPreprocessor):
     """Put back each known cell's grade / solution / task flags and points."""
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         with Gradebook(info["db_url"]) as gb:
-            source = gb.find_notebook(info["notebook"], info["assignment"])
-            graded = {c.name: c.max_score for c in source.grade_cells}
-            tasks = {c.name: c.max_score for c in source.task_cells}
-            solutions = {c.name for c in source.solution_cells}
-            known = {c.name for c in source.source_cells} | set(tasks)
+            cells = SourceRoles(gb, info["notebook"], info["assignment"])
+        graded, tasks, solutions = cells.graded, cells.tasks, cells.solutions
+        known = {name for name, *_ in cells.source} | set(tasks)
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader") or {}
             name = meta.get("grade_id")

@@ -99,8 +99,9 @@ class Grader:
     def __init__(self):
         from nbgrader.apps.nbgraderapp import NbGraderApp
 
-        from nbconfine import settings, worker, zygote
+        from nbconfine import settings, warm, worker, zygote
         self.worker = worker
+        warm.install()  # nbgrader's per-notebook set-up paid once per worker process
         course = os.path.abspath(os.environ.get(COURSE_ENV, "."))
         config = settings.load_config(course)
         self.course_files = settings.course_files(course, config)

@@ -22,6 +22,7 @@ back.
 import ast
 import builtins
 import contextlib
+import functools
 import io
 import os
 import re
@@ -35,6 +36,7 @@ from traitlets import Integer, Unicode
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbconfine import confine, faults, reach, settings, zygote
+from nbconfine.cellroles import SourceRoles
 from nbconfine.layout import Problems
 from nbconfine.remote import AnswerFault, LearnerError, ProblemSandbox, Remote, load_checks
 
@@ -60,11 +62,10 @@ class CellKinds:
     @classmethod
     def from_gradebook(cls, db_url, notebook, assignment, problems):
         with Gradebook(db_url) as gb:
-            nb = gb.find_notebook(notebook, assignment)
-            graded = {c.name for c in nb.grade_cells}
-            answers = {c.name for c in nb.solution_cells}
-            return cls.of([(c.name, c.name in answers, c.name in graded, c.locked, c.source)
-                           for c in nb.source_cells if c.cell_type == "code"], problems)
+            cells = SourceRoles(gb, notebook, assignment)
+        return cls.of([(name, name in cells.solutions, name in cells.graded, locked, source)
+                       for name, cell_type, locked, source in cells.source
+                       if cell_type == "code"], problems)
 
     @classmethod
     def from_notebook(cls, nb, problems):
@@ -143,6 +144,11 @@ def forbidden_names(sources, roots, forbidden):
     return found
 
 
+@functools.lru_cache(maxsize=256)  # every submission runs the same instructor cells
+def _compiled(source, filename):
+    return compile(source, filename, "exec")
+
+
 def error_output(ename, evalue):
     """An error output that shows the message only, never the test's source."""
     return NotebookNode(output_type="error", ename=ename, evalue=evalue,
@@ -218,7 +224,7 @@ class ProblemSession:
             try:
                 if self.fault:
                     raise AnswerFault(self.fault)
-                exec(compile(source, f"<{name}>", "exec"), self.namespace)
+                exec(_compiled(source, f"<{name}>"), self.namespace)
             except AnswerFault as fault:
                 self.fault = str(fault)
                 outputs.append(error_output("AnswerFault", f"your answer {fault}"))

@@ -6,12 +6,15 @@ call can reach is: its own definition, and the top-level definitions, assignment
 imports of every name it references, transitively.
 """
 import ast
+import functools
 
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
+@functools.lru_cache(maxsize=256)  # each problem reads the cells before it again
 def parse(source):
-    """The module of a cell's source (IPython syntax allowed), or None if it does not parse."""
+    """The module of a cell's source (IPython syntax allowed), or None if it does not parse.
+    The tree is shared between callers: read it, never change it."""
     from IPython.core.inputtransformer2 import TransformerManager
     try:
         return ast.parse(TransformerManager().transform_cell(source))

@@ -19,9 +19,9 @@ import sys
 
 import nbformat
 from nbgrader import utils
-from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.preprocessors import OverwriteCells, SaveAutoGrades
-from sqlalchemy import text
+from nbgrader.api import Comment, Grade, Gradebook, GradeCell, MissingEntry, SolutionCell
+from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
+from sqlalchemy import Column, Float, MetaData, String, Table, delete, insert, select, text
 
 from nbconfine.layout import course_assignments
 
@@ -30,6 +30,9 @@ from nbconfine.layout import course_assignments
 HAND_GRADES = "nbconfine_hand_grade"
 CREATE_HAND_GRADES = (f"CREATE TABLE IF NOT EXISTS {HAND_GRADES} (grade_id VARCHAR(32) "
                       "PRIMARY KEY, graded VARCHAR(32), last VARCHAR(32), score FLOAT)")
+HAND_GRADE_TABLE = Table(HAND_GRADES, MetaData(), Column("grade_id", String(32), primary_key=True),
+                         Column("graded", String(32)), Column("last", String(32)),
+                         Column("score", Float))
 # For nbconfine.autograde's merge of a worker's gradebook copy (see STUDENT_ROWS there).
 STUDENT_ROWS = [(HAND_GRADES, "grade_id IN (SELECT g.id FROM w.grade g JOIN "
                               "w.submitted_notebook n ON g.notebook_id = n.id JOIN "
@@ -113,7 +116,14 @@ class QuietOverwriteCells(OverwriteCells):
                 meta = cell.metadata.get("nbgrader", {})
                 if "grade_id" in meta and "checksum" in meta:
                     self.released[meta["grade_id"]] = meta["checksum"]
+        self.cells_read = False
         return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if not self.cells_read:  # the gradebook is open now: read the notebook's cells once
+            self.gradebook = _NotebookCells(self.gradebook, self.notebook_id, self.assignment_id)
+            self.cells_read = True
+        return super().preprocess_cell(cell, resources, cell_index)
 
     def report_change(self, name, attr, old, new):
         if attr == "checksum" and self.released.get(name) == new:
@@ -122,32 +132,84 @@ class QuietOverwriteCells(OverwriteCells):
             super().report_change(name, attr, old, new)
 
 
+class _NotebookCells:
+    """A Gradebook whose source and graded cells of one notebook are read in three queries,
+    not two per cell (nbgrader's OverwriteCells looks each cell up); anything else, and
+    a cell it does not hold, is asked of the gradebook."""
+
+    def __init__(self, gradebook, notebook, assignment):
+        self.gradebook, self.notebook, self.assignment = gradebook, notebook, assignment
+        source = gradebook.find_notebook(notebook, assignment)
+        self.source_cells = {c.name: c for c in source.source_cells}
+        self.graded_cells = {c.name: c for c in source.task_cells}
+        self.graded_cells.update({c.name: c for c in source.grade_cells})  # as nbgrader looks
+
+    def find_source_cell(self, name, notebook, assignment):
+        if (notebook, assignment) == (self.notebook, self.assignment) and \
+                name in self.source_cells:
+            return self.source_cells[name]
+        return self.gradebook.find_source_cell(name, notebook, assignment)
+
+    def find_graded_cell(self, name, notebook, assignment):
+        if (notebook, assignment) == (self.notebook, self.assignment) and \
+                name in self.graded_cells:
+            return self.graded_cells[name]
+        return self.gradebook.find_graded_cell(name, notebook, assignment)
+
+    def __getattr__(self, name):
+        return getattr(self.gradebook, name)
+
+
 class KeepHandGrades(SaveAutoGrades):
     """SaveAutoGrades that keeps a hand grade unflagged while what it graded is unchanged.
 
     A hand grade applies to what the last autograde showed if it was given (or reviewed,
     which clears the flag in the Formgrader) since then; a resubmitted, changed answer is
     flagged until the grader looks at it again.
+
+    nbgrader looks each grade and comment up and commits after each cell; here a
+    notebook's grades, comments and hand-grade records are read in three queries and
+    written in one transaction: the same rows, or none if grading stops halfway.
     """
 
     def preprocess(self, nb, resources):
-        self.table_ready = False  # created on the first grade (plain `nbgrader autograde`)
-        return super().preprocess(nb, resources)
+        info = resources["nbgrader"]
+        self.notebook_id, self.assignment_id = info["notebook"], info["assignment"]
+        self.student_id, self.db_url = info["student"], info["db_url"]
+        self.gradebook = Gradebook(self.db_url)
+        with self.gradebook:
+            db = self.gradebook.db
+            db.execute(text(CREATE_HAND_GRADES))
+            submitted = self.gradebook.find_submission_notebook(
+                self.notebook_id, self.assignment_id, self.student_id)
+            self.grades = dict(db.query(GradeCell.name, Grade).join(
+                Grade, Grade.cell_id == GradeCell.id).filter(Grade.notebook_id == submitted.id))
+            self.comments = dict(db.query(SolutionCell.name, Comment).join(
+                Comment, Comment.cell_id == SolutionCell.id).filter(
+                Comment.notebook_id == submitted.id))
+            ids = [grade.id for grade in self.grades.values()]
+            self.hand_grades = {row.grade_id: row for row in db.execute(
+                select(HAND_GRADE_TABLE).where(HAND_GRADE_TABLE.c.grade_id.in_(ids)))}
+            self.hand_rows = []
+            nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)  # each cell
+            if self.hand_rows:
+                db.execute(delete(HAND_GRADE_TABLE).where(HAND_GRADE_TABLE.c.grade_id.in_(
+                    [row["grade_id"] for row in self.hand_rows])))
+                db.execute(insert(HAND_GRADE_TABLE), self.hand_rows)
+            db.commit()
+        return nb, resources
 
     def _add_score(self, cell, resources):
-        db = self.gradebook.db
-        if not self.table_ready:
-            db.execute(text(CREATE_HAND_GRADES))
-            self.table_ready = True
-        grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"],
-                                          self.notebook_id, self.assignment_id,
-                                          self.student_id)
+        name = cell.metadata["nbgrader"]["grade_id"]
+        grade = self.grades.get(name) or self.gradebook.find_grade(
+            name, self.notebook_id, self.assignment_id, self.student_id)
         manual, flagged = grade.manual_score, grade.needs_manual_grade
-        super()._add_score(cell, resources)
+        grade.auto_score, _ = utils.determine_grade(cell, self.log)
+        # as SaveAutoGrades: a score given by hand, or no automatic score, needs review
+        grade.needs_manual_grade = manual is not None or grade.auto_score is None
         content = (utils.compute_checksum(cell) if utils.is_solution(cell)
                    else f"auto {grade.auto_score}")
-        row = db.execute(text(f"SELECT graded, last, score FROM {HAND_GRADES} "
-                              "WHERE grade_id = :id"), {"id": grade.id}).first()
+        row = self.hand_grades.get(grade.id)
         graded = row.graded if row else None
         if manual is None:
             graded = None
@@ -155,7 +217,12 @@ class KeepHandGrades(SaveAutoGrades):
             graded = row.last  # graded or reviewed by hand since the last autograde
         if manual is not None and graded == content:
             grade.needs_manual_grade = False
-        db.execute(text(f"DELETE FROM {HAND_GRADES} WHERE grade_id = :id"), {"id": grade.id})
-        db.execute(text(f"INSERT INTO {HAND_GRADES} VALUES (:id, :graded, :last, :score)"),
-                   {"id": grade.id, "graded": graded, "last": content, "score": manual})
-        db.commit()
+        self.hand_rows.append({"grade_id": grade.id, "graded": graded, "last": content,
+                               "score": manual})
+
+    def _add_comment(self, cell, resources):
+        name = cell.metadata["nbgrader"]["grade_id"]
+        comment = self.comments.get(name) or self.gradebook.find_comment(
+            name, self.notebook_id, self.assignment_id, self.student_id)
+        unchanged = cell.metadata.nbgrader.get("checksum", None) == utils.compute_checksum(cell)
+        comment.auto_comment = "No response." if unchanged and not utils.is_task(cell) else None

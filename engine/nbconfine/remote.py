@@ -5,8 +5,11 @@ learner defined is a ``Remote`` proxy: calling it, reading or setting its attrib
 running a scenario of the course's checks module on it are requests served in the
 sandbox. Whatever the learner's code patches (torch.allclose, Tensor methods, the checks
 module, builtins) is patched only in the sandbox, and what comes back is plain data,
-decoded with torch's ``weights_only`` unpickler, so a sandbox cannot run code in the
-grader. Grader to sandbox: pickle; sandbox to grader: ``torch.save`` of plain data.
+so a sandbox cannot run code in the grader. Grader to sandbox: pickle (a tensor as its
+bytes, dtype and shape). Sandbox to grader: a pickle of plain data only (dicts, lists,
+strings, numbers, bytes; a tensor as its bytes, dtype name and shape), read by an
+unpickler that refuses every class and function (``read_reply``), so nothing in a reply
+can name code to run.
 
 The checks module (``nbconfine.configure(c, checks=...)``) is what test cells import. The
 engine uses these names of it, each optional:
@@ -31,15 +34,122 @@ import linecache
 import os
 import pickle
 import sys
+import time
 import traceback
 import warnings
 
 import torch
 
 from nbconfine.sandbox import AnswerFault, Sandbox  # noqa: F401 (AnswerFault re-exported)
-from nbconfine import wire
+from nbconfine import stages, wire
 
-PLAIN = (bool, int, float, str, bytes, type(None), torch.dtype)
+PLAIN = (bool, int, float, str, bytes, type(None))
+KEPT_BYTES = 2**16  # a tensor this large is sent to a sandbox once (see _RequestPickler)
+NOT_PLAIN = "sent the grader something other than plain data (code writing to the grader's socket?)"
+DTYPES = {str(d).removeprefix("torch."): d for d in vars(torch).values()
+          if isinstance(d, torch.dtype)}
+
+
+def tensor_data(tensor):
+    """(values, dtype name, shape) of a tensor, as the other side rebuilds it. The values
+    are a view of its memory, pickled (protocol 5) as a bytearray: one copy on each side."""
+    tensor = tensor.detach().as_subclass(torch.Tensor)
+    if tensor.layout != torch.strided:
+        tensor = tensor.to_dense()
+    tensor = tensor.resolve_conj().resolve_neg().cpu().contiguous()
+    data = pickle.PickleBuffer(tensor.reshape(-1).view(torch.uint8).numpy())
+    return data, str(tensor.dtype).removeprefix("torch."), list(tensor.shape)
+
+
+def tensor_from(data, dtype, shape):
+    """The tensor ``tensor_data`` described (sharing ``data``'s memory); ValueError when
+    the parts do not fit."""
+    dtype = DTYPES.get(dtype) if type(dtype) is str else None
+    if type(data) is bytes:  # a read-only buffer is pickled as bytes
+        data = bytearray(data)
+    if type(data) is not bytearray or dtype is None or type(shape) is not list or \
+            any(type(n) is not int or n < 0 for n in shape):
+        raise ValueError("not a tensor's data")
+    count = 1
+    for n in shape:
+        count *= n
+    if len(data) != count * dtype.itemsize:
+        raise ValueError("a tensor's bytes do not fit its shape")
+    if not data:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _rebuild_tensor(data, dtype, shape, requires_grad, parameter):
+    """A tensor the grader sent (unpickled in the sandbox)."""
+    tensor = tensor_from(data, dtype, shape)
+    if parameter:
+        return torch.nn.Parameter(tensor, requires_grad=requires_grad)
+    return tensor.requires_grad_(requires_grad)
+
+
+_KEPT = {}  # in a sandbox: number -> a large tensor the grader sent, for its next requests
+
+
+def _keep_tensor(number, data, dtype, shape):
+    """A large tensor the grader sent, kept: later requests name it by ``number``."""
+    tensor = _KEPT[number] = tensor_from(data, dtype, shape)
+    return tensor.clone()
+
+
+def _kept_tensor(number):
+    """A copy of a tensor the grader sent before (the learner's code may change it)."""
+    return _KEPT[number].clone()
+
+
+class _RequestPickler(pickle.Pickler):
+    """Pickles a request: learner objects by reference, tensors as their bytes (far
+    quicker than torch's own pickling, which saves each storage as a file). A large
+    tensor already sent to this sandbox, unchanged since, is named instead of sent again
+    (a test calls an answer on the same input many times)."""
+
+    def __init__(self, file, sandbox):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.sandbox = sandbox
+
+    def persistent_id(self, obj):
+        return obj._ref if isinstance(obj, Remote) else None
+
+    def reducer_override(self, obj):
+        kind = type(obj)
+        if kind is torch.Tensor and obj.grad_fn is None and not obj.requires_grad \
+                and obj.nbytes >= KEPT_BYTES:
+            known = self.sandbox.sent.get(id(obj))
+            if known and known[0] is obj and known[1] == obj._version:
+                return _kept_tensor, (known[2],)
+            number = len(self.sandbox.kept)
+            self.sandbox.kept.append(obj)
+            self.sandbox.sent[id(obj)] = (obj, obj._version, number)
+            return _keep_tensor, (number, *tensor_data(obj))
+        if (kind is torch.Tensor or kind is torch.nn.Parameter) and obj.grad_fn is None:
+            return self.reduce_tensor(obj)
+        return NotImplemented
+
+    @staticmethod
+    def reduce_tensor(tensor):
+        return _rebuild_tensor, (*tensor_data(tensor), tensor.requires_grad,
+                                 type(tensor) is torch.nn.Parameter)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads plain data only: any class or function named in the pickle is refused."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+
+def read_reply(raw):
+    """A sandbox's reply: plain data; raises pickle.UnpicklingError (or another error)
+    for anything else."""
+    reply = _PlainUnpickler(io.BytesIO(raw)).load()
+    if type(reply) is not dict:
+        raise pickle.UnpicklingError("a reply is a dict")
+    return reply
 
 
 def load_checks(path, private=False, register=True):
@@ -97,7 +207,9 @@ def prepare(spec):
     if hasattr(harness, "warm_up"):
         harness.warm_up()
     pickle.loads(pickle.dumps(torch.randn(4, 3)))
-    torch.save({"t": torch.ones(1), "s": "", "l": [1.0]}, io.BytesIO())
+    for tensor in (torch.randn(4, 3), torch.ones(2, dtype=torch.float64).requires_grad_()):
+        rebuild, parts = _RequestPickler.reduce_tensor(tensor)
+        rebuild(*pickle.loads(pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)))
     traceback.format_exception(ValueError, ValueError("x"), None)
     return Harness(checks, harness)
 
@@ -125,11 +237,14 @@ class _Server:
     # values crossing to the grader ---------------------------------------
     def encode(self, value):
         if isinstance(value, torch.Tensor):
-            return {"__tensor__": value.detach().as_subclass(torch.Tensor).clone(),
+            data, dtype, shape = tensor_data(value)
+            return {"__tensor__": data, "dtype": dtype, "shape": shape,
                     "requires_grad": bool(value.requires_grad),
                     "parameter": isinstance(value, torch.nn.Parameter)}
         if type(value) in PLAIN:
             return value
+        if isinstance(value, torch.dtype):
+            return {"__dtype__": str(value).removeprefix("torch.")}
         if type(value) in (list, tuple) or isinstance(value, torch.Size):
             return {"__seq__": [self.encode(v) for v in value],
                     "kind": "tuple" if isinstance(value, tuple) else "list"}
@@ -190,6 +305,7 @@ class _Server:
                 request = Unpickler(io.BytesIO(wire.recv(self.sock))).load()
             except EOFError:
                 return
+            started = time.perf_counter(), time.process_time()
             out, err = io.StringIO(), io.StringIO()
             recorder = self.harness.recorder()
             reply = {"stdout": "", "stderr": "", "error": None}
@@ -212,9 +328,9 @@ class _Server:
                          ops=sorted(recorder.ops))
             if request[0] == "exec":
                 reply["names"] = self.names()
-            buffer = io.BytesIO()
-            torch.save(reply, buffer)
-            wire.send(self.sock, buffer.getvalue())
+            reply["seconds"] = [time.perf_counter() - started[0],  # for nbconfine.stages
+                                time.process_time() - started[1]]
+            wire.send(self.sock, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 # ---------------------------------------------------------------------------
@@ -227,6 +343,8 @@ class ProblemSandbox(Sandbox):
     def __init__(self, zygote, memory_bytes):
         super().__init__(zygote, memory_bytes, "problem")
         self.ops = set()  # operators the learner's code ran while serving requests
+        self.kept = []  # the large tensors sent to it, by number (see _RequestPickler)
+        self.sent = {}  # id -> (tensor, its version when sent, its number)
 
     def request(self, *request):
         """Send a request; return the reply {value, stdout, stderr, error, ops[, names]}.
@@ -235,26 +353,30 @@ class ProblemSandbox(Sandbox):
         raises it too.
         """
         buffer = io.BytesIO()
-        pickler = pickle.Pickler(buffer)
-        pickler.persistent_id = lambda obj: obj._ref if isinstance(obj, Remote) else None
-        pickler.dump(request)
+        _RequestPickler(buffer, self).dump(request)
         raw = self.exchange(buffer.getvalue())
         try:
-            reply = torch.load(io.BytesIO(raw), weights_only=True)
+            reply = read_reply(raw)
         except Exception:
-            self.kill("sent the grader something other than plain data (code writing to "
-                      "the grader's socket?)")
+            self.kill(NOT_PLAIN)
         self.ops.update(reply.get("ops", ()))
+        stages.sandbox_seconds(reply.get("seconds"))
         return reply
 
     def decode(self, value):
         """Plain data from the sandbox, with handles turned into ``Remote`` proxies."""
         if isinstance(value, dict):
             if "__tensor__" in value:
-                tensor = value["__tensor__"]
+                try:
+                    tensor = tensor_from(value["__tensor__"], value.get("dtype"),
+                                         value.get("shape"))
+                except ValueError:
+                    self.kill(NOT_PLAIN)
                 if value.get("parameter"):
                     return torch.nn.Parameter(tensor, requires_grad=bool(value["requires_grad"]))
                 return tensor.requires_grad_(bool(value["requires_grad"]))
+            if type(value.get("__dtype__")) is str and value["__dtype__"] in DTYPES:
+                return DTYPES[value["__dtype__"]]
             if "__remote__" in value:
                 return Remote(self, ("handle", value["__remote__"]), str(value.get("kind")))
             if "__seq__" in value:

@@ -6,24 +6,32 @@ import time
 HEADER = struct.Struct(">Q")
 
 
+LARGE = 2**20  # bytes: a larger payload is sent after its header, not copied behind it
+
+
 def send(sock, payload):
-    sock.sendall(HEADER.pack(len(payload)) + payload)
+    if len(payload) < LARGE:
+        sock.sendall(HEADER.pack(len(payload)) + payload)
+    else:
+        sock.sendall(HEADER.pack(len(payload)))
+        sock.sendall(payload)
 
 
 def recv_exact(sock, size, deadline=None):
-    """``size`` bytes; TimeoutError past ``deadline`` (time.monotonic), EOFError on hang-up."""
-    chunks, remaining = [], size
-    while remaining:
+    """``size`` bytes (a bytearray); TimeoutError past ``deadline`` (time.monotonic),
+    EOFError on hang-up."""
+    buffer = bytearray(size)
+    view, received = memoryview(buffer), 0
+    while received < size:
         if deadline is not None:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([sock], [], [], wait)[0]:
                 raise TimeoutError
-        chunk = sock.recv(min(remaining, 2**20))
-        if not chunk:
+        count = sock.recv_into(view[received:])
+        if not count:
             raise EOFError
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        received += count
+    return buffer
 
 
 def recv(sock, deadline=None, limit=None):

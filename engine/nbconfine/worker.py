@@ -25,7 +25,7 @@ from nbgrader.apps.nbgraderapp import NbGraderApp
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 
-from nbconfine import confine, faults, zygote
+from nbconfine import confine, faults, stages, warm, zygote
 from nbconfine.faults import FAULT, GRADED, REFUSED
 
 DATABASE_WAIT = 120  # seconds a worker waits for the gradebook's database to answer again
@@ -54,16 +54,21 @@ def serve(connection, root, staging, log_fd, env):
     os.chdir(root)
     os.environ.update(env)
     warnings.simplefilter("ignore")  # SQLAlchemy's warnings about nbgrader's models: noise
+    warm.install()
     cli = NbGraderApp.instance()
     cli.initialize(["autograde", "--force", "--log-level=INFO",
                     f"--CourseDirectory.submitted_directory={staging}"])
     app = cli.subapp
+    profile = stages.start()  # NBCONFINE_PROFILE: where the time goes
     while True:
         try:
             student, assignments = connection.recv()
         except EOFError:
+            if profile:
+                profile.save()
             return
-        connection.send({assignment: grade(app, student, assignment)
+        connection.send({assignment: profile.grade(grade, app, student, assignment)
+                         if profile else grade(app, student, assignment)
                          for assignment in assignments})
 
 
