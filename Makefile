@@ -5,6 +5,8 @@ VENV ?= .venv
 JOBS ?= $(shell nproc)
 ROSTER ?= roster.csv
 N ?= 80
+# pytest-xdist processes for `make test` (the suite is mostly waits and single-core work)
+TEST_WORKERS ?= 2
 # nbgrader's exchange root; empty: NBGRADER_EXCHANGE, else nbconfine/exchange.py's default
 EXCHANGE ?=
 UNCONFINED ?=
@@ -113,8 +115,8 @@ demo: release  ## the main job: release, autograde the demo submissions, feedbac
 	$(PY) -m course.demo submitted
 	$(MAKE) --no-print-directory autograde feedback grades
 
-test: $(STAMP)  ## run the test suite (real nbgrader commands)
-	$(PY) -m pytest tests -q -p no:cacheprovider
+test: $(STAMP)  ## run the test suite (real nbgrader commands) on TEST_WORKERS processes
+	$(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 clean:  ## remove generated grading state (gradebook, autograded/, feedback/, demo students)
 	rm -rf gradebook.db feedback grades.csv grades_by_problem.csv grades_distribution.png submitted/demo-*
@@ -129,5 +131,5 @@ guard: $(STAMP)  ## break the grader on purpose (tests/guard.py): every breakage
 chaos: $(STAMP)  ## inject grader faults (killed zygote, worker, autograde; PostgreSQL restart; full disk) into real runs: table
 	$(PY) tests/chaos.py
 
-bench: $(STAMP)  ## benchmark: N submissions of each assignment against the compute floor, 1 vs 2 jobs, stages, validate (CLUSTER=1: Dask workers; SERVE=1: make serve's latency and burst throughput)
-	$(if $(SERVE),$(PY) tests/bench_serve.py $(N),$(PY) tests/bench.py $(N) $(if $(CLUSTER),--cluster))
+bench: $(STAMP)  ## benchmark: N submissions of each assignment against the compute floor, 1 vs 2 jobs, stages, validate; then stock nbgrader against the engine on a course without torch (CLUSTER=1: Dask workers; SERVE=1: make serve's latency and burst throughput)
+	$(if $(SERVE),$(PY) tests/bench_serve.py $(N),$(PY) tests/bench.py $(N) $(if $(CLUSTER),--cluster,&& $(PY) tests/bench_stock.py))

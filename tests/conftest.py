@@ -112,3 +112,18 @@ def parallel_runs(course, parallel_courses):
 def pytest_configure(config):
     config.addinivalue_line("markers", "browser: JupyterLab in headless Chromium "
                             "(tests/test_browser.py); `pytest -m browser` runs them alone")
+
+
+# `make test` runs the suite on two xdist workers, one file per worker at a time
+# (--dist loadfile: a module's fixtures are built once). Files are handed out in this
+# order, the longest first, so that both workers finish together.
+LONGEST_FIRST = ["test_cluster.py", "test_notebook_mode.py", "test_faults.py",
+                 "test_serve.py", "test_attacks.py", "test_mutants.py", "test_autograde.py",
+                 "test_exchange.py", "test_browser.py", "test_parallel.py"]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: each file's own order is kept
