@@ -213,8 +213,8 @@ BREAKAGES = [
              [EXCHANGE_ROUND, "-k", "by_hand or returns_feedback"]),
     Breakage("reply_read_as_any_pickle", "a sandbox's reply unpickled as plain pickle "
              "would: a forged reply runs code in the grader",
-             [(REMOTE, "reply = _PlainUnpickler(io.BytesIO(raw)).load()",
-               "reply = pickle.loads(raw)")],
+             [(REMOTE, "reply = _PlainUnpickler(io.BytesIO(raw), buffers=buffers).load()",
+               "reply = pickle.loads(raw, buffers=buffers)")],
              ["tests/test_attacks.py", "-k", "forged_reply_is_real"]),
     Breakage("tensor_conj_neg_kept", "a conjugated or negated view crosses the wire as "
              "its raw memory", [(REMOTE, "tensor = tensor.resolve_conj().resolve_neg().cpu()",

@@ -45,6 +45,7 @@ from nbconfine import stages, wire
 
 PLAIN = (bool, int, float, str, bytes, type(None))
 KEPT_BYTES = 2**16  # a tensor this large is sent to a sandbox once (see _RequestPickler)
+OUT_OF_BAND = 2**16  # bytes: a tensor this large travels beside the pickle (nbconfine.wire)
 NOT_PLAIN = "sent the grader something other than plain data (code writing to the grader's socket?)"
 DTYPES = {str(d).removeprefix("torch."): d for d in vars(torch).values()
           if isinstance(d, torch.dtype)}
@@ -52,7 +53,8 @@ DTYPES = {str(d).removeprefix("torch."): d for d in vars(torch).values()
 
 def tensor_data(tensor):
     """(values, dtype name, shape) of a tensor, as the other side rebuilds it. The values
-    are a view of its memory, pickled (protocol 5) as a bytearray: one copy on each side."""
+    are a view of its memory, pickled (protocol 5) as a bytearray: in the stream when
+    small, else sent from that memory (``out_of_band``)."""
     tensor = tensor.detach().as_subclass(torch.Tensor)
     if tensor.layout != torch.strided:
         tensor = tensor.to_dense()
@@ -65,7 +67,7 @@ def tensor_from(data, dtype, shape):
     """The tensor ``tensor_data`` described (sharing ``data``'s memory); ValueError when
     the parts do not fit."""
     dtype = DTYPES.get(dtype) if type(dtype) is str else None
-    if type(data) is bytes:  # a read-only buffer is pickled as bytes
+    if type(data) in (bytes, memoryview):  # a read-only buffer, in the stream or beside it
         data = bytearray(data)
     if type(data) is not bytearray or dtype is None or type(shape) is not list or \
             any(type(n) is not int or n < 0 for n in shape):
@@ -102,6 +104,17 @@ def _kept_tensor(number):
     return _KEPT[number].clone()
 
 
+def out_of_band(buffers):
+    """A pickle ``buffer_callback``: buffers of OUT_OF_BAND bytes or more are appended to
+    ``buffers``, to be sent from their own memory; smaller ones stay in the stream."""
+    def callback(buffer):
+        if buffer.raw().nbytes < OUT_OF_BAND:
+            return True
+        buffers.append(buffer)
+        return False
+    return callback
+
+
 class _RequestPickler(pickle.Pickler):
     """Pickles a request: learner objects by reference, tensors as their bytes (far
     quicker than torch's own pickling, which saves each storage as a file). A large
@@ -109,7 +122,9 @@ class _RequestPickler(pickle.Pickler):
     (a test calls an answer on the same input many times)."""
 
     def __init__(self, file, sandbox):
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.buffers = []  # sent beside the stream
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL,
+                         buffer_callback=out_of_band(self.buffers))
         self.sandbox = sandbox
 
     def persistent_id(self, obj):
@@ -143,10 +158,10 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
 
 
-def read_reply(raw):
-    """A sandbox's reply: plain data; raises pickle.UnpicklingError (or another error)
-    for anything else."""
-    reply = _PlainUnpickler(io.BytesIO(raw)).load()
+def read_reply(raw, buffers=()):
+    """A sandbox's reply (its pickle stream and out-of-band buffers): plain data; raises
+    pickle.UnpicklingError (or another error) for anything else."""
+    reply = _PlainUnpickler(io.BytesIO(raw), buffers=buffers).load()
     if type(reply) is not dict:
         raise pickle.UnpicklingError("a reply is a dict")
     return reply
@@ -302,9 +317,10 @@ class _Server:
 
         while True:
             try:
-                request = Unpickler(io.BytesIO(wire.recv(self.sock))).load()
+                stream, buffers = wire.recv_parts(self.sock)
             except EOFError:
                 return
+            request = Unpickler(io.BytesIO(stream), buffers=buffers).load()
             started = time.perf_counter(), time.process_time()
             out, err = io.StringIO(), io.StringIO()
             recorder = self.harness.recorder()
@@ -330,7 +346,10 @@ class _Server:
                 reply["names"] = self.names()
             reply["seconds"] = [time.perf_counter() - started[0],  # for nbconfine.stages
                                 time.process_time() - started[1]]
-            wire.send(self.sock, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+            buffers = []
+            stream = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL,
+                                  buffer_callback=out_of_band(buffers))
+            wire.send_parts(self.sock, stream, buffers)
 
 
 # ---------------------------------------------------------------------------
@@ -353,10 +372,11 @@ class ProblemSandbox(Sandbox):
         raises it too.
         """
         buffer = io.BytesIO()
-        _RequestPickler(buffer, self).dump(request)
-        raw = self.exchange(buffer.getvalue())
+        pickler = _RequestPickler(buffer, self)
+        pickler.dump(request)
+        raw, buffers = self.exchange(buffer.getvalue(), pickler.buffers)
         try:
-            reply = read_reply(raw)
+            reply = read_reply(raw, buffers)
         except Exception:
             self.kill(NOT_PLAIN)
         self.ops.update(reply.get("ops", ()))

@@ -49,14 +49,15 @@ class Sandbox:
             self.zygote_lost = not zygote.alive()
             self.fault = ZYGOTE_LOST if self.zygote_lost else DIED
 
-    def exchange(self, payload):
-        """Send ``payload``; return the reply's bytes. Raises AnswerFault when the sandbox
+    def exchange(self, stream, buffers=()):
+        """Send a pickle ``stream`` and its out-of-band ``buffers`` (nbconfine.wire's
+        parts); return the reply's (stream, buffers). Raises AnswerFault when the sandbox
         times out or dies; every later request then raises it too."""
         if self.fault:
             raise AnswerFault(self.fault)
         try:
-            wire.send(self.sock, payload)
-            return wire.recv(self.sock, self.deadline, MAX_REPLY)
+            wire.send_parts(self.sock, stream, buffers)
+            return wire.recv_parts(self.sock, self.deadline, MAX_REPLY)
         except TimeoutError:
             self.kill(TIMED_OUT)
         except Exception:
