@@ -224,6 +224,11 @@ BREAKAGES = [
              "answer itself: what the answer changes in place, the next call sees",
              [(REMOTE, "    return _KEPT[number].clone()", "    return _KEPT[number]")],
              ["tests/test_engine_paths.py", "-k", "sent_again"]),
+    Breakage("unused_sandbox_left_waiting", "a sandbox forked ahead and never taken is "
+             "not let go: it waits, confined, for requests that never come",
+             [(SANDBOX, "            self.asked.sock.close()\n            self.asked.sock = None\n",
+               "            pass\n")],
+             ["tests/test_engine_paths.py", "-k", "forked_ahead"]),
     Breakage("hand_grade_records_lost", "the hand-grade records are not written: a hand "
              "grade is flagged for review again on every autograde",
              [(REGRADE, "                db.execute(insert(HAND_GRADE_TABLE), self.hand_rows)\n",

@@ -1,8 +1,9 @@
 """The grading engine's rarer paths, each called directly (fast): no submissions, a folder
 that vanishes before it is checked, the progress bar, a worker's unexpected exception, the
-zygote dying (restarted; a sandbox lost with it; one that cannot be restarted), a reply
-over MAX_REPLY, a sandbox's setsid child, the scratch folders of dead runs, tensors on
-problem mode's wire; and the figures, redrawn byte for byte."""
+zygote dying (restarted; a sandbox lost with it; one that cannot be restarted), a
+sandbox forked ahead, a reply over MAX_REPLY, a sandbox's setsid child, the scratch
+folders of dead runs, tensors on problem mode's wire; and the figures, redrawn byte for
+byte."""
 import filecmp
 import io
 import logging
@@ -21,7 +22,7 @@ import torch
 
 import attacks
 from coursedir import REPO, wait_for
-from processes import exited
+from processes import SANDBOX_NAME, children, comm, exited
 from nbconfine import autograde, faults, remote, sandbox, wire, zygote
 
 
@@ -153,6 +154,34 @@ def test_a_notebook_sandbox_lost_with_its_zygote_runs_its_cells_again(tmp_path):
         assert fault is None and any("its cells were run again" in n for n in notes), notes
     finally:
         notebooks.close()
+
+
+def test_a_sandbox_forked_ahead_is_taken_let_go_or_forked_anew(forks):
+    """Problem mode asks for the next problem's sandbox while one is graded
+    (nbconfine.sandbox.Ahead): taken, it serves; let go unused, it ends; asked of a
+    zygote that dies before it is taken, it comes from the restarted zygote."""
+    def sandboxes():
+        return [pid for pid in children(forks.pid) if comm(pid) == SANDBOX_NAME]
+
+    ahead = remote.ProblemSandbox.ahead(forks, 2**30)
+    wait_for(lambda: sandboxes(), 30, "the sandbox asked ahead to be forked")
+    box = remote.ProblemSandbox(forks, 2**30, ahead)
+    assert box.pid in sandboxes()
+    box.deadline = time.monotonic() + 60
+    assert box.request("exec", "cell", "x = 6 * 7")["error"] is None
+    box.close()
+    wait_for(lambda: not sandboxes(), 30, "the sandbox to end once closed")
+    unused = remote.ProblemSandbox.ahead(forks, 2**30)
+    wait_for(lambda: sandboxes(), 30, "the sandbox asked ahead to be forked")
+    unused.close()
+    wait_for(lambda: not sandboxes(), 30, "the sandbox let go unused to end")
+    lost = remote.ProblemSandbox.ahead(forks, 2**30)
+    kill_zygote(forks)
+    box = remote.ProblemSandbox(forks, 2**30, lost)
+    box.deadline = time.monotonic() + 60
+    assert box.request("exec", "cell", "x = 6 * 7")["error"] is None
+    assert forks.restarts == 1
+    box.close()
 
 
 def test_a_zygote_that_cannot_be_restarted_is_a_grader_fault(forks, monkeypatch):

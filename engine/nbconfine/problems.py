@@ -162,11 +162,11 @@ def stream_output(text):
 class ProblemSession:
     """A sandbox and a grader namespace for one problem."""
 
-    def __init__(self, zygote, timeout, memory_bytes):
+    def __init__(self, zygote, timeout, memory_bytes, ahead=None):
         self.zygote = zygote
         self.timeout = timeout
         self.memory_bytes = memory_bytes
-        self.sandbox = ProblemSandbox(zygote, memory_bytes)
+        self.sandbox = ProblemSandbox(zygote, memory_bytes, ahead)
         self.replay = []  # (name, source) of learner-side cells run so far
         self.namespace = {"__name__": "__main__"}
         self.learner_names = []
@@ -268,23 +268,41 @@ class ProblemExecute(NbGraderPreprocessor):
         recorded = set()  # cells whose outputs are already in the notebook
         broken = set()  # learner-added cells that killed their sandbox: skipped after
         self.problem_seconds = {}
-        for problem in problems:
-            start = time.monotonic()
-            last = max(i for i, (_, p) in enumerate(roles) if p == problem)
-            session = self._grade_problem_once_more_if_lost(nb, roles, problem, last,
-                                                            shared, recorded, broken)
-            self._enforce_own_work(nb, roles, problem, session)
-            self.problem_seconds[problem] = time.monotonic() - start
-            self.log.info("Graded %s in %.2f s", problem, self.problem_seconds[problem])
+        self.ahead = None  # the next problem's sandbox, forked while one is graded
+        try:
+            for number, problem in enumerate(problems, 1):
+                start = time.monotonic()
+                last = max(i for i, (_, p) in enumerate(roles) if p == problem)
+                session = self._grade_problem_once_more_if_lost(
+                    nb, roles, problem, last, shared, recorded, broken,
+                    number < len(problems))
+                self._enforce_own_work(nb, roles, problem, session)
+                self.problem_seconds[problem] = time.monotonic() - start
+                self.log.info("Graded %s in %.2f s", problem, self.problem_seconds[problem])
+        finally:
+            if self.ahead:
+                self.ahead.close()
         return nb, resources
 
+    def _session(self, shared, more):
+        """A problem's session, in the sandbox forked ahead if there is one; if ``more``
+        problems follow, the next one's sandbox is asked for now: the zygote forks it,
+        and it confines itself, while this problem is graded (each problem still gets a
+        fresh sandbox of its own, and none waits beyond the notebook)."""
+        ahead, self.ahead = self.ahead, None
+        session = ProblemSession(shared, self.timeout, self.memory_limit, ahead)
+        if more:
+            self.ahead = ProblemSandbox.ahead(shared, self.memory_limit)
+        return session
+
     def _grade_problem_once_more_if_lost(self, nb, roles, problem, last, shared, recorded,
-                                         broken):
-        """Grade ``problem``; graded again, from scratch, if its zygote died meanwhile (a
-        fault of the grader); a second loss stands, as a crash does. Returns the session."""
+                                         broken, more):
+        """Grade ``problem`` (``more``: other problems follow); graded again, from
+        scratch, if its zygote died meanwhile (a fault of the grader); a second loss
+        stands, as a crash does. Returns the session."""
         before = set(recorded), set(broken)
         for attempt in (1, 2):
-            session = ProblemSession(shared, self.timeout, self.memory_limit)
+            session = self._session(shared, more)
             try:
                 self._grade_problem(nb, roles, problem, last, session, recorded, broken)
             finally:

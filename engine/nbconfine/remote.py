@@ -40,7 +40,7 @@ import warnings
 
 import torch
 
-from nbconfine.sandbox import AnswerFault, Sandbox  # noqa: F401 (AnswerFault re-exported)
+from nbconfine.sandbox import Ahead, AnswerFault, Sandbox  # noqa: F401 (AnswerFault re-exported)
 from nbconfine import stages, wire
 
 PLAIN = (bool, int, float, str, bytes, type(None))
@@ -359,11 +359,16 @@ class _Server:
 class ProblemSandbox(Sandbox):
     """A problem-mode sandbox: requests are pickled, replies are plain data."""
 
-    def __init__(self, zygote, memory_bytes):
-        super().__init__(zygote, memory_bytes, "problem")
+    def __init__(self, zygote, memory_bytes, ahead=None):
+        super().__init__(zygote, memory_bytes, "problem", ahead=ahead)
         self.ops = set()  # operators the learner's code ran while serving requests
         self.kept = []  # the large tensors sent to it, by number (see _RequestPickler)
         self.sent = {}  # id -> (tensor, its version when sent, its number)
+
+    @staticmethod
+    def ahead(zygote, memory_bytes):
+        """A problem-mode sandbox forked ahead (``ProblemSandbox(..., ahead=it)``)."""
+        return Ahead(zygote, memory_bytes, "problem")
 
     def request(self, *request):
         """Send a request; return the reply {value, stdout, stderr, error, ops[, names]}.

@@ -29,22 +29,54 @@ class AnswerFault(Exception):
     """The learner's process timed out or died; what it ran cannot be graded further."""
 
 
-class Sandbox:
-    """One learner process, forked by a ``nbconfine.zygote.Zygote``, set up for ``role``
-    (with ``setup``, plain JSON data, and ``fds``, file descriptors it receives)."""
+def _send_setup(sock, payload, fds):
+    socket.send_fds(sock, [wire.HEADER.pack(len(payload))], list(fds))
+    sock.sendall(payload)
+
+
+class Ahead:
+    """A sandbox asked of the zygote before it is needed, its setup sent with the
+    request: the zygote forks it, and it confines itself, while the grader goes on.
+    ``Sandbox(..., ahead=it)`` takes it; ``close`` lets it go unused (it exits)."""
 
     def __init__(self, zygote, memory_bytes, role, fds=(), **setup):
-        self.sock, self.pid = zygote.fork(memory_bytes)
+        self.payload = json.dumps(dict(setup, role=role)).encode()
+        self.fds = list(fds)
+        self.asked = zygote.fork_ahead(memory_bytes)
+        if self.asked.sock is not None:
+            try:
+                _send_setup(self.asked.sock, self.payload, self.fds)
+            except OSError:
+                self.close()  # taken, it is forked anew
+
+    def close(self):
+        if self.asked.sock is not None:
+            self.asked.sock.close()
+            self.asked.sock = None
+
+
+class Sandbox:
+    """One learner process, forked by a ``nbconfine.zygote.Zygote``, set up for ``role``
+    (with ``setup``, plain JSON data, and ``fds``, file descriptors it receives); or the
+    one forked ``ahead`` (an ``Ahead``)."""
+
+    def __init__(self, zygote, memory_bytes, role, fds=(), ahead=None, **setup):
+        if ahead is None:
+            self.sock, self.pid = zygote.fork(memory_bytes)
+            payload, fds = json.dumps(dict(setup, role=role)).encode(), list(fds)
+        else:
+            self.sock, self.pid = zygote.take(ahead.asked)
+            payload, fds = (None, ()) if self.sock is ahead.asked.sock else \
+                (ahead.payload, ahead.fds)  # forked anew: its zygote died meanwhile
         self.zygote = zygote
         self.zygote_pid = zygote.pid
         self.own_pid_namespace = "namespaces" in zygote.confinement.active
         self.fault = None
         self.zygote_lost = False  # it died with its zygote: a fault of the grader
         self.deadline = None
-        payload = json.dumps(dict(setup, role=role)).encode()
         try:
-            socket.send_fds(self.sock, [wire.HEADER.pack(len(payload))], list(fds))
-            self.sock.sendall(payload)
+            if payload is not None:
+                _send_setup(self.sock, payload, fds)
         except OSError:  # the first request raises AnswerFault
             self.zygote_lost = not zygote.alive()
             self.fault = ZYGOTE_LOST if self.zygote_lost else DIED

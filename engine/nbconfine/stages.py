@@ -53,6 +53,8 @@ STAGES = {
         ("nbconfine.sandbox", "Sandbox.__init__"),
         ("nbconfine.sandbox", "Sandbox.close"),
         ("nbconfine.sandbox", "Sandbox.kill"),
+        ("nbconfine.sandbox", "Ahead.__init__"),
+        ("nbconfine.sandbox", "Ahead.close"),
     ],
     ROUND_TRIPS: [
         ("nbconfine.remote", "ProblemSandbox.request"),

@@ -69,6 +69,15 @@ def sandbox_environment():
             "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 
 
+@dataclass
+class Asked:
+    """A fork request in flight (``Zygote.fork_ahead``): the socket its sandbox answers
+    on (None: the zygote was gone), its memory allowance, the zygote connection asked."""
+    sock: object
+    memory_bytes: int
+    control: object
+
+
 class ZygoteGone(RuntimeError):
     """The zygote hung up: it died."""
 
@@ -192,11 +201,44 @@ class Zygote:
             raise faults.GraderFault("the sandbox zygote died again right after it was "
                                      "restarted (see the worker's log)") from None
 
+    def fork_ahead(self, memory_bytes):
+        """Ask for a sandbox now and take it later (``take``): the zygote forks it while
+        this process goes on. Returns the request (``Asked``)."""
+        self._greeting()
+        try:
+            return Asked(self._ask(memory_bytes), memory_bytes, self.control)
+        except ZygoteGone:
+            return Asked(None, memory_bytes, None)  # taken, it is forked anew
+
+    def take(self, asked):
+        """The sandbox ``fork_ahead`` asked for: (socket, pid). If its zygote died
+        meanwhile, a sandbox of the restarted one (as ``fork``)."""
+        if asked.sock is not None and asked.control is self.control:
+            try:
+                return self._receive(asked.sock)
+            except ZygoteGone:
+                pass
+        return self.fork(asked.memory_bytes)
+
     def _fork(self, memory_bytes):
+        return self._receive(self._ask(memory_bytes))
+
+    def _ask(self, memory_bytes):
+        """Send a fork request; returns the socket the sandbox will answer on."""
         ours, theirs = socket.socketpair()
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
             socket.send_fds(self.control, [struct.pack(">Q", memory_bytes)], [theirs.fileno()])
+        except OSError:
+            ours.close()
+            raise ZygoteGone() from None
+        finally:
+            theirs.close()
+        return ours
+
+    def _receive(self, ours):
+        """(``ours``, the pid of the sandbox that answers on it)."""
+        try:
             # A zygote killed with the request queued may never close the sandbox's end
             # (the kernel collects sockets in flight lazily): its own hang-up says it.
             if ours not in select.select([ours, self.control], [], [])[0]:
@@ -208,8 +250,6 @@ class Zygote:
         except ZygoteGone:
             ours.close()
             raise
-        finally:
-            theirs.close()
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
         return ours, pid
 
