@@ -6,11 +6,24 @@ this folder on JUPYTER_CONFIG_PATH).
 "...", so a check's diagnosis loses its end ("This looks like the unbiased (N-1) variance"
 is cut off). Here long lines wrap instead: nothing is lost, every line still fits the
 Validator's width.
+
+Validating (the command and the Validate button, the same Validator) runs the notebook
+in a kernel as nbgrader does, with two differences in how that kernel lives: it runs on
+one OpenMP thread unless OMP_NUM_THREADS says otherwise, as grading's sandboxes do (a
+library's thread pool, started by the first large operation, costs a second on a busy
+machine); and once the last cell has run it is killed, not shut down gracefully (which
+waits for its interpreter to tear down what it loaded: most of a second with torch;
+nothing of the kernel is read after the last cell).
 """
+import os
 import textwrap
 
 from nbconvert.filters import strip_ansi
+from nbgrader import utils
 from nbgrader.validator import Validator
+
+c = get_config()  # noqa: F821 (provided by the config loader)
+c.Validator.Execute.shutdown_kernel = "immediate"
 
 
 def _indent_wrapped(self, text):
@@ -26,3 +39,17 @@ def _indent_wrapped(self, text):
 
 
 Validator._indent = _indent_wrapped
+
+
+_nbgrader_preprocess = Validator._preprocess
+
+
+def _preprocess_on_one_thread(self, nb):
+    """Validator._preprocess, its kernel started with OMP_NUM_THREADS=1 if unset."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return _nbgrader_preprocess(self, nb)
+    with utils.setenv(OMP_NUM_THREADS="1"):
+        return _nbgrader_preprocess(self, nb)
+
+
+Validator._preprocess = _preprocess_on_one_thread
