@@ -61,13 +61,14 @@ class Sandbox:
     one forked ``ahead`` (an ``Ahead``)."""
 
     def __init__(self, zygote, memory_bytes, role, fds=(), ahead=None, **setup):
+        setup_sent = False
         if ahead is None:
             self.sock, self.pid = zygote.fork(memory_bytes)
             payload, fds = json.dumps(dict(setup, role=role)).encode(), list(fds)
-        else:
+        else:  # forked anew if its zygote died meanwhile: then its setup is still to send
             self.sock, self.pid = zygote.take(ahead.asked)
-            payload, fds = (None, ()) if self.sock is ahead.asked.sock else \
-                (ahead.payload, ahead.fds)  # forked anew: its zygote died meanwhile
+            payload, fds = ahead.payload, ahead.fds
+            setup_sent = self.sock is ahead.asked.sock
         self.zygote = zygote
         self.zygote_pid = zygote.pid
         self.own_pid_namespace = "namespaces" in zygote.confinement.active
@@ -75,7 +76,7 @@ class Sandbox:
         self.zygote_lost = False  # it died with its zygote: a fault of the grader
         self.deadline = None
         try:
-            if payload is not None:
+            if not setup_sent:
                 _send_setup(self.sock, payload, fds)
         except OSError:  # the first request raises AnswerFault
             self.zygote_lost = not zygote.alive()
