@@ -158,8 +158,8 @@ def test_a_notebook_sandbox_lost_with_its_zygote_runs_its_cells_again(tmp_path):
 
 def test_a_sandbox_forked_ahead_is_taken_let_go_or_forked_anew(forks):
     """Problem mode asks for the next problem's sandbox while one is graded
-    (nbconfine.sandbox.Ahead): taken, it serves; let go unused, it ends; asked of a
-    zygote that dies before it is taken, it comes from the restarted zygote."""
+    (nbconfine.sandbox.Ahead): taken, it serves; let go unused, it ends; forked by a
+    zygote that dies before it is taken (it dies too), it comes from the restarted one."""
     def sandboxes():
         return [pid for pid in children(forks.pid) if comm(pid) == SANDBOX_NAME]
 
@@ -176,7 +176,9 @@ def test_a_sandbox_forked_ahead_is_taken_let_go_or_forked_anew(forks):
     unused.close()
     wait_for(lambda: not sandboxes(), 30, "the sandbox let go unused to end")
     lost = remote.ProblemSandbox.ahead(forks, 2**30)
+    wait_for(lambda: sandboxes(), 30, "the sandbox asked ahead to be forked")
     kill_zygote(forks)
+    wait_for(lambda: not forks.alive(), 30, "the zygote's hang-up")
     box = remote.ProblemSandbox(forks, 2**30, lost)
     box.deadline = time.monotonic() + 60
     assert box.request("exec", "cell", "x = 6 * 7")["error"] is None

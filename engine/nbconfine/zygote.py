@@ -212,12 +212,15 @@ class Zygote:
 
     def take(self, asked):
         """The sandbox ``fork_ahead`` asked for: (socket, pid). If its zygote died
-        meanwhile, a sandbox of the restarted one (as ``fork``)."""
-        if asked.sock is not None and asked.control is self.control:
+        meanwhile (the sandbox, forked already, dies with it), a sandbox of the restarted
+        one (as ``fork``)."""
+        if asked.sock is not None and asked.control is self.control and self.alive():
             try:
                 return self._receive(asked.sock)
             except ZygoteGone:
                 pass
+        elif asked.sock is not None:
+            asked.sock.close()
         return self.fork(asked.memory_bytes)
 
     def _fork(self, memory_bytes):
