@@ -125,8 +125,8 @@ clean:  ## remove generated grading state (gradebook, autograded/, feedback/, de
 mutants: $(STAMP)  ## autograde the answer catalog and print the kill table
 	$(PY) tests/mutation.py
 
-guard: $(STAMP)  ## break the grader on purpose (tests/guard.py): every breakage must be caught
-	$(PY) tests/guard.py
+guard: $(STAMP)  ## break the grader on purpose (tests/guard.py, JOBS at once): every breakage must be caught
+	$(PY) tests/guard.py --jobs $(JOBS)
 
 chaos: $(STAMP)  ## inject grader faults (killed zygote, worker, autograde; PostgreSQL restart; full disk) into real runs: table
 	$(PY) tests/chaos.py

@@ -7,10 +7,15 @@ is applied to a fresh copy of the repository, where the tests named for it run
 per breakage, which tests ran, killed or SURVIVED, and the seconds it took; the exit code
 is non-zero if any breakage survives, no longer applies, or its tests cannot run.
 
-    python tests/guard.py [NAME ...]     (or `make guard`; names pick breakages)
+    python tests/guard.py [--jobs N] [NAME ...]   (or `make guard`; names pick breakages)
+
+``--jobs``: breakages tried at once (each in its own copy; `make guard` uses JOBS). The
+PostgreSQL and Dask tests some breakages name need NORMGRADE_TEST_PG_URL, as in `make test`.
 
 After a change to the grader, keep each snippet short and on code that changes rarely.
 """
+import argparse
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -272,22 +277,29 @@ def run(breakage):
         return outcome, time.monotonic() - start, (failed or lines)[-1]
 
 
-def main(names):
-    chosen = [b for b in BREAKAGES if not names or b.name in names]
-    unknown = set(names) - {b.name for b in BREAKAGES}
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=1, help="breakages tried at once")
+    parser.add_argument("names", nargs="*", help="breakages to try (default: all)")
+    args = parser.parse_args(argv)
+    chosen = [b for b in BREAKAGES if not args.names or b.name in args.names]
+    unknown = set(args.names) - {b.name for b in BREAKAGES}
     if unknown:
         sys.exit(f"unknown breakage(s): {', '.join(sorted(unknown))}")
     rows, start = [], time.monotonic()
     print(f"{'breakage':<34} {'tests':<58} {'outcome':<18} {'s':>5}", flush=True)
-    for breakage in chosen:
-        outcome, seconds, detail = run(breakage)
-        rows.append(outcome)
-        tests = " ".join(breakage.tests).replace("tests/", "")
-        print(f"{breakage.name:<34} {tests:<58} {outcome:<18} {seconds:5.0f}", flush=True)
-        if outcome == "killed":
-            print(f"    by {detail}", flush=True)
-        elif detail:
-            print(f"    {breakage.why}: {detail}", flush=True)
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        tries = {pool.submit(run, breakage): breakage for breakage in chosen}
+        for done in concurrent.futures.as_completed(tries):
+            breakage = tries[done]
+            outcome, seconds, detail = done.result()
+            rows.append(outcome)
+            tests = " ".join(breakage.tests).replace("tests/", "")
+            print(f"{breakage.name:<34} {tests:<58} {outcome:<18} {seconds:5.0f}", flush=True)
+            if outcome == "killed":
+                print(f"    by {detail}", flush=True)
+            elif detail:
+                print(f"    {breakage.why}: {detail}", flush=True)
     bad = [o for o in rows if not o.startswith("killed")]
     print(f"{len(rows) - len(bad)} of {len(rows)} breakages killed in "
           f"{time.monotonic() - start:.0f} s", flush=True)

@@ -92,10 +92,12 @@ def marked(course, student, assignment="normalization"):
     return bool(scores) and all(score == MARK for score in scores)
 
 
-def run_folders():
-    """The scratch folders of runs (nbconfine.autograde.run_folder) on this machine."""
+def run_folders(owner=None):
+    """The scratch folders of runs (nbconfine.autograde.run_folder) on this machine; those
+    made by the process ``owner`` only, if given (other runs may share the machine)."""
+    prefix = autograde.RUN_PREFIX + (f"{owner}-" if owner else "")
     return {os.path.join(parent, name) for parent in autograde.scratch_parents()
-            for name in os.listdir(parent) if name.startswith(autograde.RUN_PREFIX)}
+            for name in os.listdir(parent) if name.startswith(prefix)}
 
 
 def test_a_zygote_killed_mid_run_is_restarted_and_grades_are_as_clean(course):
@@ -173,19 +175,18 @@ def test_autograde_killed_then_run_again_ends_as_a_clean_run(parallel_courses, p
     for student in REGRADED:
         mark_grades(course, student)  # the killed run must not be what leaves them right
         shutil.rmtree(os.path.join(course.root, "autograded", student))
-    before = run_folders()
     wrapper = start(course, REGRADED_GLOB, 2)
     wait_for(lambda: wrapper.poll() is None and any(
         name.endswith(".ipynb") for student in REGRADED for _, _, names in
         os.walk(os.path.join(course.root, "autograded", student)) for name in names),
         600, "a first autograded notebook")
     engine = processes.descendants(wrapper.pid)
+    left = run_folders(wrapper.pid)  # now: once it is dead, any run may remove them
+    assert left, "the run has no scratch folder (so this test shows nothing)"
     wrapper.kill()
     wrapper.communicate()
     wait_for(lambda: all(processes.exited(pid) for pid in engine), 60,
              "its workers, zygote and sandboxes to end with it")
-    left = run_folders() - before
-    assert left, "the killed run left no scratch folder (so this test shows nothing)"
     course.grade(REGRADED_GLOB, jobs=2)  # (any run may remove a dead run's folders)
     assert not left & run_folders(), "a dead run's scratch folders were not removed"
     scores = {k: v for k, v in course.scores().items() if k[0] in REGRADED}
