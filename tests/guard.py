@@ -61,7 +61,7 @@ BREAKAGES = [
              [(SETTINGS, '        "nbconfine.feedback.HideHiddenTests",\n', "")],
              [EDGE, "-k", "feedback_hides_hidden_tests"]),
     Breakage("whole_notebook_zero_not_recorded", "an ungradable notebook left out of the "
-             "gradebook", [(AUTOGRADE, "        record_zero(url, refused)\n", "")],
+             "gradebook", [(AUTOGRADE, "        record_zero(url, run.left(REFUSED))\n", "")],
              [EDGE, "-k", "ungradable_notebook"]),
     Breakage("only_worker_0_merged", "the rows of workers other than the first are lost",
              [(AUTOGRADE, "for slot, students in enumerate(pool.students):",
@@ -144,7 +144,7 @@ BREAKAGES = [
              [FAULTS, "-k", "cannot_be_restarted"]),
     Breakage("ungraded_rows_not_put_back", "a submission left ungraded keeps what the failed "
              "grading wrote",
-             [(AUTOGRADE, "        kept.restore(faulted)\n", "")],
+             [(AUTOGRADE, "        kept.restore(run.left(FAULT))\n", "")],
              [FAULTS, "-k", "cannot_be_restarted or full_disk"]),
     Breakage("dead_runs_scratch_kept", "what a killed run left is never removed",
              [(AUTOGRADE, "            shutil.rmtree(path, ignore_errors=True)\n"
