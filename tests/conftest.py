@@ -114,12 +114,15 @@ def pytest_configure(config):
                             "(tests/test_browser.py); `pytest -m browser` runs them alone")
 
 
-# `make test` runs the suite on two xdist workers, one file per worker at a time
-# (--dist loadfile: a module's fixtures are built once). Files are handed out in this
-# order, the longest first, so that both workers finish together.
-LONGEST_FIRST = ["test_cluster.py", "test_notebook_mode.py", "test_faults.py",
-                 "test_serve.py", "test_attacks.py", "test_mutants.py", "test_autograde.py",
-                 "test_exchange.py", "test_browser.py", "test_parallel.py"]
+# `make test` runs the suite on two xdist workers, each file's tests together on one
+# worker (a module's fixtures are built once), and the files that share the session's
+# costliest fixture (parallel_runs) together too. Files are handed out in this order, the
+# longest first, so that both workers finish together.
+LONGEST_FIRST = ["test_notebook_mode.py", "test_attacks.py", "test_faults.py",
+                 "test_parallel.py", "test_autograde.py", "test_serve.py", "test_cluster.py",
+                 "test_mutants.py", "test_browser.py", "test_exchange.py"]
+TOGETHER = {name: "test_faults.py" for name in  # parallel_runs
+            ("test_parallel.py", "test_exchange.py", "test_postgres.py")}
 
 
 def pytest_collection_modifyitems(items):
@@ -127,3 +130,15 @@ def pytest_collection_modifyitems(items):
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
     items.sort(key=rank)  # stable: each file's own order is kept
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Work handed out a file at a time (TOGETHER's files as one), in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            name = os.path.basename(nodeid.split("::")[0])
+            return TOGETHER.get(name, name)
+
+    return ByFile(config, log)
