@@ -414,14 +414,21 @@ def students(number):
     return count(number, "student")
 
 
-def _command(name, action, argv):
-    parser = argparse.ArgumentParser(prog=f"nbconfine {name}", description=__doc__.split("\n")[0])
+def course_root(name, argv, description=__doc__.split("\n")[0]):
+    """The course directory of `nbconfine NAME [--root COURSE]`; exits saying why if
+    nbconfine does not grade it."""
+    parser = argparse.ArgumentParser(prog=f"nbconfine {name}", description=description)
     parser.add_argument("--root", default=".", help="the course directory (default: here)")
     root = os.path.abspath(parser.parse_args(argv).root)
     try:
         settings.load_config(root)  # a course graded with nbconfine, not any folder
     except settings.NotConfigured as exc:
         sys.exit(f"{name}: {exc}")
+    return root
+
+
+def _command(name, action, argv):
+    root = course_root(name, argv)
     nbg = Nbgrader(root)
     with course_lock(root, f"nbconfine {name}"):
         return action(nbg, list(course_assignments(root)))

@@ -458,15 +458,8 @@ def status(root):
 
 
 def status_main(argv=None):
-    parser = argparse.ArgumentParser(prog="nbconfine status", description=(
-        "The submissions waiting, being graded and done by nbconfine serve."))
-    parser.add_argument("--root", default=".", help="the course directory (default: here)")
-    root = os.path.abspath(parser.parse_args(argv).root)
-    try:
-        settings.load_config(root)  # a course graded with nbconfine, not any folder
-    except settings.NotConfigured as exc:
-        sys.exit(f"status: {exc}")
-    print(status(root))
+    print(status(handback.course_root("status", argv, description=(
+        "The submissions waiting, being graded and done by nbconfine serve."))))
 
 
 def main(argv=None):
