@@ -239,6 +239,10 @@ BREAKAGES = [
              [(REGRADE, "                db.execute(insert(HAND_GRADE_TABLE), self.hand_rows)\n",
                "")],
              ["tests/test_exchange.py", "-k", "hand_grade"]),
+    Breakage("zygote_on_small_pages", "the zygote's memory is left on 4 KiB pages: every "
+             "fork copies and every sandbox's exit frees 512 times the page-table entries",
+             [(ENGINE + "forkserver.py", "    back_with_huge_pages()\n", "")],
+             ["tests/test_engine_paths.py", "-k", "huge_pages"]),
 ]
 
 

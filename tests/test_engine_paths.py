@@ -113,6 +113,21 @@ def test_a_dead_zygote_is_restarted_by_the_next_fork(forks):
     assert f"the sandbox zygote (pid {first}) died and was restarted" in notes[0]
 
 
+def test_the_zygotes_memory_is_on_huge_pages_where_the_kernel_offers_them(forks):
+    """What torch's import leaves in the zygote is backed by transparent huge pages (one
+    page-table entry per 2 MiB for each fork to copy), and sandboxes forked from it still
+    run and change their own memory only."""
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as setting:
+        if "[never]" in setting.read() or tuple(map(int, os.uname().release.split(".")[:2])) < (6, 1):
+            pytest.skip("no MADV_COLLAPSE here (Linux 6.1+, huge pages not off)")
+    assert run_in_sandbox(forks, "import torch\nx = torch.ones(10**6).sum()")["error"] is None
+    with open(f"/proc/{forks.pid}/smaps_rollup") as rollup:
+        huge_kib = next(int(line.split()[1]) for line in rollup
+                        if line.startswith("AnonHugePages:"))
+    assert huge_kib >= 16 * 1024, f"only {huge_kib} KiB of the zygote's memory on huge pages"
+    assert run_in_sandbox(forks, "import torch\nassert torch.ones(3).sum() == 3")["error"] is None
+
+
 def test_a_sandbox_that_dies_with_its_zygote_says_so(forks):
     """Not the answer's doing: the sandbox is marked lost with its zygote (the mode grades
     its problem again), which an answer's own crash is not."""

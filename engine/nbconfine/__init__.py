@@ -65,6 +65,9 @@ def configure(c, preload=(), timeout=None, memory_limit=None, problem_mode=(), p
         "nbgrader.preprocessors.AssignLatePenalties",
         "nbgrader.preprocessors.CheckCellMetadata",
     ]
+    # nbconvert validates the notebook after each of these preprocessors (a dozen times per
+    # submission); its own option validates once, after the last, and catches the same.
+    c.Exporter.optimistic_validation = True
     c.ConfinedExecute.preload = list(preload)
     if timeout is not None:
         c.NotebookExecute.timeout = timeout
