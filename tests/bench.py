@@ -11,13 +11,17 @@ For each assignment (default: all):
   too (what a learner waits for on every click; the budget is VISIBLE_BUDGET);
 - seconds per submission of `nbconfine autograde --jobs 1` (whole commands timed, start-up
   included), its ratio to the floor, and the speedup of 2 jobs over 1: job counts 1, 2,
-  2, 1 on fresh copies of one course, so a drift in the machine's speed cancels;
+  2, 1 on fresh copies of one course, so a drift in the machine's speed cancels; and how
+  busy the machine's processors were during each job count (/proc/stat): the speedup of
+  2 jobs cannot exceed the ratio of the two;
 - where one more 1-job run's time goes (NBCONFINE_PROFILE, nbconfine/stages.py): each
   stage's seconds per submission; start-up is the command's time before and after its
   worker grades (zygote, nbgrader's import and configuration, prechecks, merge, report).
-Then, side by side: a Jupyter kernel started bare that imports torch, and `nbgrader
-validate` of a complete notebook of each assignment (what the Validate button runs: the
-same Validator, its kernel, the visible checks), medians of KERNEL_SAMPLES.
+Then, side by side: a Jupyter kernel started bare that imports torch, `nbgrader validate`
+of a complete notebook of each assignment (a new process: nbgrader's import, then the
+Validator, its kernel, the visible checks), and the Validate button's work (the same
+Validator in a process that has nbgrader loaded, as JupyterLab's server runs it), medians
+of KERNEL_SAMPLES.
 
 Submissions: reference answers, each with catalog mistakes in a few problems
 (tests/catalog.py), so that failing checks are graded too.
@@ -37,6 +41,7 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,6 +89,32 @@ def validate_seconds(course, assignment):
         samples.append(time.monotonic() - start)
         assert done.returncode == 0 and "Success!" in done.stdout, done.stdout + done.stderr
     return statistics.median(samples)
+
+
+BUTTON = """
+import statistics, sys, time
+from nbgrader.server_extensions.validate_assignment.handlers import ValidateAssignmentHandler
+from nbgrader.validator import Validator
+samples = []
+for _ in range(int(sys.argv[2])):
+    start = time.monotonic()
+    result = Validator(config=ValidateAssignmentHandler.load_config(None)).validate(sys.argv[1])
+    samples.append(time.monotonic() - start)
+    assert not result.get("failed") and not result.get("changed"), result
+print(statistics.median(samples))
+"""
+
+
+def button_seconds(course, assignment):
+    """Median seconds of the Validate button's work: the JupyterLab server, nbgrader
+    loaded already, runs the same Validator in its own process (nbgrader's
+    validate_assignment handler), its configuration loaded for each click."""
+    path = course.submit("bench-validate", assignment, course.reference(assignment))
+    done = subprocess.run([sys.executable, "-c", BUTTON, path, str(KERNEL_SAMPLES)],
+                          cwd=os.path.dirname(path), env=course.env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return float(done.stdout.split()[-1])
 
 
 def make_submissions(course, assignment, count):
@@ -152,11 +183,23 @@ def compute_floor(assignment):
             {g: statistics.median(v[g] for v in visible) for g in visible[0]})
 
 
-def timed_grading(course, pattern, jobs, extra_env=None):
-    start = time.monotonic()
+def cpu_ticks():
+    """(busy, all) clock ticks of the machine's processors so far (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(n) for n in stat.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
+
+
+def timed_grading(course, pattern, jobs, extra_env=None, busy=None):
+    """Seconds of one `nbconfine autograde --jobs JOBS` run; with ``busy`` (a list), the
+    fraction of the machine's processors busy meanwhile is appended to it."""
+    ticks, start = cpu_ticks(), time.monotonic()
     report = course.grade(pattern, jobs=jobs, extra_env=extra_env)
+    seconds = time.monotonic() - start
     assert "Problems found" in report, report
-    return time.monotonic() - start
+    if busy is not None:
+        busy.append((cpu_ticks()[0] - ticks[0]) / max(1, cpu_ticks()[1] - ticks[1]))
+    return seconds
 
 
 def profiled_grading(course, pattern, count, folder):
@@ -179,11 +222,11 @@ def assignment_figures(scratch, assignment, count):
     base.release()
     make_submissions(base, assignment, count)
     pattern = f"bench-{assignment}-*"
-    trials, floors = [], []  # (jobs, seconds), in order; the floor before each trial
+    trials, floors, busy = [], [], []  # (jobs, seconds), in order; the floor before each
     for k, jobs in enumerate(TRIALS):
         floors.append(compute_floor(assignment))  # measured beside the trials: same load
         copy = base.clone(os.path.join(scratch, assignment, str(k)))
-        trials.append((jobs, timed_grading(copy, pattern, jobs)))
+        trials.append((jobs, timed_grading(copy, pattern, jobs, busy=busy)))
     stages, startup = profiled_grading(base.clone(os.path.join(scratch, assignment, "p")),
                                        pattern, count, os.path.join(scratch, assignment, "prof"))
     one, two = (statistics.mean(s for j, s in trials if j == jobs) for jobs in (1, 2))
@@ -202,6 +245,12 @@ def assignment_figures(scratch, assignment, count):
           "forks and waits aside)")
     print(f"2 jobs:                            {two:.1f} s, speedup {one / two:.2f}x  "
           "(target >= 1.8)")
+    used = {jobs: statistics.mean(b for (j, _), b in zip(trials, busy) if j == jobs)
+            for jobs in (1, 2)}
+    print(f"processors busy:                   1 job {used[1]:.0%}, 2 jobs {used[2]:.0%} of "
+          f"{os.cpu_count()}  (1 job already uses {used[1] * os.cpu_count():.2f} of them: "
+          "forks ahead, sandboxes' exits, the zygote; 2 jobs can be at most "
+          f"{used[2] / used[1]:.2f}x as fast on this machine)")
     ranked = sorted(visible.items(), key=lambda item: -item[1])
     print(f"cells as released, warm (s):       {', '.join(f'{g} {t:.3f}' for g, t in ranked[:6])}"
           f"{', ...' if len(ranked) > 6 else ''}  (budget {VISIBLE_BUDGET} each; "
@@ -225,11 +274,14 @@ def main(count, assignments):
         courses = {a: assignment_figures(scratch, a, count) for a in assignments}
         floor = kernel_floor()
         validate = {a: validate_seconds(course, a) for a, course in courses.items()}
+        button = {a: button_seconds(course, a) for a, course in courses.items()}
     print("== validate")
     print(f"kernel + import torch:             {floor:.2f} s")
     for assignment, seconds in validate.items():
         print(f"nbgrader validate {assignment + ':':<16}{seconds:.2f} s, {seconds / floor:.2f}x "
-              "the kernel  (target <= 1.5)")
+              "the kernel  (target <= 1.5; nbgrader's own import is part of it)")
+        print(f"Validate button {assignment + ':':<18}{button[assignment]:.2f} s, "
+              f"{button[assignment] / floor:.2f}x the kernel  (target <= 1.5)")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 

@@ -239,6 +239,11 @@ BREAKAGES = [
              [(REGRADE, "                db.execute(insert(HAND_GRADE_TABLE), self.hand_rows)\n",
                "")],
              ["tests/test_exchange.py", "-k", "hand_grade"]),
+    Breakage("database_fault_hidden_by_nbgrader", "a lost database that nbgrader re-raises "
+             "as its InvalidEntry scores zero instead of being graded again",
+             [(ENGINE + "faults.py", "        exc = exc.__cause__ or exc.__context__\n",
+               "        exc = None\n")],
+             ["tests/test_engine_paths.py", "-k", "database_fault"]),
     Breakage("zygote_on_small_pages", "the zygote's memory is left on 4 KiB pages: every "
              "fork copies and every sandbox's exit frees 512 times the page-table entries",
              [(ENGINE + "forkserver.py", "    back_with_huge_pages()\n", "")],

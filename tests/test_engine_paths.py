@@ -211,6 +211,25 @@ def test_a_zygote_that_cannot_be_restarted_is_a_grader_fault(forks, monkeypatch)
     assert faults.kind_of(faults.GraderFault("x")) == (faults.MACHINE, "x")
 
 
+def test_a_database_fault_is_known_through_what_nbgrader_raises_instead():
+    """nbgrader's add_submission turns a lost connection into its own InvalidEntry, raised
+    while handling it: still the gradebook's fault (graded again, never a zero); an
+    InvalidEntry of nbgrader's own making is not."""
+    from nbgrader.api import InvalidEntry
+    from sqlalchemy.exc import OperationalError
+    lost = OperationalError("INSERT INTO submitted_assignment", {}, Exception(
+        "server closed the connection unexpectedly"))
+    try:
+        try:
+            raise lost
+        except OperationalError as exc:
+            raise InvalidEntry(*exc.args)
+    except InvalidEntry as raised:
+        kind, reason = faults.kind_of(raised)
+    assert kind == faults.DATABASE and "server closed the connection" in reason
+    assert faults.kind_of(InvalidEntry("No such student")) is None
+
+
 def test_the_scratch_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     """A run's folder is removed once its maker is gone and nothing holds its lock; a live
     run's (its maker alive, or a worker of a dead maker holding the lock) is kept."""

@@ -47,7 +47,20 @@ def take():
 
 
 def kind_of(exc):
-    """(kind, reason) if ``exc`` is a fault of the grading machine, else None."""
+    """(kind, reason) if ``exc``, or an exception it was raised from or while handling, is
+    a fault of the grading machine, else None (nbgrader raises its own InvalidEntry while
+    handling a lost database connection, say)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        found = _kind_of_one(exc)
+        if found:
+            return found
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _kind_of_one(exc):
     if isinstance(exc, GraderFault):
         return exc.kind, str(exc)
     if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
