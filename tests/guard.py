@@ -246,7 +246,7 @@ BREAKAGES = [
              ["tests/test_engine_paths.py", "-k", "database_fault"]),
     Breakage("zygote_on_small_pages", "the zygote's memory is left on 4 KiB pages: every "
              "fork copies and every sandbox's exit frees 512 times the page-table entries",
-             [(ENGINE + "forkserver.py", "    back_with_huge_pages()\n", "")],
+             [(ZYGOTE, ',\n            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}', "}")],
              ["tests/test_engine_paths.py", "-k", "huge_pages"]),
 ]
 

@@ -26,7 +26,6 @@ if __name__ == "__main__":  # confined while single-threaded, before a library s
     except OSError:  # the owner is gone already (Ctrl-C while it started): nothing to serve
         os._exit(0)
 
-import ctypes
 import gc
 import importlib
 import json
@@ -41,8 +40,6 @@ from nbconfine.zygote import SANDBOX_NAME, name_process
 
 ROLES = {"problem": "nbconfine.remote", "notebook": "nbconfine.kernel"}
 SETUP_LIMIT = 2**16  # bytes of a sandbox's setup message
-MADV_COLLAPSE = 25  # Linux 6.1
-HUGE_PAGE = 2**21
 
 
 def receive_setup(sock):
@@ -54,25 +51,6 @@ def receive_setup(sock):
     if size > SETUP_LIMIT:
         raise EOFError
     return json.loads(wire.recv_exact(sock, size)), fds
-
-
-def back_with_huge_pages():
-    """Back the zygote's anonymous memory (its heap and arenas, most of what torch's
-    import leaves) with transparent huge pages: a fork then copies one page-table entry per
-    2 MiB instead of 512, and a sandbox's exit frees as few, which halves what a sandbox's
-    start and end cost. A sandbox writing to such a page still copies only 4 KiB of it.
-    Where the kernel cannot (before Linux 6.1, huge pages off), nothing changes."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    with open("/proc/self/maps") as maps:
-        regions = [line.split() for line in maps]  # read whole: collapsing splits regions
-    for fields in regions:
-        if fields[1].startswith("rw") and (len(fields) < 6 or fields[5] == "[heap]"):
-            start, end = (int(address, 16) for address in fields[0].split("-"))
-            start = -(-start // HUGE_PAGE) * HUGE_PAGE
-            end = end // HUGE_PAGE * HUGE_PAGE
-            if end > start:
-                libc.madvise(start, end - start, MADV_COLLAPSE)
 
 
 def zygote_main(owner, confinement, hello, spec, listen_path=None):
@@ -92,7 +70,6 @@ def zygote_main(owner, confinement, hello, spec, listen_path=None):
         importlib.import_module(module)
     prepared = {role: module.prepare(spec) for role, module in roles.items()}
     gc.freeze()  # sandboxes' garbage collections skip what is prepared: fewer pages copied
-    back_with_huge_pages()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished sandboxes
     selector = selectors.DefaultSelector()
     selector.register(owner, selectors.EVENT_READ)
