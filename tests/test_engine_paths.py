@@ -171,6 +171,25 @@ def test_a_notebook_sandbox_lost_with_its_zygote_runs_its_cells_again(tmp_path):
         notebooks.close()
 
 
+def test_a_notebook_cell_that_loops_on_the_processor_is_stopped_at_its_time_limit(tmp_path):
+    """Notebook mode: `while True: pass` (never a system call to interrupt) is stopped
+    after the cell's timeout with nbgrader's errors, and the notebook goes on in the same
+    namespace."""
+    from nbconfine.notebook import NotebookExecute, NotebookSession
+    notebooks = zygote.Zygote(zygote.Spec(roles=("notebook",)))
+    try:
+        session = NotebookSession(notebooks, str(tmp_path), NotebookExecute(timeout=1))
+        assert session.run("x = 6 * 7") == []
+        started = time.monotonic()
+        outputs = session.run("while True:\n    pass")
+        assert [o.ename for o in outputs] == ["KeyboardInterrupt", "CellTimeoutError"]
+        assert time.monotonic() - started < 30
+        assert [o.get("text") for o in session.run("print(x)")] == ["42\n"]
+        session.close()
+    finally:
+        notebooks.close()
+
+
 def test_a_sandbox_forked_ahead_is_taken_let_go_or_forked_anew(forks):
     """Problem mode asks for the next problem's sandbox while one is graded
     (nbconfine.sandbox.Ahead): taken, it serves; let go unused, it ends; forked by a

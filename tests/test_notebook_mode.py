@@ -32,8 +32,12 @@ WRONG = {  # student: (answers over the reference ones, the cells that lose poin
                  "histogram_answer": "def histogram(values):\n    plt.hist(values)\n\n\n"
                                      "figure = histogram([1, 2])"},
                 {"mean_test", "variance_test", "quartiles_test", "histogram_test"}),
-    "wrong-b": ({"fixed_point_answer": "def fixed_point(f, x):\n    while True:\n"
-                                       "        x = f(x)",
+    # A loop that never ends (waiting between steps: it runs out the time limit in every
+    # grading of this course without keeping a processor busy; tests/test_engine_paths.py
+    # stops a loop that does).
+    "wrong-b": ({"fixed_point_answer": "def fixed_point(f, x):\n    import time\n"
+                                       "    while True:\n        x = f(x)\n"
+                                       "        time.sleep(0.01)",
                  "column_answer": 'def column(path, name):\n    warnings.warn("reading " + path)\n'
                                   '    with open(path, encoding="utf-8") as f:\n'
                                   '        return [float(r[name]) for r in csv.DictReader(f)]'},
