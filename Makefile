@@ -93,10 +93,13 @@ autograde: $(STAMP)  ## autograde every submission in submitted/ (a Dask cluster
 	UNCONFINED=$(UNCONFINED) $(NBCONFINE) autograde --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 # A task whose worker died is retried on another; ALLOWED_FAILURES deaths later it is left
-# ungraded (its previous grades kept; exit status 3).
+# ungraded (its previous grades kept; exit status 3). A worker holds only the submission it
+# grades (worker-saturation 1.0; Dask's 1.1 sends each one-thread worker a second task),
+# so a death counts against that submission alone, never against one queued behind it.
 # Without the dashboard Dask still serves its HTTP endpoints (health, metrics): on HOST too.
 scheduler: $(STAMP)  ## start a Dask scheduler on HOST:PORT (default 127.0.0.1:8786)
 	DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=$(ALLOWED_FAILURES) \
+	  DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION=1.0 \
 	  $(VENV)/bin/dask scheduler --host $(HOST) --port $(PORT) --no-dashboard \
 	  --dashboard-address $(HOST):8787
 

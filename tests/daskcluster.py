@@ -115,6 +115,14 @@ class Cluster:
         with self.client() as client:
             return client.run_on_scheduler(attempt, PROJECT_MODULES)
 
+    def scheduler_setting(self, key):
+        """The scheduler's Dask configuration value of ``key``."""
+        def read(key):  # local: sent by value, imports only what the scheduler has
+            import dask
+            return dask.config.get(key)
+        with self.client() as client:
+            return client.run_on_scheduler(read, key)
+
     def stop_workers(self, workers=None):
         """Stop ``workers`` (Popens of add_workers's, default all of them)."""
         workers = list(workers or self.workers)

@@ -230,6 +230,7 @@ def cluster_runs(course, tmp_path_factory):
             kills = kill_while_grading(cluster, make)
             made = finished(make)
             scheduler_imports = cluster.scheduler_imports()
+            saturation = cluster.scheduler_setting("distributed.scheduler.worker-saturation")
         finally:
             cluster.stop()
         students = {s for s in os.listdir(os.path.join(course.root, "submitted"))
@@ -238,7 +239,8 @@ def cluster_runs(course, tmp_path_factory):
             "local": ({k: v for k, v in course.scores().items() if k[0] in students},
                       notebooks(course, students), local_report),
             "cluster": (pg_course.scores(), notebooks(pg_course, students), made),
-            "rows": grade_rows(url), "kills": kills, "refused": refused,
+            "rows": grade_rows(url), "kills": kills, "saturation": saturation,
+            "refused": refused,
             "workers log": "".join(cluster.log(worker.name) for worker in workers),
             "unconfigured checkout": os.path.join(cluster.workdir, unconfigured[0].name,
                                                   "checkout"),
@@ -278,7 +280,10 @@ def test_a_killed_worker_s_submission_is_graded_again_elsewhere(cluster_runs):
 
 def test_a_submission_that_keeps_killing_workers_is_left_ungraded(cluster_runs):
     """Workers dying is the grading machine's fault: no zero, no row of a new submission,
-    named in the report."""
+    named in the report. `make scheduler` hands a worker only the submission it grades
+    (worker-saturation 1.0), so the deaths count against that one alone, never against a
+    submission queued behind it (which Dask's default of 1.1 would charge too)."""
+    assert cluster_runs["saturation"] == 1.0
     scores, nbs, (_, _, report, _) = cluster_runs["cluster"]
     assert cluster_runs["kills"].count(POISON) == 2, (report, cluster_runs["kills"])  # 2 tries
     assert f"{POISON}: not graded: the workers grading it died 2 times" in report, report
