@@ -244,6 +244,10 @@ BREAKAGES = [
              [(ENGINE + "faults.py", "        exc = exc.__cause__ or exc.__context__\n",
                "        exc = None\n")],
              ["tests/test_engine_paths.py", "-k", "database_fault"]),
+    Breakage("worker_holds_two_submissions", "Dask's default worker-saturation: a worker "
+             "killed by one submission counts a try against the one queued behind it",
+             [("Makefile", "\t  DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION=1.0 \\\n", "")],
+             ["tests/test_cluster.py", "-k", "keeps_killing"]),
     Breakage("zygote_on_small_pages", "the zygote's memory is left on 4 KiB pages: every "
              "fork copies and every sandbox's exit frees 512 times the page-table entries",
              [(ZYGOTE, ',\n            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}', "}")],
