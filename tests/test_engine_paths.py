@@ -220,6 +220,30 @@ def test_a_sandbox_forked_ahead_is_taken_let_go_or_forked_anew(forks):
     box.close()
 
 
+def test_a_grading_workers_next_notebook_finds_its_first_sandbox_forked(forks):
+    """A grading worker asks for the next notebook's first sandbox while it grades the
+    last problem of one: the next notebook takes it, once, if it runs on the same zygote
+    with the same memory allowance; otherwise it is let go (it ends)."""
+    from nbconfine import problems
+
+    def sandboxes():
+        return [pid for pid in children(forks.pid) if comm(pid) == SANDBOX_NAME]
+
+    asked = remote.ProblemSandbox.ahead(forks, 2**30)
+    problems._keep_for_next(forks, 2**30, asked)
+    assert problems._kept_for(forks, 2**30) is asked
+    assert problems._kept_for(forks, 2**30) is None
+    box = remote.ProblemSandbox(forks, 2**30, asked)
+    box.deadline = time.monotonic() + 60
+    assert box.request("exec", "cell", "x = 6 * 7")["error"] is None
+    box.close()
+    unfit = remote.ProblemSandbox.ahead(forks, 2**30)
+    problems._keep_for_next(forks, 2**30, unfit)
+    wait_for(lambda: sandboxes(), 30, "the sandbox asked ahead to be forked")
+    assert problems._kept_for(forks, 2**31) is None
+    wait_for(lambda: not sandboxes(), 30, "the sandbox of another allowance to end")
+
+
 def test_a_zygote_that_cannot_be_restarted_is_a_grader_fault(forks, monkeypatch):
     """Its successor dies before it is ready: a GraderFault (the submission is left
     ungraded, never zeroed), said in words."""

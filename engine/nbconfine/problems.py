@@ -35,7 +35,7 @@ from traitlets import Integer, Unicode
 
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
-from nbconfine import confine, faults, reach, settings, zygote
+from nbconfine import confine, faults, reach, settings, warm, zygote
 from nbconfine.cellroles import SourceRoles
 from nbconfine.layout import Problems
 from nbconfine.remote import AnswerFault, LearnerError, ProblemSandbox, Remote, load_checks
@@ -241,6 +241,30 @@ class ProblemSession:
         self.sandbox.close()
 
 
+# In a grading worker (nbconfine.warm.grading_worker), which grades notebook after notebook,
+# the first problem's sandbox of the next notebook is asked for while the last problem of
+# one is graded, as each problem's is during the one before; it waits here, unused and
+# confined (one at a time), and ends with the worker.
+_next_notebook = None  # ((zygote, memory bytes), Ahead)
+
+
+def _kept_for(shared, memory_bytes):
+    """The sandbox asked for this notebook's first problem, if one was, for the same
+    zygote and memory allowance; None otherwise."""
+    global _next_notebook
+    kept, _next_notebook = _next_notebook, None
+    if kept and kept[0] == (shared, memory_bytes):
+        return kept[1]
+    if kept:
+        kept[1].close()
+    return None
+
+
+def _keep_for_next(shared, memory_bytes, ahead):
+    global _next_notebook
+    _next_notebook = ((shared, memory_bytes), ahead)
+
+
 class ProblemExecute(NbGraderPreprocessor):
     """Autograde problem by problem in sandboxes (replaces nbgrader's Execute)."""
 
@@ -268,27 +292,32 @@ class ProblemExecute(NbGraderPreprocessor):
         recorded = set()  # cells whose outputs are already in the notebook
         broken = set()  # learner-added cells that killed their sandbox: skipped after
         self.problem_seconds = {}
-        self.ahead = None  # the next problem's sandbox, forked while one is graded
+        # the next problem's sandbox, forked while one is graded
+        self.ahead = _kept_for(shared, self.memory_limit)
+        more_notebooks = warm.grading_worker()
         try:
             for number, problem in enumerate(problems, 1):
                 start = time.monotonic()
                 last = max(i for i, (_, p) in enumerate(roles) if p == problem)
                 session = self._grade_problem_once_more_if_lost(
                     nb, roles, problem, last, shared, recorded, broken,
-                    number < len(problems))
+                    number < len(problems) or more_notebooks)
                 self._enforce_own_work(nb, roles, problem, session)
                 self.problem_seconds[problem] = time.monotonic() - start
                 self.log.info("Graded %s in %.2f s", problem, self.problem_seconds[problem])
         finally:
-            if self.ahead:
+            if self.ahead and more_notebooks:
+                _keep_for_next(shared, self.memory_limit, self.ahead)
+            elif self.ahead:
                 self.ahead.close()
         return nb, resources
 
     def _session(self, shared, more):
         """A problem's session, in the sandbox forked ahead if there is one; if ``more``
-        problems follow, the next one's sandbox is asked for now: the zygote forks it,
-        and it confines itself, while this problem is graded (each problem still gets a
-        fresh sandbox of its own, and none waits beyond the notebook)."""
+        problems follow (in this notebook, or in the next one a grading worker grades),
+        the next one's sandbox is asked for now: the zygote forks it, and it confines
+        itself, while this problem is graded (each problem still gets a fresh sandbox of
+        its own; outside grading workers, none waits beyond the notebook)."""
         ahead, self.ahead = self.ahead, None
         session = ProblemSession(shared, self.timeout, self.memory_limit, ahead)
         if more:

@@ -22,6 +22,12 @@ _schemas = {}  # schema version -> the schema nbgrader loaded
 _installed = False
 
 
+def grading_worker():
+    """Whether this process is a grading worker (``install`` ran in it): it grades
+    notebook after notebook for as long as it lives."""
+    return _installed
+
+
 def install():
     """Keep gradebook engines and metadata schemas for the life of this process."""
     global _installed
