@@ -91,6 +91,11 @@ def kill_zygote(forks):
     forks.process.wait()
 
 
+def sandboxes_of(forks):
+    """The live sandboxes the zygote ``forks`` has forked."""
+    return [pid for pid in children(forks.pid) if comm(pid) == SANDBOX_NAME]
+
+
 def run_in_sandbox(forks, source="x = 6 * 7"):
     box = remote.ProblemSandbox(forks, 2**30)
     box.deadline = time.monotonic() + 60
@@ -194,23 +199,20 @@ def test_a_sandbox_forked_ahead_is_taken_let_go_or_forked_anew(forks):
     """Problem mode asks for the next problem's sandbox while one is graded
     (nbconfine.sandbox.Ahead): taken, it serves; let go unused, it ends; forked by a
     zygote that dies before it is taken (it dies too), it comes from the restarted one."""
-    def sandboxes():
-        return [pid for pid in children(forks.pid) if comm(pid) == SANDBOX_NAME]
-
     ahead = remote.ProblemSandbox.ahead(forks, 2**30)
-    wait_for(lambda: sandboxes(), 30, "the sandbox asked ahead to be forked")
+    wait_for(lambda: sandboxes_of(forks), 30, "the sandbox asked ahead to be forked")
     box = remote.ProblemSandbox(forks, 2**30, ahead)
-    assert box.pid in sandboxes()
+    assert box.pid in sandboxes_of(forks)
     box.deadline = time.monotonic() + 60
     assert box.request("exec", "cell", "x = 6 * 7")["error"] is None
     box.close()
-    wait_for(lambda: not sandboxes(), 30, "the sandbox to end once closed")
+    wait_for(lambda: not sandboxes_of(forks), 30, "the sandbox to end once closed")
     unused = remote.ProblemSandbox.ahead(forks, 2**30)
-    wait_for(lambda: sandboxes(), 30, "the sandbox asked ahead to be forked")
+    wait_for(lambda: sandboxes_of(forks), 30, "the sandbox asked ahead to be forked")
     unused.close()
-    wait_for(lambda: not sandboxes(), 30, "the sandbox let go unused to end")
+    wait_for(lambda: not sandboxes_of(forks), 30, "the sandbox let go unused to end")
     lost = remote.ProblemSandbox.ahead(forks, 2**30)
-    wait_for(lambda: sandboxes(), 30, "the sandbox asked ahead to be forked")
+    wait_for(lambda: sandboxes_of(forks), 30, "the sandbox asked ahead to be forked")
     kill_zygote(forks)
     wait_for(lambda: not forks.alive(), 30, "the zygote's hang-up")
     box = remote.ProblemSandbox(forks, 2**30, lost)
@@ -226,9 +228,6 @@ def test_a_grading_workers_next_notebook_finds_its_first_sandbox_forked(forks):
     with the same memory allowance; otherwise it is let go (it ends)."""
     from nbconfine import problems
 
-    def sandboxes():
-        return [pid for pid in children(forks.pid) if comm(pid) == SANDBOX_NAME]
-
     asked = remote.ProblemSandbox.ahead(forks, 2**30)
     problems._keep_for_next(forks, 2**30, asked)
     assert problems._kept_for(forks, 2**30) is asked
@@ -239,9 +238,9 @@ def test_a_grading_workers_next_notebook_finds_its_first_sandbox_forked(forks):
     box.close()
     unfit = remote.ProblemSandbox.ahead(forks, 2**30)
     problems._keep_for_next(forks, 2**30, unfit)
-    wait_for(lambda: sandboxes(), 30, "the sandbox asked ahead to be forked")
+    wait_for(lambda: sandboxes_of(forks), 30, "the sandbox asked ahead to be forked")
     assert problems._kept_for(forks, 2**31) is None
-    wait_for(lambda: not sandboxes(), 30, "the sandbox of another allowance to end")
+    wait_for(lambda: not sandboxes_of(forks), 30, "the sandbox of another allowance to end")
 
 
 def test_a_zygote_that_cannot_be_restarted_is_a_grader_fault(forks, monkeypatch):
