@@ -261,6 +261,7 @@ def _kept_for(shared, memory_bytes):
 
 
 def _keep_for_next(shared, memory_bytes, ahead):
+    """Keep ``ahead`` (forked by ``shared``) for the next notebook's first problem."""
     global _next_notebook
     _next_notebook = ((shared, memory_bytes), ahead)
 
