@@ -54,7 +54,9 @@ from coursedir import ASSIGNMENTS, NBGRADER_ENV, REPO, Course
 
 KERNEL_SAMPLES = 3
 FLOOR_RUNS = 5
-FLOOR_ARGUMENT = "--floor-of"  # bench.py --floor-of ASSIGNMENT: one floor, as JSON
+# The parts measured in a process of their own: bench.py --floor-of ASSIGNMENT prints one
+# floor as JSON; bench.py --button NOTEBOOK, the Validate button's median seconds.
+FLOOR_ARGUMENT, BUTTON_ARGUMENT = "--floor-of", "--button"
 VISIBLE_BUDGET = 0.3  # seconds a visible check cell may take in the learner's kernel
 TRIALS = (1, 2, 2, 1)  # job counts, in the order they run
 CLUSTER_TRIALS = (("cluster", 1), ("local", 1), ("cluster", 2), ("cluster", 2), ("local", 1),
@@ -92,30 +94,30 @@ def validate_seconds(course, assignment):
     return statistics.median(samples)
 
 
-BUTTON = """
-import statistics, sys, time
-from nbgrader.server_extensions.validate_assignment.handlers import ValidateAssignmentHandler
-from nbgrader.validator import Validator
-samples = []
-for _ in range(int(sys.argv[2])):
-    start = time.monotonic()
-    result = Validator(config=ValidateAssignmentHandler.load_config(None)).validate(sys.argv[1])
-    samples.append(time.monotonic() - start)
-    assert not result.get("failed") and not result.get("changed"), result
-print(statistics.median(samples))
-"""
-
-
 def button_seconds(course, assignment):
     """Median seconds of the Validate button's work: the JupyterLab server, nbgrader
     loaded already, runs the same Validator in its own process (nbgrader's
     validate_assignment handler), its configuration loaded for each click."""
     path = course.submit("bench-validate", assignment, course.reference(assignment))
-    done = subprocess.run([sys.executable, "-c", BUTTON, path, str(KERNEL_SAMPLES)],
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), BUTTON_ARGUMENT, path],
                           cwd=os.path.dirname(path), env=course.env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return float(done.stdout.split()[-1])
+
+
+def button_here(path):
+    """``button_seconds``'s figure, measured in this process: nbgrader imported first."""
+    from nbgrader.server_extensions.validate_assignment.handlers import \
+        ValidateAssignmentHandler
+    from nbgrader.validator import Validator
+    samples = []
+    for _ in range(KERNEL_SAMPLES):
+        start = time.monotonic()
+        result = Validator(config=ValidateAssignmentHandler.load_config(None)).validate(path)
+        samples.append(time.monotonic() - start)
+        assert not result.get("failed") and not result.get("changed"), result
+    return statistics.median(samples)
 
 
 def make_submissions(course, assignment, count):
@@ -346,6 +348,8 @@ def cluster_main(count):
 
 if __name__ == "__main__" and sys.argv[1:2] == [FLOOR_ARGUMENT]:  # compute_floor's process
     print(json.dumps(floor_here(sys.argv[2])))
+elif __name__ == "__main__" and sys.argv[1:2] == [BUTTON_ARGUMENT]:  # button_seconds's
+    print(button_here(sys.argv[2]))
 elif __name__ == "__main__":
     arguments = [a for a in sys.argv[1:] if a != "--cluster"]
     count = int(arguments[0]) if arguments else 80
