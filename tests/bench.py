@@ -171,8 +171,7 @@ def compute_floor(assignment):
     done = subprocess.run([sys.executable, os.path.abspath(__file__), FLOOR_ARGUMENT,
                            assignment], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    whole, cpu, visible = json.loads(done.stdout.splitlines()[-1])
-    return whole, cpu, visible
+    return tuple(json.loads(done.stdout.splitlines()[-1]))
 
 
 def floor_here(assignment):
@@ -213,7 +212,8 @@ def timed_grading(course, pattern, jobs, extra_env=None, busy=None):
     seconds = time.monotonic() - start
     assert "Problems found" in report, report
     if busy is not None:
-        busy.append((cpu_ticks()[0] - ticks[0]) / max(1, cpu_ticks()[1] - ticks[1]))
+        after = cpu_ticks()
+        busy.append((after[0] - ticks[0]) / max(1, after[1] - ticks[1]))
     return seconds
 
 

@@ -120,8 +120,8 @@ def test_a_dead_zygote_is_restarted_by_the_next_fork(forks):
 
 def test_the_zygotes_memory_is_on_huge_pages_where_the_kernel_offers_them(forks):
     """What torch's import leaves in the zygote is backed by transparent huge pages (one
-    page-table entry per 2 MiB for each fork to copy), and sandboxes forked from it still
-    run and change their own memory only."""
+    page-table entry per 2 MiB for each fork to copy), and sandboxes forked from it,
+    writing to their own tensors, still run."""
     with open("/sys/kernel/mm/transparent_hugepage/enabled") as setting:
         if "[never]" in setting.read():
             pytest.skip("transparent huge pages are off on this machine")
