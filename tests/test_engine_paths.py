@@ -153,46 +153,47 @@ def test_a_sandbox_that_dies_with_its_zygote_says_so(forks):
     assert not crash.zygote_lost
 
 
-def test_a_notebook_sandbox_lost_with_its_zygote_runs_its_cells_again(tmp_path):
+@pytest.fixture
+def notebook_forks():
+    """A zygote of notebook-mode sandboxes, started here; closed at the end."""
+    started = zygote.Zygote(zygote.Spec(roles=("notebook",)))
+    faults.take()
+    yield started
+    started.close()
+
+
+def test_a_notebook_sandbox_lost_with_its_zygote_runs_its_cells_again(notebook_forks, tmp_path):
     """Notebook mode: the cell in flight when the zygote died runs again, after the cells
     before it, in a sandbox of the restarted zygote; the notebook is not blamed."""
     from nbconfine.notebook import NotebookExecute, NotebookSession
-    notebooks = zygote.Zygote(zygote.Spec(roles=("notebook",)))
-    try:
-        if "namespaces" not in notebooks.confinement.active:
-            pytest.skip("without PID namespaces a sandbox outlives its zygote")
-        session = NotebookSession(notebooks, str(tmp_path), NotebookExecute())
-        faults.take()
-        assert session.run("x = 6 * 7") == []
-        kill_zygote(notebooks)
-        wait_for(lambda: exited(session.sandbox.pid), 30, "the sandbox to end")
-        outputs = session.run("print(x)")
-        session.close()
-        assert [(o.output_type, o.get("text")) for o in outputs] == [("stream", "42\n")]
-        assert session.restarts == 0
-        notes, fault = faults.take()
-        assert fault is None and any("its cells were run again" in n for n in notes), notes
-    finally:
-        notebooks.close()
+    if "namespaces" not in notebook_forks.confinement.active:
+        pytest.skip("without PID namespaces a sandbox outlives its zygote")
+    session = NotebookSession(notebook_forks, str(tmp_path), NotebookExecute())
+    assert session.run("x = 6 * 7") == []
+    kill_zygote(notebook_forks)
+    wait_for(lambda: exited(session.sandbox.pid), 30, "the sandbox to end")
+    outputs = session.run("print(x)")
+    session.close()
+    assert [(o.output_type, o.get("text")) for o in outputs] == [("stream", "42\n")]
+    assert session.restarts == 0
+    notes, fault = faults.take()
+    assert fault is None and any("its cells were run again" in n for n in notes), notes
 
 
-def test_a_notebook_cell_that_loops_on_the_processor_is_stopped_at_its_time_limit(tmp_path):
+def test_a_notebook_cell_that_loops_on_the_processor_is_stopped_at_its_time_limit(
+        notebook_forks, tmp_path):
     """Notebook mode: `while True: pass` (never a system call to interrupt) is stopped
     after the cell's timeout with nbgrader's errors, and the notebook goes on in the same
     namespace."""
     from nbconfine.notebook import NotebookExecute, NotebookSession
-    notebooks = zygote.Zygote(zygote.Spec(roles=("notebook",)))
-    try:
-        session = NotebookSession(notebooks, str(tmp_path), NotebookExecute(timeout=1))
-        assert session.run("x = 6 * 7") == []
-        started = time.monotonic()
-        outputs = session.run("while True:\n    pass")
-        assert [o.ename for o in outputs] == ["KeyboardInterrupt", "CellTimeoutError"]
-        assert time.monotonic() - started < 30
-        assert [o.get("text") for o in session.run("print(x)")] == ["42\n"]
-        session.close()
-    finally:
-        notebooks.close()
+    session = NotebookSession(notebook_forks, str(tmp_path), NotebookExecute(timeout=1))
+    assert session.run("x = 6 * 7") == []
+    started = time.monotonic()
+    outputs = session.run("while True:\n    pass")
+    assert [o.ename for o in outputs] == ["KeyboardInterrupt", "CellTimeoutError"]
+    assert time.monotonic() - started < 30
+    assert [o.get("text") for o in session.run("print(x)")] == ["42\n"]
+    session.close()
 
 
 def test_a_sandbox_forked_ahead_is_taken_let_go_or_forked_anew(forks):
