@@ -18,8 +18,8 @@ For each assignment (default: all):
   stage's seconds per submission; start-up is the command's time before and after its
   worker grades (zygote, nbgrader's import and configuration, prechecks, merge, report).
 Then, side by side: a Jupyter kernel started bare that imports torch, `nbgrader validate`
-of a complete notebook of each assignment (a new process: nbgrader's import, then the
-Validator, its kernel, the visible checks), and the Validate button's work (the same
+of a complete notebook of each assignment (a new process: nbgrader's import, the kernel
+started meanwhile, then the Validator, the visible checks), and the Validate button's work (the same
 Validator in a process that has nbgrader loaded, as JupyterLab's server runs it), medians
 of KERNEL_SAMPLES.
 
@@ -83,12 +83,16 @@ def kernel_floor():
 
 
 def validate_seconds(course, assignment):
-    """Median seconds of `nbgrader validate` of a complete notebook (reference answers)."""
+    """Median seconds of `nbgrader validate` of a complete notebook (reference answers),
+    run as a student types it: the environment's nbgrader script (whose interpreter
+    starts the notebook's kernel early, nbconfine.early_kernel)."""
     path = course.submit("bench-validate", assignment, course.reference(assignment))
+    nbgrader = os.path.join(os.path.dirname(sys.executable), "nbgrader")
     samples = []
     for _ in range(KERNEL_SAMPLES):
         start = time.monotonic()
-        done = course.nbgrader("validate", path)
+        done = subprocess.run([nbgrader, "validate", path], cwd=course.root, env=course.env,
+                              capture_output=True, text=True, timeout=600)
         samples.append(time.monotonic() - start)
         assert done.returncode == 0 and "Success!" in done.stdout, done.stdout + done.stderr
     return statistics.median(samples)

@@ -252,6 +252,27 @@ BREAKAGES = [
              "fork copies and every sandbox's exit frees 512 times the page-table entries",
              [(ZYGOTE, ',\n            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}', "}")],
              ["tests/test_engine_paths.py", "-k", "huge_pages"]),
+    Breakage("rehearsal_draws_random_numbers", "a sandbox's rehearsal leaves torch's random "
+             "state moved: a learner's random numbers differ with the grader's processors",
+             [(REMOTE, "            torch.set_rng_state(random_state)\n", "")],
+             ["tests/test_engine_paths.py", "-k", "rehearses"]),
+    Breakage("rehearsal_never_runs", "sandboxes forked ahead never rehearse: a problem's "
+             "first checks wait for the memory they touch",
+             [(REMOTE, 'if setup.get("rehearse"):', 'if setup.get("never"):')],
+             ["tests/test_engine_paths.py", "-k", "rehearses"]),
+    Breakage("early_kernel_never_taken", "`nbgrader validate` launches a second kernel "
+             "while the one started early waits: the command loses the head start",
+             [(ENGINE + "validation.py", "if self._early_connection else None",
+               "if False else None")],
+             ["tests/test_messages.py", "-k", "takes_the_kernel"]),
+    Breakage("early_kernel_taken_unchecked", "the Validator takes the kernel started early "
+             "though it was launched with another command than the one it asked for",
+             [(ENGINE + "early_kernel.py", "list(cmd) != early.cmd or ", "")],
+             ["tests/test_messages.py", "-k", "not_it"]),
+    Breakage("early_kernel_outlives_the_command", "a kernel started early and never taken "
+             "keeps running after `nbgrader validate` exits",
+             [(ENGINE + "early_kernel.py", "        atexit.register(discard)\n", "")],
+             ["tests/test_messages.py", "-k", "stops_before_running"]),
 ]
 
 

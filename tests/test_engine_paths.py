@@ -1,9 +1,9 @@
 """The grading engine's rarer paths, each called directly (fast): no submissions, a folder
 that vanishes before it is checked, the progress bar, a worker's unexpected exception, the
 zygote dying (restarted; a sandbox lost with it; one that cannot be restarted), a
-sandbox forked ahead, a reply over MAX_REPLY, a sandbox's setsid child, the scratch
-folders of dead runs, tensors on problem mode's wire; and the figures, redrawn byte for
-byte."""
+sandbox forked ahead and its rehearsal, a reply over MAX_REPLY, a sandbox's setsid child,
+the scratch folders of dead runs, tensors on problem mode's wire; and the figures, redrawn
+byte for byte."""
 import filecmp
 import io
 import logging
@@ -222,6 +222,58 @@ def test_a_sandbox_forked_ahead_is_taken_let_go_or_forked_anew(forks):
     assert forks.restarts == 1
     box.close()
 
+
+
+REHEARSING_CHECKS = """
+import builtins
+import torch
+
+SCENARIOS = {"doubled": lambda fn, x: {"out": fn(x)}}
+
+
+def rehearsal():
+    def stand_in(x):  # leaves a mark, for the test to see it ran; draws a random number
+        builtins.rehearsed = getattr(builtins, "rehearsed", 0) + 1
+        return x * torch.rand(1)
+    return [("doubled", stand_in, (torch.ones(2),))]
+"""
+SEEN = ("import builtins, torch\nseen = getattr(builtins, 'rehearsed', 0)\n"
+        "drawn = torch.rand(3).tolist()\ndef report():\n    return seen, drawn\n")
+
+
+def test_a_sandbox_forked_ahead_rehearses_when_asked_and_keeps_nothing_of_it(tmp_path):
+    """With ``rehearse`` (a grader with an idle processor), a sandbox forked ahead runs the
+    checks module's rehearsal scenarios before its first request; without it, or forked
+    when needed, it does not. A rehearsed sandbox starts as any other: the same names,
+    the same random numbers (torch's random state is put back)."""
+    checks = tmp_path / "rehearsing_checks.py"
+    checks.write_text(REHEARSING_CHECKS)
+    forks = zygote.Zygote(zygote.Spec(roles=("problem",), checks=str(checks)))
+    try:
+        boxes = {"rehearsed": remote.ProblemSandbox(forks, 2**30, remote.ProblemSandbox.ahead(
+                     forks, 2**30, rehearse=True)),
+                 "ahead": remote.ProblemSandbox(forks, 2**30, remote.ProblemSandbox.ahead(
+                     forks, 2**30)),
+                 "forked when needed": remote.ProblemSandbox(forks, 2**30)}
+        seen = {}
+        for name, box in boxes.items():
+            box.deadline = time.monotonic() + 60
+            reply = box.request("exec", "cell", SEEN)
+            assert reply["error"] is None and reply["names"] == [
+                "builtins", "drawn", "report", "seen", "torch"], (name, reply)
+            seen[name] = remote.Remote(box, ("global", "report"), "function")()
+            box.close()
+    finally:
+        forks.close()
+    assert [marks for marks, _ in seen.values()] == [1, 0, 0], seen
+    assert seen["rehearsed"][1] == seen["ahead"][1] == seen["forked when needed"][1], seen
+
+
+def test_grading_workers_rehearse_only_where_they_leave_a_processor_idle():
+    """One worker fewer than processors: its sandboxes rehearse; one per processor: none."""
+    processors = len(os.sched_getaffinity(0))
+    assert autograde.idle_processor(processors - 1)
+    assert not autograde.idle_processor(processors)
 
 def test_a_grading_workers_next_notebook_finds_its_first_sandbox_forked(forks):
     """A grading worker asks for the next notebook's first sandbox while it grades the

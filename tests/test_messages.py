@@ -1,12 +1,19 @@
-"""What a student reads outside the notebook: `nbgrader validate` in the student's folder."""
+"""What a student reads outside the notebook: `nbgrader validate` in the student's folder,
+and how quickly its kernel starts."""
+import glob
 import os
+import re
 import subprocess
 import sys
+import sysconfig
 
 import nbformat
+import pytest
 
 from coursedir import NBGRADER_ENV, REPO
 from course import demo
+from processes import exited
+from nbconfine import early_kernel
 
 P1_MESSAGE = ("This looks like the unbiased (N-1) variance; normalize with the biased one "
               "(unbiased=False).")
@@ -59,3 +66,104 @@ def test_validate_runs_its_kernel_on_one_thread_and_kills_it_when_done(tmp_path)
     settings = PyFileConfigLoader("nbgrader_config.py", path=config).load_config()
     assert Execute(parent=Validator(config=settings)).shutdown_kernel == "immediate"
     assert Execute(config=settings).shutdown_kernel == "graceful"  # elsewhere as nbgrader's
+
+
+THREADS_TEST = ("import os\nassert os.environ.get('OMP_NUM_THREADS') == '1', os.environ.get("
+                "'OMP_NUM_THREADS')\nassert os.environ['NBGRADER_VALIDATING'] == '1'")
+
+
+def one_test_notebook(path, source=THREADS_TEST, cell_type="code"):
+    """A notebook of one graded test cell (its nbgrader metadata says ``cell_type``)."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"nbgrader": {
+        "grade": True, "grade_id": "threads", "locked": True, "points": 1, "cell_type": cell_type,
+        "schema_version": 3, "solution": False, "task": False}}))
+    nbformat.write(nb, str(path))
+
+
+def validate_command(folder, *args):
+    """`nbgrader validate ARGS` as a student types it (the environment's nbgrader script,
+    whose interpreter reads nbconfine-quick-start.pth), debug log on, its kernels'
+    connection files in ``folder``/runtime; (the run, the runtime folder)."""
+    if not os.path.exists(os.path.join(sysconfig.get_path("purelib"),
+                                       "nbconfine-quick-start.pth")):
+        pytest.fail("nbconfine-quick-start.pth is not in this environment's site-packages "
+                    "(make install links it)")
+    runtime = os.path.join(folder, "runtime")
+    env = dict(NBGRADER_ENV, JUPYTER_CONFIG_PATH=os.path.join(REPO, "engine", "nbconfine",
+                                                                 "jupyter"),
+               JUPYTER_RUNTIME_DIR=runtime)
+    env.pop("OMP_NUM_THREADS", None)
+    nbgrader = os.path.join(os.path.dirname(sys.executable), "nbgrader")
+    done = subprocess.run([nbgrader, "validate", *args, "--Application.log_level=DEBUG"],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    return done, runtime
+
+
+def kernels_of(runtime):
+    """Live processes started with a connection file in ``runtime``."""
+    found = []
+    for entry in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(entry, "rb") as f:
+                if runtime.encode() in f.read():
+                    found.append(int(entry.split("/")[2]))
+        except OSError:
+            pass
+    return [pid for pid in found if not exited(pid)]
+
+
+def test_validate_takes_the_kernel_started_while_nbgrader_loads(tmp_path):
+    """`nbgrader validate NOTEBOOK` starts the notebook's kernel as its interpreter starts
+    (nbconfine.early_kernel), with the command, folder and environment the Validator
+    launches its own with (one OpenMP thread, NBGRADER_VALIDATING), and the Validator
+    takes it; killed after the last cell, it leaves no process and no connection file."""
+    one_test_notebook(tmp_path / "threads.ipynb")
+    done, runtime = validate_command(str(tmp_path), "threads.ipynb")
+    assert "Success!" in done.stdout, (done.stdout, done.stderr[-3000:])
+    taken = re.search(r"Took the kernel started early \(pid (\d+)\)", done.stderr)
+    assert taken, done.stderr[-3000:]
+    assert exited(int(taken.group(1)))
+    assert not kernels_of(runtime) and not glob.glob(os.path.join(runtime, "kernel-*.json"))
+
+
+def test_validate_starts_its_own_kernel_when_the_early_one_is_not_it(tmp_path):
+    """Configured to give its kernel other arguments, the Validator kills the kernel
+    started early and launches its own: the notebook still passes, nothing is left."""
+    one_test_notebook(tmp_path / "threads.ipynb")
+    done, runtime = validate_command(str(tmp_path), "threads.ipynb",
+                                     "--Execute.extra_arguments=['--IPKernelApp.log_level=40']")
+    assert "Success!" in done.stdout, (done.stdout, done.stderr[-3000:])
+    killed = re.search(r"Killed the kernel started early \(pid (\d+)\)", done.stderr)
+    assert killed and "Took the kernel" not in done.stderr, done.stderr[-3000:]
+    assert exited(int(killed.group(1)))
+    assert not kernels_of(runtime) and not glob.glob(os.path.join(runtime, "kernel-*.json"))
+
+
+def test_validate_that_stops_before_running_leaves_no_early_kernel(tmp_path):
+    """A notebook nbgrader refuses before running it (a cell whose type was changed):
+    the kernel started early ends with the command."""
+    one_test_notebook(tmp_path / "changed.ipynb", cell_type="markdown")
+    done, runtime = validate_command(str(tmp_path), "changed.ipynb")
+    assert "THE TYPES OF 1 CELL(S) HAVE CHANGED!" in done.stdout, done.stdout
+    assert glob.glob(runtime), "no kernel was started early"
+    assert not kernels_of(runtime) and not glob.glob(os.path.join(runtime, "kernel-*.json"))
+
+
+@pytest.mark.parametrize("argv, started", [
+    (["nbgrader", "validate", "threads.ipynb"], True),
+    (["/env/bin/nbgrader", "validate", "--invert", "threads.ipynb"], True),
+    (["nbgrader", "validate", "threads.ipynb", "other.ipynb"], False),
+    (["nbgrader", "validate", "--help", "threads.ipynb"], False),
+    (["nbgrader", "validate", "missing.ipynb"], False),
+    (["nbgrader", "autograde", "threads.ipynb"], False),
+    (["python", "validate", "threads.ipynb"], False),
+])
+def test_only_a_validate_command_of_one_notebook_starts_a_kernel_early(tmp_path, monkeypatch,
+                                                                      argv, started):
+    one_test_notebook(tmp_path / "threads.ipynb")
+    (tmp_path / "other.ipynb").write_text((tmp_path / "threads.ipynb").read_text())
+    monkeypatch.chdir(tmp_path)
+    found = early_kernel.notebook_argument(argv)
+    assert found == (str(tmp_path / "threads.ipynb") if started else None)

@@ -382,6 +382,13 @@ def _dead(name, path):
         os.close(lock)
 
 
+def idle_processor(workers):
+    """Whether ``workers`` grading workers leave a processor of this machine (of those
+    this process may run on) idle: work a worker does ahead there costs no one
+    (nbconfine.warm.idle_processor)."""
+    return workers < len(os.sched_getaffinity(0))
+
+
 def run_workers(root, staging, graded, jobs, zygote_env, modules, progress, memory):
     """Grade ``graded`` [(student, assignment)], read from ``staging``, with ``jobs``
     workers (SQLite gradebook copies in the folder ``memory``); returns ({(student,
@@ -501,7 +508,8 @@ class WorkerPool:
                 for inherited in self.running:  # so each worker sees its own hang-up
                     inherited.close()
                 env = dict(self.env, NBGRADER_DB_URL=self.urls[slot])
-                self.worker.serve(theirs, self.root, self.staging, self.logs[slot].fileno(), env)
+                self.worker.serve(theirs, self.root, self.staging, self.logs[slot].fileno(), env,
+                                  idle_processor(len(self.urls)))
                 code = 0
             except KeyboardInterrupt:
                 pass  # Ctrl-C: the wrapper says what to do

@@ -317,12 +317,14 @@ class ProblemExecute(NbGraderPreprocessor):
         """A problem's session, in the sandbox forked ahead if there is one; if ``more``
         problems follow (in this notebook, or in the next one a grading worker grades),
         the next one's sandbox is asked for now: the zygote forks it, and it confines
-        itself, while this problem is graded (each problem still gets a fresh sandbox of
-        its own; outside grading workers, none waits beyond the notebook)."""
+        itself (and rehearses, where a processor is idle: nbconfine.remote), while this
+        problem is graded (each problem still gets a fresh sandbox of its own; outside
+        grading workers, none waits beyond the notebook)."""
         ahead, self.ahead = self.ahead, None
         session = ProblemSession(shared, self.timeout, self.memory_limit, ahead)
         if more:
-            self.ahead = ProblemSandbox.ahead(shared, self.memory_limit)
+            self.ahead = ProblemSandbox.ahead(shared, self.memory_limit,
+                                              rehearse=warm.idle_processor())
         return session
 
     def _grade_problem_once_more_if_lost(self, nb, roles, problem, last, shared, recorded,

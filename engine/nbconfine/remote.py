@@ -22,6 +22,10 @@ engine uses these names of it, each optional:
   (problem mode records what an answer runs for the tests);
 - ``warm_up()``: runs once in the zygote, so that sandboxes (which cannot read files)
   find every lazily imported module loaded;
+- ``rehearsal()``: [(scenario name, stand-in answer, args)], cheap scenarios like the
+  first ones a problem's tests run. A sandbox forked ahead runs them, and an empty cell,
+  while it waits for its first request, when its grader has a processor to spare
+  (``_Server.rehearse``);
 - ``FORBIDDEN_NAME`` (a regular expression), ``forbidden_ops(ops)`` and
   ``FORBIDDEN_MESSAGE`` (a format string for the names found): an answer that reaches
   such a name or runs such an operator scores zero on its problem; its test cells show
@@ -209,6 +213,7 @@ class Harness:
         self.run_scenario = getattr(private, "run_scenario_here",
                                     lambda scenario, target, *args: scenario(target, *args))
         self.recorder = getattr(private, "OpRecorder", _NoRecorder)
+        self.rehearsal = getattr(private, "rehearsal", None)
 
 
 def prepare(spec):
@@ -237,6 +242,8 @@ def confinement(setup, fds):
 def serve(sock, harness, setup, fds):
     if harness.checks:  # importable in this sandbox only: notebook-mode ones have their own
         sys.modules[harness.checks.__name__] = harness.checks
+    if setup.get("rehearse"):
+        _Server(None, harness).rehearse()
     _Server(sock, harness).serve()
 
 
@@ -321,35 +328,62 @@ class _Server:
             except EOFError:
                 return
             request = Unpickler(io.BytesIO(stream), buffers=buffers).load()
-            started = time.perf_counter(), time.process_time()
-            out, err = io.StringIO(), io.StringIO()
-            recorder = self.harness.recorder()
-            reply = {"stdout": "", "stderr": "", "error": None}
-            try:
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-                        warnings.catch_warnings():
-                    warnings.simplefilter("default")
-                    if request[0] == "exec":
+            wire.send_parts(self.sock, *self.answer(request))
+
+    def answer(self, request):
+        """The reply to ``request``: (pickle stream, out-of-band buffers)."""
+        started = time.perf_counter(), time.process_time()
+        out, err = io.StringIO(), io.StringIO()
+        recorder = self.harness.recorder()
+        reply = {"stdout": "", "stderr": "", "error": None}
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("default")
+                if request[0] == "exec":
+                    value = self.handle(request)
+                else:
+                    with recorder:
                         value = self.handle(request)
-                    else:
-                        with recorder:
-                            value = self.handle(request)
-                reply["value"] = None if request[0] == "exec" else self.encode(value)
-            except BaseException as exc:  # SystemExit and KeyboardInterrupt included
-                tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-                reply["error"] = {"ename": type(exc).__name__, "evalue": str(exc),
-                                  "traceback": [line for line in tb
-                                                if "nbconfine/remote.py" not in line]}
-            reply.update(stdout=out.getvalue()[-100_000:], stderr=err.getvalue()[-100_000:],
-                         ops=sorted(recorder.ops))
-            if request[0] == "exec":
-                reply["names"] = self.names()
-            reply["seconds"] = [time.perf_counter() - started[0],  # for nbconfine.stages
-                                time.process_time() - started[1]]
-            buffers = []
-            stream = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL,
-                                  buffer_callback=out_of_band(buffers))
-            wire.send_parts(self.sock, stream, buffers)
+            reply["value"] = None if request[0] == "exec" else self.encode(value)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt included
+            tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+            reply["error"] = {"ename": type(exc).__name__, "evalue": str(exc),
+                              "traceback": [line for line in tb
+                                            if "nbconfine/remote.py" not in line]}
+        reply.update(stdout=out.getvalue()[-100_000:], stderr=err.getvalue()[-100_000:],
+                     ops=sorted(recorder.ops))
+        if request[0] == "exec":
+            reply["names"] = self.names()
+        reply["seconds"] = [time.perf_counter() - started[0],  # for nbconfine.stages
+                            time.process_time() - started[1]]
+        buffers = []
+        stream = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL,
+                              buffer_callback=out_of_band(buffers))
+        return stream, buffers
+
+    def rehearse(self):
+        """Answer, before the first request, what first requests ask: an empty cell run,
+        then the checks module's ``rehearsal()`` scenarios on their stand-in answers.
+
+        A fresh sandbox's first requests are slow: each page of the zygote's memory they
+        write (reference counts, caches, the allocator's lists) is copied first. A
+        sandbox forked ahead copies them while it waits, on a processor its grader
+        leaves idle (``ProblemSandbox.ahead``), and the grader does not wait for it.
+        Nothing of it stays: this server is thrown away (its namespace, handles and
+        cell), torch's random state is put back, and any failure is ignored."""
+        random_state = torch.get_rng_state()
+        try:
+            self.answer(("exec", "rehearsal", "pass\n"))
+            for scenario, stand_in, args in (self.harness.rehearsal() if
+                                             self.harness.rehearsal else []):
+                self.handles[0] = stand_in
+                self.answer(("scenario", scenario, ("handle", 0), tuple(args)))
+        except Exception:  # a rehearsal only saves time
+            pass
+        finally:
+            linecache.cache.pop("<rehearsal>", None)
+            torch.set_rng_state(random_state)
 
 
 # ---------------------------------------------------------------------------
@@ -366,9 +400,12 @@ class ProblemSandbox(Sandbox):
         self.sent = {}  # id -> (tensor, its version when sent, its number)
 
     @staticmethod
-    def ahead(zygote, memory_bytes):
-        """A problem-mode sandbox forked ahead (``ProblemSandbox(..., ahead=it)``)."""
-        return Ahead(zygote, memory_bytes, "problem")
+    def ahead(zygote, memory_bytes, rehearse=False):
+        """A problem-mode sandbox forked ahead (``ProblemSandbox(..., ahead=it)``); with
+        ``rehearse``, it rehearses while it waits (``_Server.rehearse``): for a grader
+        that leaves a processor idle, on a machine with fewer graders than processors.
+        Where every processor grades, that work would only take from the others."""
+        return Ahead(zygote, memory_bytes, "problem", rehearse=rehearse)
 
     def request(self, *request):
         """Send a request; return the reply {value, stdout, stderr, error, ops[, names]}.

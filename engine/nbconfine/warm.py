@@ -20,6 +20,7 @@ _engines = {}  # gradebook URL -> its engine, tables known to exist
 _courses = set()  # (gradebook URL, course id) whose course row is known to exist
 _schemas = {}  # schema version -> the schema nbgrader loaded
 _installed = False
+_idle_processor = False
 
 
 def grading_worker():
@@ -28,9 +29,17 @@ def grading_worker():
     return _installed
 
 
-def install():
-    """Keep gradebook engines and metadata schemas for the life of this process."""
-    global _installed
+def idle_processor():
+    """Whether this grading worker's machine has a processor its graders leave idle
+    (fewer of them than processors): work done ahead of time there costs no one."""
+    return _idle_processor
+
+
+def install(idle_processor=False):
+    """Keep gradebook engines and metadata schemas for the life of this process;
+    ``idle_processor``: see ``idle_processor()``."""
+    global _installed, _idle_processor
+    _idle_processor = idle_processor
     if _installed:
         return
     _installed = True

@@ -45,16 +45,16 @@ def become_worker(wrapper):
     confine.end_with_parent(wrapper)
 
 
-def serve(connection, root, staging, log_fd, env):
+def serve(connection, root, staging, log_fd, env, idle_processor=False):
     """Grade each (student, [assignments]) received on ``connection``; answer each with
     {assignment: (outcome, why, notes)} (see ``grade``). Returns when the connection
-    closes."""
+    closes. ``idle_processor``: fewer workers than processors (nbconfine.warm)."""
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.chdir(root)
     os.environ.update(env)
     warnings.simplefilter("ignore")  # SQLAlchemy's warnings about nbgrader's models: noise
-    warm.install()
+    warm.install(idle_processor)
     cli = NbGraderApp.instance()
     cli.initialize(["autograde", "--force", "--log-level=INFO",
                     f"--CourseDirectory.submitted_directory={staging}"])

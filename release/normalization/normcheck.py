@@ -604,6 +604,18 @@ def warm_up():
     x.detach().numpy().std(), torch.std_mean(x, 0)
 
 
+def rehearsal():
+    """[(scenario, stand-in answer, args)]: cheap runs of a problem's first scenarios,
+    which each grading sandbox forked ahead runs while it waits (nbconfine.remote), so
+    that a problem's first checks do not wait for the memory they touch."""
+    def stand_in(x):
+        return (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, unbiased=False) + 1e-5)
+
+    x = torch.ones(2, 3)
+    return [("scenario_calls", stand_in, ([[x]],)),
+            ("scenario_grads", stand_in, ([x.double()], torch.ones(2, 3, dtype=torch.float64)))]
+
+
 def forbidden_ops(ops):
     """The operators in ``ops`` that belong to torch's own normalization."""
     return sorted(op for op in ops if FORBIDDEN_OP.search(op))

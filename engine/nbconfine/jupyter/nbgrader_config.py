@@ -13,14 +13,19 @@ one OpenMP thread unless OMP_NUM_THREADS says otherwise, as grading's sandboxes 
 library's thread pool, started by the first large operation, costs a second on a busy
 machine); and once the last cell has run it is killed, not shut down gracefully (which
 waits for its interpreter to tear down what it loaded: most of a second with torch;
-nothing of the kernel is read after the last cell).
+nothing of the kernel is read after the last cell). And `nbgrader validate NOTEBOOK`
+takes the kernel its interpreter started while nbgrader loaded, when it is the one the
+Validator would start (nbconfine/early_kernel.py, from nbconfine-quick-start.pth).
 """
 import os
 import textwrap
 
 from nbconvert.filters import strip_ansi
 from nbgrader import utils
+from nbgrader.preprocessors import Execute
 from nbgrader.validator import Validator
+
+from nbconfine.validation import EarlyKernelExecute
 
 c = get_config()  # noqa: F821 (provided by the config loader)
 c.Validator.Execute.shutdown_kernel = "immediate"
@@ -45,7 +50,9 @@ _nbgrader_preprocess = Validator._preprocess
 
 
 def _preprocess_on_one_thread(self, nb):
-    """Validator._preprocess, its kernel started with OMP_NUM_THREADS=1 if unset."""
+    """Validator._preprocess, its kernel started with OMP_NUM_THREADS=1 if unset, by a
+    kernel manager that takes the kernel `nbgrader validate` started early if it fits."""
+    self.preprocessors = [EarlyKernelExecute if p is Execute else p for p in self.preprocessors]
     if "OMP_NUM_THREADS" in os.environ:
         return _nbgrader_preprocess(self, nb)
     with utils.setenv(OMP_NUM_THREADS="1"):
