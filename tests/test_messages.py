@@ -18,6 +18,20 @@ from nbconfine import early_kernel
 P1_MESSAGE = ("This looks like the unbiased (N-1) variance; normalize with the biased one "
               "(unbiased=False).")
 
+THREADS_TEST = ("import os\nassert os.environ.get('OMP_NUM_THREADS') == '1', os.environ.get("
+                "'OMP_NUM_THREADS')\nassert os.environ['NBGRADER_VALIDATING'] == '1'")
+
+
+def one_test_notebook(path, cell_type="code"):
+    """A notebook of one graded test cell, THREADS_TEST: the validating kernel runs on one
+    OpenMP thread, with NBGRADER_VALIDATING set (its nbgrader metadata says ``cell_type``)."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb.cells.append(nbformat.v4.new_code_cell(THREADS_TEST, metadata={"nbgrader": {
+        "grade": True, "grade_id": "threads", "locked": True, "points": 1, "cell_type": cell_type,
+        "schema_version": 3, "solution": False, "task": False}}))
+    nbformat.write(nb, str(path))
+
 
 def test_validate_prints_the_whole_diagnosis_wrapped(course, tmp_path):
     """`nbgrader validate` with the course's environment settings (engine/nbconfine/jupyter on
@@ -46,14 +60,7 @@ def test_validate_runs_its_kernel_on_one_thread_and_kills_it_when_done(tmp_path)
     """The environment's settings (engine/nbconfine/jupyter) start the validating kernel
     with OMP_NUM_THREADS=1, as grading's sandboxes run (unless the caller set it), and
     kill it after the last cell rather than wait for its interpreter's teardown."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}})
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import os\nassert os.environ.get('OMP_NUM_THREADS') == '1', os.environ.get("
-        "'OMP_NUM_THREADS')", metadata={"nbgrader": {
-            "grade": True, "grade_id": "threads", "locked": True, "points": 1,
-            "schema_version": 3, "solution": False, "task": False}}))
-    nbformat.write(nb, str(tmp_path / "threads.ipynb"))
+    one_test_notebook(tmp_path / "threads.ipynb")
     config = os.path.join(REPO, "engine", "nbconfine", "jupyter")
     env = dict(NBGRADER_ENV, JUPYTER_CONFIG_PATH=config)
     env.pop("OMP_NUM_THREADS", None)
@@ -66,20 +73,6 @@ def test_validate_runs_its_kernel_on_one_thread_and_kills_it_when_done(tmp_path)
     settings = PyFileConfigLoader("nbgrader_config.py", path=config).load_config()
     assert Execute(parent=Validator(config=settings)).shutdown_kernel == "immediate"
     assert Execute(config=settings).shutdown_kernel == "graceful"  # elsewhere as nbgrader's
-
-
-THREADS_TEST = ("import os\nassert os.environ.get('OMP_NUM_THREADS') == '1', os.environ.get("
-                "'OMP_NUM_THREADS')\nassert os.environ['NBGRADER_VALIDATING'] == '1'")
-
-
-def one_test_notebook(path, source=THREADS_TEST, cell_type="code"):
-    """A notebook of one graded test cell (its nbgrader metadata says ``cell_type``)."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}})
-    nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"nbgrader": {
-        "grade": True, "grade_id": "threads", "locked": True, "points": 1, "cell_type": cell_type,
-        "schema_version": 3, "solution": False, "task": False}}))
-    nbformat.write(nb, str(path))
 
 
 def validate_command(folder, *args):
