@@ -25,9 +25,12 @@ NBCONFINE := $(VENV)/bin/nbconfine
 STAMP := $(VENV)/.installed
 ENGINE_JUPYTER := $(abspath engine/nbconfine/jupyter)
 # the engine's nbgrader settings and JupyterLab style for everyone using the environment
-# and a quicker start of every nbgrader command (nbconfine-quick-start.pth says why)
-JUPYTER_LINKS = mkdir -p $(VENV)/etc/jupyter $(VENV)/share/jupyter/labextensions && \
+# and a quicker start of every nbgrader command (nbconfine-quick-start.pth says why), and
+# of `nbgrader validate`'s kernel (ipython_kernel_config.py)
+JUPYTER_LINKS = mkdir -p $(VENV)/etc/jupyter $(VENV)/etc/ipython \
+    $(VENV)/share/jupyter/labextensions && \
   ln -sfn $(ENGINE_JUPYTER)/nbgrader_config.py $(VENV)/etc/jupyter/nbgrader_config.py && \
+  ln -sfn $(ENGINE_JUPYTER)/ipython_kernel_config.py $(VENV)/etc/ipython/ipython_kernel_config.py && \
   ln -sfn $(ENGINE_JUPYTER)/labextensions/nbconfine-lab $(VENV)/share/jupyter/labextensions/ && \
   ln -sfn $(ENGINE_JUPYTER)/nbconfine-quick-start.pth \
     "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"/
@@ -44,7 +47,8 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv: the pinned requirements and the engine (editable)
 
-$(STAMP): requirements.txt $(wildcard engine/pyproject.toml engine/nbconfine/jupyter/*.pth)
+$(STAMP): requirements.txt $(wildcard engine/pyproject.toml engine/nbconfine/jupyter/*.pth \
+	  engine/nbconfine/jupyter/ipython_kernel_config.py)
 ifeq ($(VENV),.venv)
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
