@@ -76,13 +76,19 @@ def test_a_workers_unexpected_exception_costs_that_submission_only(caplog):
     assert "Traceback" in caplog.text
 
 
-@pytest.fixture
-def forks():
-    """A zygote of problem-mode sandboxes, started here; closed at the end."""
-    started = zygote.Zygote(zygote.Spec(roles=("problem",)))
+def started_zygote(role):
+    """A zygote of ``role`` sandboxes, started here (the fault notes of its start cleared),
+    closed at the end."""
+    started = zygote.Zygote(zygote.Spec(roles=(role,)))
     faults.take()
     yield started
     started.close()
+
+
+@pytest.fixture
+def forks():
+    """A zygote of problem-mode sandboxes."""
+    yield from started_zygote("problem")
 
 
 def kill_zygote(forks):
@@ -155,11 +161,8 @@ def test_a_sandbox_that_dies_with_its_zygote_says_so(forks):
 
 @pytest.fixture
 def notebook_forks():
-    """A zygote of notebook-mode sandboxes, started here; closed at the end."""
-    started = zygote.Zygote(zygote.Spec(roles=("notebook",)))
-    faults.take()
-    yield started
-    started.close()
+    """A zygote of notebook-mode sandboxes."""
+    yield from started_zygote("notebook")
 
 
 def test_a_notebook_sandbox_lost_with_its_zygote_runs_its_cells_again(notebook_forks, tmp_path):
