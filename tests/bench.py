@@ -19,9 +19,9 @@ For each assignment (default: all):
   worker grades (zygote, nbgrader's import and configuration, prechecks, merge, report).
 Then, side by side: a Jupyter kernel started bare that imports torch, `nbgrader validate`
 of a complete notebook of each assignment (a new process: nbgrader's import, the kernel
-started meanwhile, then the Validator, the visible checks), and the Validate button's work (the same
-Validator in a process that has nbgrader loaded, as JupyterLab's server runs it), medians
-of KERNEL_SAMPLES.
+started meanwhile, importing the first cell's installed modules, then the Validator, the
+visible checks), and the Validate button's work (the same Validator in a process that
+has nbgrader loaded, as JupyterLab's server runs it), medians of KERNEL_SAMPLES.
 
 Submissions: reference answers, each with catalog mistakes in a few problems
 (tests/catalog.py), so that failing checks are graded too.
@@ -50,7 +50,7 @@ import nbformat
 from jupyter_client.manager import KernelManager
 
 from catalog import MUTANTS
-from coursedir import ASSIGNMENTS, NBGRADER_ENV, REPO, Course
+from coursedir import ASSIGNMENTS, NBGRADER_ENV, NBGRADER_SCRIPT, REPO, Course
 
 KERNEL_SAMPLES = 3
 FLOOR_RUNS = 5
@@ -87,12 +87,11 @@ def validate_seconds(course, assignment):
     run as a student types it: the environment's nbgrader script (whose interpreter
     starts the notebook's kernel early, nbconfine.early_kernel)."""
     path = course.submit("bench-validate", assignment, course.reference(assignment))
-    nbgrader = os.path.join(os.path.dirname(sys.executable), "nbgrader")
     samples = []
     for _ in range(KERNEL_SAMPLES):
         start = time.monotonic()
-        done = subprocess.run([nbgrader, "validate", path], cwd=course.root, env=course.env,
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run([NBGRADER_SCRIPT, "validate", path], cwd=course.root,
+                              env=course.env, capture_output=True, text=True, timeout=600)
         samples.append(time.monotonic() - start)
         assert done.returncode == 0 and "Success!" in done.stdout, done.stdout + done.stderr
     return statistics.median(samples)

@@ -54,6 +54,11 @@ def checkout(root):
     return root
 
 
+# the environment's nbgrader script, as a student types it: its interpreter starts the
+# kernel of `nbgrader validate NOTEBOOK` early (nbconfine-quick-start.pth), which that of
+# `python -m nbgrader` does not (its argv[0] is not nbgrader's)
+NBGRADER_SCRIPT = os.path.join(os.path.dirname(sys.executable), "nbgrader")
+
 NBGRADER_ENV = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
                     + os.environ.get("PATH", ""))
 NBGRADER_ENV.pop("NBGRADER_DB_URL", None)

@@ -10,7 +10,7 @@ import sysconfig
 import nbformat
 import pytest
 
-from coursedir import NBGRADER_ENV, REPO
+from coursedir import NBGRADER_ENV, NBGRADER_SCRIPT, REPO
 from course import demo
 from processes import exited
 from nbconfine import early_kernel
@@ -26,11 +26,16 @@ THREADS_TEST = ("import os\nassert os.environ.get('OMP_NUM_THREADS') == '1', os.
 OWN_KERNEL = "--Execute.extra_arguments=['--IPKernelApp.log_level=40']"
 
 
+def python_notebook():
+    """An empty notebook for Python's kernel (the one `nbgrader validate` starts early)."""
+    return nbformat.v4.new_notebook(metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}})
+
+
 def one_test_notebook(path, cell_type="code"):
     """A notebook of one graded test cell, THREADS_TEST: the validating kernel runs on one
     OpenMP thread, with NBGRADER_VALIDATING set (its nbgrader metadata says ``cell_type``)."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = python_notebook()
     nb.cells.append(nbformat.v4.new_code_cell(THREADS_TEST, metadata={"nbgrader": {
         "grade": True, "grade_id": "threads", "locked": True, "points": 1, "cell_type": cell_type,
         "schema_version": 3, "solution": False, "task": False}}))
@@ -93,8 +98,8 @@ def validate_command(folder, *args, **env_extra):
                                                                  "jupyter"),
                JUPYTER_RUNTIME_DIR=runtime, **env_extra)
     env.pop("OMP_NUM_THREADS", None)
-    nbgrader = os.path.join(os.path.dirname(sys.executable), "nbgrader")
-    done = subprocess.run([nbgrader, "validate", *args, "--Application.log_level=DEBUG"],
+    done = subprocess.run([NBGRADER_SCRIPT, "validate", *args,
+                           "--Application.log_level=DEBUG"],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     return done, runtime
 
@@ -163,8 +168,7 @@ def two_cell_notebook(path, first):
     """A notebook whose first cell, locked (as a course's set-up cell), is ``first``, and
     whose second writes the names the cells see and the environment's variables to
     seen.json."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = python_notebook()
     nb.cells += [nbformat.v4.new_code_cell(first, metadata={"nbgrader": {
         "grade": False, "grade_id": "setup", "locked": True, "schema_version": 3,
         "solution": False, "task": False}}), nbformat.v4.new_code_cell(WHAT_CELLS_SEE)]
