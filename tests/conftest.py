@@ -115,14 +115,24 @@ def pytest_configure(config):
 
 
 # `make test` runs the suite on two xdist workers, each file's tests together on one
-# worker (a module's fixtures are built once), and the files that share the session's
-# costliest fixture (parallel_runs) together too. Files are handed out in this order, the
-# longest first, so that both workers finish together.
-LONGEST_FIRST = ["test_notebook_mode.py", "test_attacks.py", "test_faults.py",
-                 "test_parallel.py", "test_autograde.py", "test_serve.py", "test_cluster.py",
-                 "test_mutants.py", "test_browser.py", "test_exchange.py"]
-TOGETHER = {name: "test_faults.py" for name in  # parallel_runs
-            ("test_parallel.py", "test_exchange.py", "test_postgres.py")}
+# worker (a module's fixtures are built once), and the files that share a costly session
+# fixture together too (parallel_runs; graded). Files are handed out in this order, the
+# longest first (seconds in one run of `make test`), so that both workers finish together.
+LONGEST_FIRST = [
+    "test_faults.py",  # 155 with TOGETHER's parallel, exchange and postgres
+    "test_notebook_mode.py",  # 99
+    "test_attacks.py",  # 84
+    "test_cluster.py",  # 84
+    "test_autograde.py",  # 75 with test_reports
+    "test_serve.py",  # 75
+    "test_browser.py",  # 56
+    "test_mutants.py",  # 47
+    "test_messages.py",  # 27
+    "test_engine_paths.py",  # 22
+]
+TOGETHER = {**{name: "test_faults.py" for name in  # parallel_runs
+               ("test_parallel.py", "test_exchange.py", "test_postgres.py")},
+            "test_reports.py": "test_autograde.py"}  # graded
 
 
 def pytest_collection_modifyitems(items):
@@ -135,6 +145,7 @@ def pytest_collection_modifyitems(items):
 def pytest_xdist_make_scheduler(config, log):
     """Work handed out a file at a time (TOGETHER's files as one), in collection order."""
     from xdist.scheduler import LoadScopeScheduling
+    config.option.loadscopereorder = False  # else xdist hands the files with most tests first
 
     class ByFile(LoadScopeScheduling):
         def _split_scope(self, nodeid):

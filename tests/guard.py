@@ -180,6 +180,12 @@ BREAKAGES = [
              [(CLUSTER, "client.submit(*call.submit_args(), pure=False,",
                "client.submit(grade_submission, *call.args, pure=False,")],
              ["tests/test_cluster.py", "-k", "needs_nothing"]),
+    Breakage("local_run_imports_dask", "every local run imports Dask with the cluster's "
+             "worker plugin (0.3 to 0.5 s a command)",
+             [(CLUSTER, "async def dask_setup(worker):",
+               "from nbconfine.clusterplugin import GraderPlugin  # noqa: E402\n\n\n"
+               "async def dask_setup(worker):")],
+             [NOTEBOOK_MODE, "-k", "nothing_imports"]),
     Breakage("cluster_without_source_files", "a cluster task leaves out the assignment's files "
              "of source/: a student's edited copy of a data file is graded",
              [(CLUSTER, 'instructor = {a: read_tree(os.path.join(root, "source", a), '

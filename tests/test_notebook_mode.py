@@ -346,8 +346,9 @@ def test_nbgrader_validate_agrees(engine_scores):
             assert failed_cells(done.stdout) == less and len(less) == 4, done.stdout[-3000:]
 
 
-def test_nothing_imports_torch(stock_release):
-    """A course without torch: neither the grader nor the zygote imports it."""
+def test_nothing_imports_torch_nor_a_local_run_dask(stock_release):
+    """A course without torch: neither the grader nor the zygote imports it; nor does a
+    local run import Dask (nbconfine.clusterplugin: 0.3 to 0.5 s a command)."""
     code = ("import sys, nbconfine.notebook, nbconfine.execute, nbconfine.autograde, "
             "nbconfine.worker, nbconfine.kernel, nbconfine.settings\n"
             "from nbconfine import zygote\n"
@@ -356,10 +357,11 @@ def test_nothing_imports_torch(stock_release):
             "from nbconfine.notebook import NotebookSandbox\n"
             f"box = NotebookSandbox(z, 2**30, {stock_release.root!r}, 2**20)\n"
             "import json\nreply, _ = box.run('import sys; print(\"torch\" in sys.modules)', 30, 4)\n"
-            "print(reply['outputs'][0]['text'].strip(), 'torch' in sys.modules)")
+            "print(reply['outputs'][0]['text'].strip(), 'torch' in sys.modules, "
+            "'distributed' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, UNCONFINED="1"))
-    assert done.stdout.split() == ["False", "False"], done.stdout + done.stderr[-2000:]
+    assert done.stdout.split() == ["False"] * 3, done.stdout + done.stderr[-2000:]
 
 
 def test_make_grades_a_stock_assignment_dropped_into_this_course(stock_release, stock_scores,

@@ -16,10 +16,10 @@ roles and instructor code come from the gradebook. It sends back
 the autograded folder, which the instructor's side writes to ``autograded/``. No file
 system is shared.
 
-Each worker process is prepared once by ``GraderPlugin`` (nbgrader loaded, the sandboxes'
-zygote started through ``nbconfine.zygote``, as for a local run): ``dask worker --preload
-nbconfine.cluster`` does it as the worker starts, and the client registers it too, for
-workers started without it. Faults are handled as locally (nbconfine.faults): the
+Each worker process is prepared once by ``GraderPlugin`` (nbconfine.clusterplugin: nbgrader
+loaded, the sandboxes' zygote started through ``nbconfine.zygote``, as for a local run):
+``dask worker --preload nbconfine.cluster`` does it as the worker starts, and the client
+registers it too, for workers started without it. Faults are handled as locally (nbconfine.faults): the
 worker's zygote is restarted when it dies, a lost gradebook database is waited for. Dask
 retries a task whose worker died on another worker; the scheduler's ``allowed-failures``
 bounds the tries, after which the submission is left ungraded (its previous grades kept),
@@ -30,7 +30,6 @@ task is a ``Call`` pickled into bytes, run as ``pickle.loads(those bytes)`` (see
 ``Call``); ``client.run`` and the plugin's registration reach the workers as bytes the
 scheduler only forwards.
 """
-import asyncio
 import contextlib
 import fnmatch
 import io
@@ -185,25 +184,9 @@ class Call:
         return pickle.loads, pickle.dumps(self)
 
 
-try:
-    from distributed.diagnostics.plugin import WorkerPlugin
-except ImportError:  # no Dask here: local grading only
-    WorkerPlugin = object
-
-
-class GraderPlugin(WorkerPlugin):
-    """Prepares a worker process once: nbgrader and torch loaded, the zygote started."""
-
-    name = "nbconfine-grader"
-    idempotent = True  # registered by every client: once per worker is enough
-
-    async def setup(self, worker):
-        # Off the event loop: the worker keeps answering the scheduler meanwhile.
-        await asyncio.get_running_loop().run_in_executor(None, grader)
-
-
 async def dask_setup(worker):
     """``dask worker --preload nbconfine.cluster``: prepared before any task arrives."""
+    from nbconfine.clusterplugin import GraderPlugin
     await worker.plugin_add(GraderPlugin())
 
 
@@ -241,6 +224,7 @@ def connect(address, db_url, wait_workers=WAIT_WORKERS_SECONDS):
     # A worker it fails on (no nbconfine, no course configuration) is named, with the
     # reason, by check_workers, which asks each worker for its state next.
     with contextlib.suppress(Exception):
+        from nbconfine.clusterplugin import GraderPlugin
         client.register_plugin(GraderPlugin())
     return client
 
