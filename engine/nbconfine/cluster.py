@@ -19,11 +19,12 @@ system is shared.
 Each worker process is prepared once by ``GraderPlugin`` (nbconfine.clusterplugin: nbgrader
 loaded, the sandboxes' zygote started through ``nbconfine.zygote``, as for a local run):
 ``dask worker --preload nbconfine.cluster`` does it as the worker starts, and the client
-registers it too, for workers started without it. Faults are handled as locally (nbconfine.faults): the
-worker's zygote is restarted when it dies, a lost gradebook database is waited for. Dask
-retries a task whose worker died on another worker; the scheduler's ``allowed-failures``
-bounds the tries, after which the submission is left ungraded (its previous grades kept),
-as is one the instructor's side cannot write to ``autograded/``.
+registers it too, for workers started without it. Faults are handled as locally
+(nbconfine.faults): the worker's zygote is restarted when it dies, a lost gradebook
+database is waited for. Dask retries a task whose worker died on another worker; the
+scheduler's ``allowed-failures`` bounds the tries, after which the submission is left
+ungraded (its previous grades kept), as is one the instructor's side cannot write to
+``autograded/``.
 
 The scheduler needs nothing of nbconfine: it unpickles every task it schedules, so each
 task is a ``Call`` pickled into bytes, run as ``pickle.loads(those bytes)`` (see
