@@ -226,7 +226,6 @@ def test_a_sandbox_forked_ahead_is_taken_let_go_or_forked_anew(forks):
     box.close()
 
 
-
 REHEARSING_CHECKS = """
 import builtins
 import torch
@@ -277,6 +276,7 @@ def test_grading_workers_rehearse_only_where_they_leave_a_processor_idle():
     processors = len(os.sched_getaffinity(0))
     assert autograde.idle_processor(processors - 1)
     assert not autograde.idle_processor(processors)
+
 
 def test_a_grading_workers_next_notebook_finds_its_first_sandbox_forked(forks):
     """A grading worker asks for the next notebook's first sandbox while it grades the
