@@ -1,9 +1,9 @@
-"""The grading engine's rarer paths, each called directly (fast): no submissions, a folder
-that vanishes before it is checked, the progress bar, a worker's unexpected exception, the
-zygote dying (restarted; a sandbox lost with it; one that cannot be restarted), a
-sandbox forked ahead and its rehearsal, a reply over MAX_REPLY, a sandbox's setsid child,
-the scratch folders of dead runs, tensors on problem mode's wire; and the figures, redrawn
-byte for byte."""
+"""The grading engine's rarer paths, each called directly (fast): no submissions, bad
+command lines, a folder that vanishes before it is checked, the progress bar, a worker's
+unexpected exception, the zygote dying (restarted; a sandbox lost with it; one that cannot
+be restarted), a sandbox forked ahead and its rehearsal, a reply over MAX_REPLY, a
+sandbox's setsid child, the scratch folders of dead runs, tensors on problem mode's wire;
+and the figures, redrawn byte for byte."""
 import filecmp
 import io
 import logging
@@ -28,10 +28,28 @@ from nbconfine import autograde, faults, remote, sandbox, wire, zygote
 
 def test_no_submissions_is_said_plainly(tmp_path):
     (tmp_path / "submitted" / "someone" / "homework3").mkdir(parents=True)
-    assert autograde.autograde(str(tmp_path), students="nobody*") == \
+    assert autograde.autograde(str(tmp_path)) == \
         ("No submissions in submitted/: nothing to grade.", 0)
     assert autograde.autograde(str(tmp_path / "elsewhere")) == \
         ("No submissions in submitted/: nothing to grade.", 0)
+
+
+def test_bad_command_lines_are_refused_with_what_is_wrong(tmp_path):
+    """A mistyped command, a job count below 1, a --students glob matching nobody: exit
+    status 2 and a line naming the mistake, nothing graded."""
+    (tmp_path / "submitted" / "someone" / "homework3").mkdir(parents=True)
+    cases = {("frobnicate",): "unknown command 'frobnicate'",
+             ("autograde", "--jobs", "0"): "'0': the number of grading workers, 1 or more",
+             ("serve", "--jobs", "-1"): "'-1': the number of grading workers, 1 or more",
+             ("autograde", "--students", "nobody*"):
+                 "no student folder in submitted/ matches --students 'nobody*' "
+                 "(1 student folder there)"}
+    for argv, said in cases.items():
+        done = subprocess.run([sys.executable, "-m", "nbconfine", *argv, "--root", str(tmp_path)]
+                              if argv[0] == "autograde" else
+                              [sys.executable, "-m", "nbconfine", *argv], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and said in done.stderr, (argv, done)
 
 
 def test_a_folder_that_cannot_be_read_is_reported_and_still_graded():

@@ -63,6 +63,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy import text
 
 from nbconfine import cluster, confine, faults, regrade, report, settings, zygote
+from nbconfine.cli import job_count
 from nbconfine.layout import course_assignments, course_lock
 from nbconfine.faults import FAULT, GRADED, REFUSED
 
@@ -106,6 +107,10 @@ def submissions(root, assignments, students="*"):
                 notes.append(f"{student}/{assignment}: not an assignment of this course "
                              f"({', '.join(assignments)}): ignored")
     return found, notes, unusable
+
+
+class NoSuchStudent(Exception):
+    """``--students`` matches no student folder: a mistyped id, refused before grading."""
 
 
 class Release:
@@ -622,6 +627,10 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
     root = os.path.abspath(root)
     assignments = course_assignments(root)
     found, notes, unusable = submissions(root, assignments, students)
+    if not found and not unusable and students != "*":
+        there = len(student_folders(root))
+        raise NoSuchStudent(f"no student folder in submitted/ matches --students {students!r} "
+                            f"({there} student folder{'s' * (there != 1)} there)")
     if not found and not unusable:
         return "No submissions in submitted/: nothing to grade.", 0
     config = settings.load_config(root)
@@ -676,8 +685,9 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=os.cpu_count())
+    parser = argparse.ArgumentParser(prog="nbconfine autograde",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=job_count, default=os.cpu_count())
     parser.add_argument("--students", default="*", help="glob of student ids to grade")
     parser.add_argument("--root", default=".", help="the course directory (default: here)")
     parser.add_argument("--scheduler", help="grade on the Dask cluster of this scheduler "
@@ -691,7 +701,7 @@ def main(argv=None):
     except confine.Refused as refusal:
         print(refusal, file=sys.stderr)
         code = 2
-    except (cluster.ClusterUnavailable, settings.NotConfigured) as exc:
+    except (cluster.ClusterUnavailable, settings.NotConfigured, NoSuchStudent) as exc:
         print(f"autograde: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@
     nbconfine serve [--jobs N] [--scheduler tcp://HOST:PORT]    feedback on arrival
     nbconfine status                 what the service has waiting, grading and done
 """
+import argparse
 import importlib
 import os
 import sys
@@ -29,14 +30,28 @@ COMMANDS = {
 }
 
 
+def job_count(text):
+    """argparse type of ``--jobs``: a whole number of workers, at least 1."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: the number of grading workers, 1 or more")
+    return jobs
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
+        asked_for_help = argv[:1] in (["-h"], ["--help"])
         width = max(map(len, COMMANDS))
         listing = "\n".join(f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items())
-        print(f"usage: nbconfine COMMAND [--help]\n\ncommands:\n{listing}",
-              file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+        unknown = f"nbconfine: unknown command {argv[0]!r}\n" if argv and not asked_for_help \
+            else ""
+        print(f"{unknown}usage: nbconfine COMMAND [--help]\n\ncommands:\n{listing}",
+              file=sys.stdout if asked_for_help else sys.stderr)
+        return 0 if asked_for_help else 2
     # nbgrader runs commands of its environment (alembic, for a new gradebook): found even
     # when started without the environment's bin/ on PATH (systemd, JupyterHub)
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),

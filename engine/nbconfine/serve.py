@@ -48,6 +48,7 @@ import traceback
 
 from nbconfine import autograde, cluster, confine, handback, settings, zygote
 from nbconfine.faults import FAULT
+from nbconfine.cli import job_count
 from nbconfine.layout import course_assignments, course_lock
 
 PER_JOB = 4  # submissions per job in one round: SIGTERM waits for at most this many each
@@ -465,7 +466,7 @@ def status_main(argv=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="nbconfine serve",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=os.cpu_count(),
+    parser.add_argument("--jobs", type=job_count, default=os.cpu_count(),
                         help="grading workers (default: the number of cores)")
     parser.add_argument("--scheduler", help="grade on the Dask cluster of this scheduler "
                         "(tcp://HOST:PORT; see nbconfine/cluster.py)")
