@@ -4,6 +4,10 @@ PYTHON_BASE ?= python3.11
 VENV ?= .venv
 JOBS ?= $(shell nproc)
 ROSTER ?= roster.csv
+# more options for pip (`make install`): PyPI's torch 2.13.0 is its CUDA build (GBs, runs on
+# CPUs too); PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu
+# --extra-index-url https://pypi.org/simple" takes the CPU build
+PIP_ARGS ?=
 N ?= 80
 # pytest-xdist processes for `make test` (the suite is mostly waits and single-core work)
 TEST_WORKERS ?= 2
@@ -51,7 +55,7 @@ $(STAMP): requirements.txt $(wildcard engine/pyproject.toml engine/nbconfine/jup
 	  engine/nbconfine/jupyter/ipython_kernel_config.py)
 ifeq ($(VENV),.venv)
 	$(PYTHON_BASE) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e engine
 	$(JUPYTER_LINKS)
 	touch $@

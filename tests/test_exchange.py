@@ -20,10 +20,12 @@ from course import demo
 from nbconfine.exchange import SERVER_ROOT, default_root
 
 MISTAKE = "bn_biased_moving_var"  # tests/catalog.py: loses the moving-variance points
-# Run as the student: the paths of argv[1] (a JSON list) they could write to.
-WRITABLE = """
+# Run as the student: the paths of argv[1] (a JSON list) they could open to write
+# (argv[2] "W") or to read ("R"; a folder: list).
+ACCESSIBLE = """
 import json, os, sys
-print(json.dumps([p for p in json.load(open(sys.argv[1])) if os.access(p, os.W_OK)]))
+mode = {"W": os.W_OK, "R": os.R_OK}[sys.argv[2]]
+print(json.dumps([p for p in json.load(open(sys.argv[1])) if os.access(p, mode)]))
 """
 # Run as the instructor: grade two written answers of `tampered` by hand (as the
 # Formgrader's API stores a score).
@@ -139,6 +141,7 @@ def test_round_trip_between_an_instructor_and_a_student(users):
         assert re.search(rf"\b{auto:g}(\.0)?\s*/\s*({out_of})\b", html), (auto, out_of)
 
         check_exchange_permissions(student, exchange)
+        check_the_course_is_private(instructor, student, course)
         check_regrading_keeps_hand_grades(instructor, course, tampered)
 
 
@@ -163,6 +166,29 @@ def check_regrading_keeps_hand_grades(instructor, course, submission):
                      "q3_answer": (None, True)}, flags
 
 
+def accessible(student, paths, mode):
+    """The ``paths`` the student can open to write (``mode`` "W") or to read ("R")."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(paths, f)
+    try:
+        os.chmod(f.name, 0o644)
+        return set(json.loads(student.run(sys.executable, "-c", ACCESSIBLE, f.name, mode)))
+    finally:
+        os.remove(f.name)
+
+
+def check_the_course_is_private(instructor, student, course):
+    """After `make exchange`, a student reads nothing of the instructor's course folder:
+    not the solutions, the gradebook, another's submission or feedback; made after it
+    too (autograded/, the gradebook's rows). Even with a home open to all (a server's
+    default), as the course folder a clone makes is."""
+    os.chmod(instructor.home, 0o755)
+    paths = [os.path.join(base, name) for base, dirs, files in os.walk(course)
+             for name in dirs + files]
+    assert any(p.endswith(os.path.join("source", "batchnorm", "batchnorm.ipynb")) for p in paths)
+    assert accessible(student, paths + [course], "R") == set()
+
+
 def check_exchange_permissions(student, exchange):
     """Nothing in the exchange is writable by the student but their own submission,
     the inbound drop box (which they cannot list) and the root (nbgrader requires it,
@@ -170,13 +196,7 @@ def check_exchange_permissions(student, exchange):
     course = os.path.join(exchange, COURSE_ID)
     paths = [os.path.join(base, name) for base, dirs, files in os.walk(exchange)
              for name in dirs + files] + [exchange]
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(paths, f)
-    try:
-        os.chmod(f.name, 0o644)
-        writable = set(json.loads(student.run(sys.executable, "-c", WRITABLE, f.name)))
-    finally:
-        os.remove(f.name)
+    writable = accessible(student, paths, "W")
     inbound = os.path.join(course, "inbound")
     own = [p for p in paths if p.startswith(os.path.join(inbound, student.name + "+"))]
     assert own and all(pwd.getpwuid(os.stat(p).st_uid).pw_name == student.name

@@ -80,7 +80,7 @@ def create(root, course_root, course_id, assignments):
 
 def main(argv=None):
     from nbconfine import settings
-    from nbconfine.layout import course_assignments
+    from nbconfine.layout import course_assignments, make_private
     parser = argparse.ArgumentParser(description="Create nbgrader's exchange for a course.")
     parser.add_argument("dir", nargs="?", default="", help="the exchange root (default: "
                         "NBGRADER_EXCHANGE, else as root /srv/nbgrader/exchange, else "
@@ -91,6 +91,10 @@ def main(argv=None):
     course_id = settings.load_config(course).CourseDirectory.get("course_id") or "COURSE"
     print(create(os.path.abspath(args.dir) if args.dir else default_root(course), course,
                  course_id, list(course_assignments(course))))
+    private = make_private(course)
+    if private:
+        print(f"\nThe course folder is now yours (and your group's) alone: {', '.join(private)} "
+              "(others may only pass through it, to the Python environment students use)")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ group into problems.
   a problem there: the report's columns, the feedback's summary and what is graded in one
   sandbox. In the other assignments each graded cell is a problem of its own.
 - ``course_lock``: commands that change the course's grading state take turns.
+- ``make_private``: on a shared machine, other users get nothing of the course folder.
 """
 import contextlib
 import fcntl
 import glob
 import os
 import re
+import stat
 import sys
 
 import nbformat
@@ -144,3 +146,42 @@ def problem_titles(root, assignment, problems):
                     previous_end = last
                 break
     return titles
+
+
+# nbgrader's folders of a course, made before nbgrader would make them readable by all
+PRIVATE_FOLDERS = ("source", "submitted", "autograded", "feedback")
+
+
+def make_private(root):
+    """Keep the course at ``root`` from other users of the machine (students): the
+    solutions and hidden tests in source/, the submissions, the gradebook, git's history.
+    Others may still traverse the folder, to reach the Python environment and the engine
+    package if they live in it (students' validation uses them); the group keeps its
+    access (teaching assistants). Returns the names of the entries made private."""
+    import nbconfine
+    from nbconfine import report
+    keep = {os.path.relpath(path, root).split(os.sep)[0]
+            for path in (sys.prefix, os.path.dirname(os.path.dirname(nbconfine.__file__)))
+            if os.path.abspath(path).startswith(os.path.abspath(root) + os.sep)}
+    for folder in PRIVATE_FOLDERS:
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+    url = report.db_url(root)
+    if url == "sqlite:///" + os.path.join(os.path.abspath(root), "gradebook.db"):
+        from nbgrader.api import Gradebook
+        Gradebook(url).close()  # created now, so that it is never readable by others
+    os.chmod(root, stat.S_IMODE(os.stat(root).st_mode) & ~0o006 | 0o001)
+    private = []
+    for entry in os.scandir(root):
+        if entry.name not in keep and not entry.is_symlink():
+            mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+            if mode & 0o007:
+                os.chmod(entry.path, mode & ~0o007)
+                private.append(entry.name)
+    return sorted(private)
+
+
+def private_like(path, root):
+    """Give ``path``, a file the engine writes in the course at ``root``, no access for
+    others when the course folder gives them none (``make_private``)."""
+    if not stat.S_IMODE(os.stat(root).st_mode) & 0o004:
+        os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & ~0o007)
