@@ -158,6 +158,15 @@ BREAKAGES = [
              "child that calls os.setsid() escapes its sandbox's kill",
              [(CONFINE, '_check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")', "pass")],
              ["tests/test_engine_paths.py", "-k", "setsid"]),
+    Breakage("problem_sandbox_forks", "a problem's sandbox may fork: each child gets a "
+             "memory allowance of its own", [(CONFINE, "        if not processes:\n",
+                                              "        if False:\n")],
+             ["tests/test_engine_paths.py", "-k", "threads_but"]),
+    Breakage("open_files_unbounded", "a sandbox keeps the grader's open-file limit and may "
+             "raise it: kernel buffers beyond its memory allowance",
+             [(CONFINE, "    resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, "
+               "open_files))\n", "")],
+             ["tests/test_engine_paths.py", "-k", "threads_but"]),
     Breakage("notebook_stderr_as_stdout", "notebook mode records stderr as stdout (a test "
              "cell that warns keeps its points)",
              [(KERNEL, 'Stream("stderr", 2, capture)', 'Stream("stdout", 2, capture)')],

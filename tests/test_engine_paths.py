@@ -23,7 +23,7 @@ import torch
 import attacks
 from coursedir import REPO, wait_for
 from processes import SANDBOX_NAME, children, comm, exited
-from nbconfine import autograde, faults, remote, sandbox, wire, zygote
+from nbconfine import autograde, confine, faults, remote, sandbox, wire, zygote
 
 
 def test_no_submissions_is_said_plainly(tmp_path):
@@ -393,24 +393,60 @@ def test_the_figures_are_redrawn_byte_for_byte(tmp_path):
         assert match == names, (committed, mismatch, errors)
 
 
-def test_closing_a_sandbox_ends_what_it_started_setsid_or_not():
-    """An answer forks a child that calls os.setsid(); when its problem is over (the
-    sandbox is closed) the child ends too, while the zygote, and so the run, goes on."""
+def test_closing_a_notebook_sandbox_ends_what_it_started_setsid_or_not(notebook_forks,
+                                                                       tmp_path):
+    """A notebook cell forks a child that calls os.setsid() (notebook sandboxes may start
+    processes, as a kernel does); when the notebook is over (its sandbox is closed) the
+    child ends too, while the zygote, and so the run, goes on."""
+    from nbconfine.notebook import NotebookExecute, NotebookSession
+    if "namespaces" not in notebook_forks.confinement.active:
+        pytest.skip("no PID namespaces here: autograde refuses such sandboxes")
     name = "ngsetsid" + secrets.token_hex(3)
-    forks = zygote.Zygote(zygote.Spec(roles=("problem",)))
+    session = NotebookSession(notebook_forks, str(tmp_path), NotebookExecute())
+    assert session.run(attacks.SETSID_ORPHAN.replace("@SETSID@", name)) == []
+    wait_for(lambda: attacks.orphans(name), 10, "the setsid child to run")
+    session.close()
+    wait_for(lambda: not attacks.orphans(name), 10, "the setsid child to end with its sandbox")
+    assert notebook_forks.process.poll() is None  # the zygote was not what ended it
+
+
+NO_PROCESS = """\
+import os, resource, socket, subprocess, torch
+torch.set_num_threads(4)  # torch's OpenMP pool: threads of this process
+total = (torch.randn(2000, 2000) @ torch.randn(2000, 2000)).sum().item()
+refused = []
+for name, start in [("fork", os.fork), ("subprocess", lambda: subprocess.run(["true"])),
+                    ("limit", lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (2**16, 2**16)))]:
     try:
-        if "namespaces" not in forks.confinement.active:
-            pytest.skip("no PID namespaces here: autograde refuses such sandboxes")
-        box = remote.ProblemSandbox(forks, 2**30)
-        box.deadline = time.monotonic() + 60
-        reply = box.request("exec", "answer", attacks.SETSID_ORPHAN.replace("@SETSID@", name))
+        if start() == 0:
+            os._exit(0)
+    except (OSError, ValueError):
+        refused.append(name)
+pairs = []
+try:
+    while True:
+        pairs.append(socket.socketpair())
+except OSError:
+    print(refused, 2 * len(pairs))
+"""
+
+
+def test_a_problem_sandbox_starts_threads_but_no_process_and_few_files(forks):
+    """Problem mode: an answer's memory allowance is one process's (RLIMIT_AS), so it
+    forks nothing (os.fork, subprocess) but runs torch on its thread pool; and it cannot
+    raise its open-file limit (what it can queue in socket buffers grows with it)."""
+    if "seccomp" not in forks.confinement.active:
+        pytest.skip("no seccomp here: autograde refuses such sandboxes")
+    box = remote.ProblemSandbox(forks, 2**30)
+    box.deadline = time.monotonic() + 60
+    try:
+        reply = box.request("exec", "cell", NO_PROCESS)
         assert reply["error"] is None, reply["error"]
-        wait_for(lambda: attacks.orphans(name), 10, "the setsid child to run")
-        box.close()
-        wait_for(lambda: not attacks.orphans(name), 10, "the setsid child to end with its sandbox")
-        assert forks.process.poll() is None  # the zygote was not what ended it
+        assert reply["stdout"].rsplit(" ", 1)[0] == "['fork', 'subprocess', 'limit']", reply
+        assert int(reply["stdout"].rsplit(" ", 1)[1]) < confine.OPEN_FILES, reply
+        assert len(os.listdir(f"/proc/{box.pid}/task")) >= 4  # the pool's threads live on
     finally:
-        forks.close()
+        box.close()
 
 
 @pytest.mark.parametrize("tensor", [
