@@ -167,6 +167,10 @@ BREAKAGES = [
              [(CONFINE, "    resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, "
                "open_files))\n", "")],
              ["tests/test_engine_paths.py", "-k", "threads_but"]),
+    Breakage("skip_tag_kept_on_tests", "a test cell tagged skip-execution is never run: "
+             "a blank notebook gets its points", [(ENGINE + "cellroles.py",
+                                                   "and SKIP_TAG in tags:", "and False:")],
+             [NOTEBOOK_MODE, "-k", "skip_execution"]),
     Breakage("notebook_stderr_as_stdout", "notebook mode records stderr as stdout (a test "
              "cell that warns keeps its points)",
              [(KERNEL, 'Stream("stderr", 2, capture)', 'Stream("stdout", 2, capture)')],

@@ -203,7 +203,11 @@ def _precheck_notebook(where, path, release):
     if edited:
         lines.append(f"{where}: test cells edited, restored from the gradebook: "
                      f"{', '.join(edited)}")
-    from nbconfine.cellroles import changed_roles
+    from nbconfine.cellroles import SKIP_TAG, changed_roles
+    skipped = sorted({(c.metadata.get("nbgrader") or {}).get("grade_id") for c in nb.cells
+                      if SKIP_TAG in (c.metadata.get("tags") or [])} & set(release.tests))
+    if skipped:
+        lines.append(f"{where}: test cells tagged {SKIP_TAG}, run anyway: {', '.join(skipped)}")
     retyped = changed_roles(nb.cells, release.roles)
     if retyped:
         lines.append(f"{where}: cell roles or points edited in the metadata, restored from "
