@@ -38,9 +38,12 @@ import ctypes
 import errno
 import os
 import resource
+import shutil
 import signal
 import tempfile
 from dataclasses import dataclass, field
+
+from nbconfine import runs
 
 MISSING_ENV = "NBCONFINE_CONFINE_MISSING"
 SANDBOX_UID_BASE = 1_000_000  # as root, a sandbox runs as SANDBOX_UID_BASE + its host pid
@@ -130,7 +133,8 @@ class Confinement:
     error: str = ""  # a layer the kernel accepted failed in the trial sandbox
     landlock_abi: int = 0
     root: bool = False
-    jail: str = ""  # the empty, read-only root directory
+    jail: str = ""  # the empty, read-only root directory, in a run folder (nbconfine.runs)
+    jail_lock: int = -1  # that run folder's lock, held while the zygote lives
     pid_ns: int = -1  # the zygote's own PID namespace (a file descriptor)
     # the filters, built once, loaded in each sandbox: {(in a root of its own, may start
     # processes): filter}, empty without seccomp
@@ -194,7 +198,7 @@ def enter(without=()):
         state.pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if "empty-root" not in without and (state.active or state.root):
         try:
-            state.jail = _empty_root("namespaces" in state.active)
+            state.jail, state.jail_lock = _empty_root("namespaces" in state.active)
             state.active.append("empty-root")
         except OSError:
             pass  # reported as missing
@@ -263,23 +267,35 @@ def end_with_parent(parent):
 
 def _empty_root(mount):
     """An empty directory for the sandboxes' root: a read-only tmpfs in the zygote's own
-    mount namespace (the host sees an empty directory), else root's private directory."""
-    jail = tempfile.mkdtemp(prefix="nbconfine-jail-")
+    mount namespace (the host sees an empty directory), else root's private directory;
+    in a run folder named with the zygote's pid on the host, so that a later run removes
+    it if the zygote is killed. Returns (its path, the run folder's lock)."""
+    folder, lock = runs.make(None, pid=_host_pid())
+    jail = os.path.join(folder, "root")
     try:
+        os.mkdir(jail, 0o700)
         if mount:
             _check(_libc.mount(b"tmpfs", jail.encode(), b"tmpfs",
                                MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                                b"size=4k,mode=555"), "mount tmpfs")
     except OSError:
-        os.rmdir(jail)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
         raise
-    return jail
+    return jail, lock
 
 
 def remove_empty_root(state):
     if state.jail:
         _libc.umount2(state.jail.encode(), MNT_DETACH)
-        os.rmdir(state.jail)
+        shutil.rmtree(os.path.dirname(state.jail), ignore_errors=True)
+        os.close(state.jail_lock)
+
+
+def _host_pid():
+    """This process's pid as the host sees it (the zygote is 1 of its PID namespace):
+    /proc is the host's."""
+    return int(os.readlink("/proc/self"))
 
 
 def _seccomp_filter(metadata=True, processes=False):
@@ -380,7 +396,7 @@ def confine(state, memory_bytes, keep=(), files=None, processes=False):
     ``processes``: whether it may start processes (else threads only). Standard streams
     become /dev/null."""
     os.setsid()  # without a PID namespace, its process group is what the grader kills
-    host_pid = int(os.readlink("/proc/self"))  # the PID namespace's 1 is someone on the host
+    host_pid = _host_pid()
     with open("/proc/self/status") as status:
         vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
     resource.setrlimit(resource.RLIMIT_AS, (vm + memory_bytes, vm + memory_bytes))
