@@ -54,9 +54,8 @@ import nbconfine  # noqa: E402
 
 ENGINE = os.path.dirname(os.path.dirname(os.path.abspath(nbconfine.__file__)))  # the grader
 MARK = "# atk-mark"  # first line of cells whose outputs an attack checks
-# Name (comm) of the process the orphan attack leaves behind; unique to this run.
+# Name (comm) of the process the orphan attack would leave behind; unique to this run.
 ORPHAN_NAME = "atkorph" + secrets.token_hex(3)
-SETSID_NAME = "atksid" + secrets.token_hex(3)  # the same, for a child that calls setsid()
 SECRET_NAME = "ATK_GRADER_SECRET"  # set in the grader's environment for every run
 SECRET = "atksecret" + secrets.token_hex(8)
 CODE_PROBLEMS = {"normalization": [f"p{k}" for k in range(1, 8)], "batchnorm": ["bn"]}
@@ -396,17 +395,6 @@ def custom_batch_norm2d(input_tensor, eps):
     return _norm(input_tensor, None, None, training=True, eps=eps)
 '''
 
-ORPHAN = '''\
-import ctypes
-import os
-import time
-
-if os.fork() == 0:  # a child that outlives its sandbox; it leaves after 60 s
-    ctypes.CDLL(None).prctl(15, b"@ORPHAN@", 0, 0, 0)  # PR_SET_NAME
-    time.sleep(60)
-    os._exit(0)
-'''
-
 # A file the forged reply's payload writes if the grader unpickles it as plain pickle
 # would; unique to this run.
 FORGED_MARKER = os.path.join(tempfile.gettempdir(), "atkforged" + secrets.token_hex(3))
@@ -541,6 +529,37 @@ _probe("other processes", lambda: _ok([pid for pid in range(2, 1 << 16) if _aliv
 _probe("System V shared memory", lambda: _ok(_ctypes.CDLL(None).shmget(0, 4096, 0o1600) >= 0))
 """ + PROBE_END
 
+# New processes: each would get a memory allowance (RLIMIT_AS) of its own, and a child
+# that calls setsid() leaves the sandbox's process group; open files beyond the limit
+# queue kernel buffers no memory limit counts.
+PROBE_PROCESSES_STARTED = PROBE_HELPER + """
+import resource as _resource
+import subprocess as _subprocess
+import time as _time
+
+
+def _fork():
+    pid = _os.fork()
+    if pid == 0:  # a child that would outlive its sandbox; it leaves after 60 s
+        _os.setsid()
+        _ctypes.CDLL(None).prctl(15, b"@ORPHAN@", 0, 0, 0)  # PR_SET_NAME
+        _time.sleep(60)
+        _os._exit(0)
+    return f"forked {pid}"
+
+
+def _open_files():
+    _, hard = _resource.getrlimit(_resource.RLIMIT_NOFILE)
+    _resource.setrlimit(_resource.RLIMIT_NOFILE, (hard, hard))
+    pairs = [_socket.socketpair() for _ in range(600)]
+    return f"{2 * len(pairs)} open files (limit {hard})"
+
+
+_probe("fork a process", _fork)
+_probe("run a command", lambda: _subprocess.run(["true"]))
+_probe("over 1000 open files", _open_files)
+""" + PROBE_END
+
 # A child that calls setsid() leaves the sandbox's process group; it must still end.
 SETSID_ORPHAN = """\
 import ctypes
@@ -560,7 +579,7 @@ def probe_context(course):
     return {"@ROOT@": course.root, "@REPO@": REPO, "@ENGINE@": ENGINE,
             "@PORT@": str(LISTENER.port),
             "@TESTPID@": str(os.getpid()), "@SECRET_NAME@": SECRET_NAME, "@TMPMARK@": TMP_MARK,
-            "@SETSID@": SETSID_NAME}
+            "@ORPHAN@": ORPHAN_NAME}
 
 
 def _probing(grade_id, source, wrong_answer=False):
@@ -895,11 +914,6 @@ ATTACKS = [
            "pickle whose unpickling runs code (a wrong p1 after it)",
            submission("normalization", wrong("p1", forge_reply())),
            shows=("tests", "other than plain data")),
-    Attack("orphan_process", "normalization", None,
-           "the p1 answer forks a child that outlives its sandbox",
-           submission("normalization", {"p1_answer": lambda ref: ORPHAN.replace(
-               "@ORPHAN@", ORPHAN_NAME) + "\n\n" + ref})),
-
     # --- probes: a correct answer that also reaches for what it must not ---------------
     Attack("probe_files", "normalization", "p1",
            "reads the solutions, the gradebook, a classmate's notebook, /etc/passwd and "
@@ -926,10 +940,11 @@ ATTACKS = [
            "System V shared memory (a channel to other sandboxes)",
            _probing("p7_answer", PROBE_PROCESSES), target_score=5.0, probe=True,
            shows=("answer", "probe ran:")),
-    Attack("orphan_setsid", "normalization", None,
-           "the p6 answer forks a child that calls setsid(), leaving the sandbox's process "
-           "group, and outlives its sandbox",
-           _probing("p6_answer", SETSID_ORPHAN), probe=True),
+    Attack("orphan_process", "normalization", "p6",
+           "the p6 answer forks a child that calls setsid() to outlive its sandbox, runs a "
+           "command, raises its open-file limit and opens 1200 files",
+           _probing("p6_answer", PROBE_PROCESSES_STARTED), target_score=5.0, probe=True,
+           shows=("answer", "probe ran:")),
 
     # --- malformed submissions ---------------------------------------------------------
     Attack("invalid_json", "normalization", None, "the notebook cut in half (not JSON)",
@@ -1080,7 +1095,7 @@ def grade_attacks(course, attacks, glob, timeout=TIMEOUT, plain=False, run_as=No
     after = folder_hashes(course.root, GRADING_OUTPUTS)
     changed = sorted(path for path in set(before) | set(after)
                      if before.get(path) != after.get(path))
-    alive = orphans() + orphans(SETSID_NAME)
+    alive = orphans()
     for pid in alive:  # the orphan attacks' children: end them now
         os.kill(pid, signal.SIGKILL)
     leaks = [path for path, text in course_texts(course.root) if SECRET in text]

@@ -147,9 +147,23 @@ BREAKAGES = [
              [(AUTOGRADE, "        kept.restore(run.left(FAULT))\n", "")],
              [FAULTS, "-k", "cannot_be_restarted or full_disk"]),
     Breakage("dead_runs_scratch_kept", "what a killed run left is never removed",
-             [(AUTOGRADE, "            shutil.rmtree(path, ignore_errors=True)\n"
+             [(ENGINE + "runs.py", "            shutil.rmtree(path, ignore_errors=True)\n"
                           "            removed.append(path)\n", "")],
              ["tests/test_engine_paths.py", "-k", "dead_runs"]),
+    Breakage("other_users_runs_removed", "a run removes another user's dead runs' folders",
+             [(ENGINE + "runs.py", "        if os.lstat(path).st_uid != os.getuid():\n"
+               "            return False  # another user's\n", "")],
+             ["tests/test_engine_paths.py", "-k", "dead_runs"]),
+    Breakage("zygote_root_named_in_its_namespace", "a killed zygote's empty root is named "
+             "with its pid in its own PID namespace (1): no later run removes it",
+             [(CONFINE, "runs.make(None, pid=_host_pid())", "runs.make(None)")],
+             ["tests/test_engine_paths.py", "-k", "killed_zygote"]),
+    Breakage("zygote_socket_in_a_temporary_folder", "the socket folder of a zygote serving "
+             "several processes is a plain temporary folder: a killed service leaves it",
+             [(ZYGOTE, "with runs.run_folder(folder) as private:",
+               'with __import__("tempfile").TemporaryDirectory(prefix="nbconfine-zygote-", '
+               'dir=folder) as private:')],
+             ["tests/test_engine_paths.py", "-k", "killed_zygote"]),
     Breakage("database_not_waited_for", "a lost gradebook database leaves the submissions "
              "in flight ungraded",
              [(WORKER, "if kind != faults.DATABASE or attempt == DATABASE_TRIES:", "if True:")],
@@ -158,6 +172,19 @@ BREAKAGES = [
              "child that calls os.setsid() escapes its sandbox's kill",
              [(CONFINE, '_check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")', "pass")],
              ["tests/test_engine_paths.py", "-k", "setsid"]),
+    Breakage("problem_sandbox_forks", "a problem's sandbox may fork: each child gets a "
+             "memory allowance of its own", [(CONFINE, "        if not processes:\n",
+                                              "        if False:\n")],
+             ["tests/test_engine_paths.py", "-k", "threads_but"]),
+    Breakage("open_files_unbounded", "a sandbox keeps the grader's open-file limit and may "
+             "raise it: kernel buffers beyond its memory allowance",
+             [(CONFINE, "    resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, "
+               "open_files))\n", "")],
+             ["tests/test_engine_paths.py", "-k", "threads_but"]),
+    Breakage("skip_tag_kept_on_tests", "a test cell tagged skip-execution is never run: "
+             "a blank notebook gets its points", [(ENGINE + "cellroles.py",
+                                                   "and SKIP_TAG in tags:", "and False:")],
+             [NOTEBOOK_MODE, "-k", "skip_execution"]),
     Breakage("notebook_stderr_as_stdout", "notebook mode records stderr as stdout (a test "
              "cell that warns keeps its points)",
              [(KERNEL, 'Stream("stderr", 2, capture)', 'Stream("stdout", 2, capture)')],

@@ -2,8 +2,9 @@
 command lines, a folder that vanishes before it is checked, the progress bar, a worker's
 unexpected exception, the zygote dying (restarted; a sandbox lost with it; one that cannot
 be restarted), a sandbox forked ahead and its rehearsal, a reply over MAX_REPLY, a
-sandbox's setsid child, the scratch folders of dead runs, tensors on problem mode's wire;
-and the figures, redrawn byte for byte."""
+sandbox's setsid child, a problem sandbox's threads without processes, the scratch
+folders of dead runs (a killed zygote's and service's included), tensors on problem
+mode's wire; and the figures, redrawn byte for byte."""
 import filecmp
 import io
 import logging
@@ -23,7 +24,7 @@ import torch
 import attacks
 from coursedir import REPO, wait_for
 from processes import SANDBOX_NAME, children, comm, exited
-from nbconfine import autograde, faults, remote, sandbox, wire, zygote
+from nbconfine import autograde, confine, faults, remote, runs, sandbox, wire, zygote
 
 
 def test_no_submissions_is_said_plainly(tmp_path):
@@ -348,18 +349,19 @@ def test_a_database_fault_is_known_through_what_nbgrader_raises_instead():
 
 def test_the_scratch_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     """A run's folder is removed once its maker is gone and nothing holds its lock; a live
-    run's (its maker alive, or a worker of a dead maker holding the lock) is kept."""
-    with autograde.run_folder(str(tmp_path)) as live:
+    run's (its maker alive, or a worker of a dead maker holding the lock) is kept, and so
+    is another user's."""
+    with runs.run_folder(str(tmp_path)) as live:
         gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True).stdout.strip()  # a dead pid
-        dead = tmp_path / f"{autograde.RUN_PREFIX}{gone}-abc"
+        dead = tmp_path / f"{runs.RUN_PREFIX}{gone}-abc"
         dead.mkdir()
-        (dead / autograde.RUN_LOCK).touch()
+        (dead / runs.RUN_LOCK).touch()
         (dead / "worker0.db").write_text("unmerged")
-        held = tmp_path / f"{autograde.RUN_PREFIX}{gone}-def"  # its worker lives on
+        held = tmp_path / f"{runs.RUN_PREFIX}{gone}-def"  # its worker lives on
         held.mkdir()
         holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
-                                   f"f = open({str(held / autograde.RUN_LOCK)!r}, 'w')\n"
+                                   f"f = open({str(held / runs.RUN_LOCK)!r}, 'w')\n"
                                    "fcntl.flock(f, fcntl.LOCK_EX); print(flush=True); "
                                    "sys.stdin.read()"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
@@ -367,11 +369,53 @@ def test_the_scratch_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_pat
             holder.stdout.readline()  # it holds the lock
             other = tmp_path / "someone-else"
             other.mkdir()
-            assert autograde.remove_dead_runs([str(tmp_path)]) == [str(dead)]
+            foreign = tmp_path / f"{runs.RUN_PREFIX}{gone}-ghi"  # a dead run of another user
+            foreign.mkdir()
+            if os.geteuid() == 0:  # (a normal user cannot give it away: it is theirs)
+                os.chown(foreign, 4242, 4242)
+            assert runs.remove_dead_runs([str(tmp_path)]) == [str(dead)] + (
+                [] if os.geteuid() == 0 else [str(foreign)])
             assert os.path.isdir(live) and held.is_dir() and other.is_dir()
         finally:
             holder.communicate("")
-    assert autograde.remove_dead_runs([str(tmp_path)]) == [str(held)]
+    assert runs.remove_dead_runs([str(tmp_path)]) == [str(held)]
+
+
+SERVE_ZYGOTE = """\
+from nbconfine import zygote
+with zygote.serve(zygote.Spec(roles=("problem",))) as shared:
+    print(shared.listen_path, shared.pid, flush=True)
+    input()
+"""
+
+
+def test_a_killed_zygote_and_a_killed_service_leave_nothing_a_later_run_keeps():
+    """The zygote's empty root and the socket of a zygote serving several processes are
+    in run folders (nbconfine.runs): kept while they live, removed by a later run once
+    killed (kill -9: nothing of theirs cleans up)."""
+    def folders(pid):
+        return {os.path.join(parent, name) for parent in runs.scratch_parents()
+                for name in os.listdir(parent) if name.startswith(f"{runs.RUN_PREFIX}{pid}-")}
+
+    service = subprocess.Popen([sys.executable, "-c", SERVE_ZYGOTE], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        socket_path, zygote_pid = service.stdout.readline().split()
+        zygote_pid = int(zygote_pid)
+        (socket_folder,) = folders(service.pid)
+        assert socket_path == os.path.join(socket_folder, "zygote.sock")
+        (jail_folder,) = folders(zygote_pid)  # named with its pid on the host
+        assert sorted(os.listdir(jail_folder)) == [runs.RUN_LOCK, "root"]
+        runs.remove_dead_runs(runs.scratch_parents())
+        assert os.path.isdir(socket_folder) and os.path.isdir(jail_folder)
+        os.kill(zygote_pid, signal.SIGKILL)  # its outer process reaps it and exits
+        wait_for(lambda: not os.path.exists(f"/proc/{zygote_pid}"), 30,
+                 "the zygote to end and be reaped (a zombie's pid is still taken)")
+    finally:
+        os.killpg(service.pid, signal.SIGKILL)
+        service.wait()
+    runs.remove_dead_runs(runs.scratch_parents())  # (or another run on this machine did)
+    assert not os.path.exists(socket_folder) and not os.path.exists(jail_folder)
 
 
 def test_a_reply_over_max_reply_is_a_crash_not_read():
@@ -411,24 +455,60 @@ def test_the_figures_are_redrawn_byte_for_byte(tmp_path):
         assert match == names, (committed, mismatch, errors)
 
 
-def test_closing_a_sandbox_ends_what_it_started_setsid_or_not():
-    """An answer forks a child that calls os.setsid(); when its problem is over (the
-    sandbox is closed) the child ends too, while the zygote, and so the run, goes on."""
+def test_closing_a_notebook_sandbox_ends_what_it_started_setsid_or_not(notebook_forks,
+                                                                       tmp_path):
+    """A notebook cell forks a child that calls os.setsid() (notebook sandboxes may start
+    processes, as a kernel does); when the notebook is over (its sandbox is closed) the
+    child ends too, while the zygote, and so the run, goes on."""
+    from nbconfine.notebook import NotebookExecute, NotebookSession
+    if "namespaces" not in notebook_forks.confinement.active:
+        pytest.skip("no PID namespaces here: autograde refuses such sandboxes")
     name = "ngsetsid" + secrets.token_hex(3)
-    forks = zygote.Zygote(zygote.Spec(roles=("problem",)))
+    session = NotebookSession(notebook_forks, str(tmp_path), NotebookExecute())
+    assert session.run(attacks.SETSID_ORPHAN.replace("@SETSID@", name)) == []
+    wait_for(lambda: attacks.orphans(name), 10, "the setsid child to run")
+    session.close()
+    wait_for(lambda: not attacks.orphans(name), 10, "the setsid child to end with its sandbox")
+    assert notebook_forks.process.poll() is None  # the zygote was not what ended it
+
+
+NO_PROCESS = """\
+import os, resource, socket, subprocess, torch
+torch.set_num_threads(4)  # torch's OpenMP pool: threads of this process
+total = (torch.randn(2000, 2000) @ torch.randn(2000, 2000)).sum().item()
+refused = []
+for name, start in [("fork", os.fork), ("subprocess", lambda: subprocess.run(["true"])),
+                    ("limit", lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (2**16, 2**16)))]:
     try:
-        if "namespaces" not in forks.confinement.active:
-            pytest.skip("no PID namespaces here: autograde refuses such sandboxes")
-        box = remote.ProblemSandbox(forks, 2**30)
-        box.deadline = time.monotonic() + 60
-        reply = box.request("exec", "answer", attacks.SETSID_ORPHAN.replace("@SETSID@", name))
+        if start() == 0:
+            os._exit(0)
+    except (OSError, ValueError):
+        refused.append(name)
+pairs = []
+try:
+    while True:
+        pairs.append(socket.socketpair())
+except OSError:
+    print(refused, 2 * len(pairs))
+"""
+
+
+def test_a_problem_sandbox_starts_threads_but_no_process_and_few_files(forks):
+    """Problem mode: an answer's memory allowance is one process's (RLIMIT_AS), so it
+    forks nothing (os.fork, subprocess) but runs torch on its thread pool; and it cannot
+    raise its open-file limit (what it can queue in socket buffers grows with it)."""
+    if "seccomp" not in forks.confinement.active:
+        pytest.skip("no seccomp here: autograde refuses such sandboxes")
+    box = remote.ProblemSandbox(forks, 2**30)
+    box.deadline = time.monotonic() + 60
+    try:
+        reply = box.request("exec", "cell", NO_PROCESS)
         assert reply["error"] is None, reply["error"]
-        wait_for(lambda: attacks.orphans(name), 10, "the setsid child to run")
-        box.close()
-        wait_for(lambda: not attacks.orphans(name), 10, "the setsid child to end with its sandbox")
-        assert forks.process.poll() is None  # the zygote was not what ended it
+        assert reply["stdout"].rsplit(" ", 1)[0] == "['fork', 'subprocess', 'limit']", reply
+        assert int(reply["stdout"].rsplit(" ", 1)[1]) < confine.OPEN_FILES, reply
+        assert len(os.listdir(f"/proc/{box.pid}/task")) >= 4  # the pool's threads live on
     finally:
-        forks.close()
+        box.close()
 
 
 @pytest.mark.parametrize("tensor", [

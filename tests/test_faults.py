@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 import processes
 from conftest import MANUAL_SCORE, REGRADED, REGRADED_GLOB
 from coursedir import NBGRADER_ENV, REPO, Course, wait_for
-from nbconfine import autograde
+from nbconfine.runs import RUN_PREFIX, scratch_parents
 from pgserver import PrivateServer, require_server
 
 MARK = 0.25  # no cell scores it: grades a run must leave untouched
@@ -93,10 +93,10 @@ def marked(course, student, assignment="normalization"):
 
 
 def run_folders(owner=None):
-    """The scratch folders of runs (nbconfine.autograde.run_folder) on this machine; those
-    made by the process ``owner`` only, if given (other runs may share the machine)."""
-    prefix = autograde.RUN_PREFIX + (f"{owner}-" if owner else "")
-    return {os.path.join(parent, name) for parent in autograde.scratch_parents()
+    """The scratch folders of runs (nbconfine.runs) on this machine; those made by the
+    process ``owner`` only, if given (other runs may share the machine)."""
+    prefix = RUN_PREFIX + (f"{owner}-" if owner else "")
+    return {os.path.join(parent, name) for parent in scratch_parents()
             for name in os.listdir(parent) if name.startswith(prefix)}
 
 

@@ -70,6 +70,9 @@ print("data", open("measurements.csv", encoding="utf-8").read().count("\\n"),
       "scratch", open("scratch.txt").read())'''
 DIES = "import os\nos._exit(1)"
 COMPARED = ["correct", "blank", *WRONG]
+TESTS = sorted(c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(os.path.join(
+    REPO, "tests", "stockcourse", "source", STOCK, STOCK + ".ipynb"), as_version=4).cells
+    if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution"))
 
 
 def submit_students(course, probe=None):
@@ -133,6 +136,12 @@ def stock_release(tmp_path_factory, listener):
     course = StockCourse(str(tmp_path_factory.mktemp("stock") / "course"))
     course.release()
     submit_students(course, dict(root=course.root, port=listener.port, secret=SECRET))
+    path = course.submit("skiptag", {})  # blank, every test cell tagged for nbclient to skip
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in TESTS:
+            cell.metadata["tags"] = ["skip-execution"]
+    nbformat.write(nb, path)
     return course
 
 
@@ -223,6 +232,19 @@ def test_a_dead_sandbox_costs_its_cell_only(stock_scores, engine_scores):
         {cell: s for (student, cell), s in engine.items() if student == "correct"}
 
 
+def test_test_cells_tagged_skip_execution_are_run_anyway(stock_scores, engine_scores):
+    """nbclient skips cells tagged skip-execution, so stock nbgrader gives a blank
+    notebook whose test cells carry the tag their points; the engine runs them (the tag
+    goes as cell roles are restored from the gradebook), scores them as blank, and says so."""
+    _, stock, _ = stock_scores
+    _, engine, report = engine_scores
+    assert len(TESTS) >= 5 and all(stock["skiptag", cell] > 0 for cell in TESTS)
+    assert {cell: engine["skiptag", cell] for cell in TESTS} == \
+        {cell: engine["blank", cell] for cell in TESTS}
+    assert (f"skiptag/{STOCK}: test cells tagged skip-execution, run anyway: "
+            f"{', '.join(TESTS)}") in report, report
+
+
 def probe_violations(course, listener):
     """What the probe (graded in ``course``) gained."""
     text = text_of(course, "probe")
@@ -296,7 +318,7 @@ def test_without_namespaces_landlock_keeps_the_probe_to_its_folder(stock_release
 
 def test_two_jobs_grade_the_same(engine_scores, engine_two_jobs):
     assert engine_two_jobs[1] == engine_scores[1]
-    assert "Graded 6 submissions with 2 jobs" in engine_two_jobs[2]
+    assert "Graded 7 submissions with 2 jobs" in engine_two_jobs[2]
 
 
 def test_feedback_hand_grades_and_a_missing_notebook(engine_two_jobs):

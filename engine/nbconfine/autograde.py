@@ -39,12 +39,11 @@ Crash consistency: a run killed at any point leaves the gradebook as before it o
 some submissions graded (each worker's rows are merged in one transaction); running the
 same command again grades every submission again, so it ends where an uninterrupted run
 would. A run's scratch folders (staging copy, gradebook copies) are locked while it
-lives; the next run removes those of dead runs (``remove_dead_runs``), never another
-live run's.
+lives; the next run removes those of dead runs (nbconfine.runs), never another live
+run's.
 """
 import argparse
 import contextlib
-import fcntl
 import fnmatch
 import multiprocessing.connection
 import os
@@ -52,7 +51,6 @@ import shutil
 import signal
 import sqlite3
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -65,6 +63,9 @@ from sqlalchemy import text
 from nbconfine import cluster, confine, faults, regrade, report, settings, zygote
 from nbconfine.cli import job_count
 from nbconfine.layout import course_assignments, course_lock
+# Workers' gradebook copies are merged back and dropped: kept in memory (MEMORY_DIR), where
+# nbgrader's commit after every graded cell costs no disk flush.
+from nbconfine.runs import MEMORY_DIR, remove_dead_runs, run_folder, scratch_parents
 from nbconfine.faults import FAULT, GRADED, REFUSED
 
 INCOMPLETE = 3  # exit status: some submissions were left ungraded by faults of the grader
@@ -73,11 +74,6 @@ LARGE_NOTEBOOK = 20 * 2**20  # bytes
 GLOB_CHARACTERS = set("*?[]")
 # What nbgrader itself puts in a submission (collect, submit): never stray files.
 NBGRADER_FILES = {"timestamp.txt", "submission_secret.txt", ".ipynb_checkpoints"}
-# Workers' gradebook copies are merged back and dropped: kept in memory, where nbgrader's
-# commit after every graded cell costs no disk flush.
-MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
-RUN_PREFIX = "nbconfine-run-"  # + the run's pid: its scratch folders, each with a lock file
-RUN_LOCK = "lock"
 
 
 def student_folders(root):
@@ -208,7 +204,11 @@ def _precheck_notebook(where, path, release):
     if edited:
         lines.append(f"{where}: test cells edited, restored from the gradebook: "
                      f"{', '.join(edited)}")
-    from nbconfine.cellroles import changed_roles
+    from nbconfine.cellroles import SKIP_TAG, changed_roles
+    skipped = sorted({(c.metadata.get("nbgrader") or {}).get("grade_id") for c in nb.cells
+                      if SKIP_TAG in (c.metadata.get("tags") or [])} & set(release.tests))
+    if skipped:
+        lines.append(f"{where}: test cells tagged {SKIP_TAG}, run anyway: {', '.join(skipped)}")
     retyped = changed_roles(nb.cells, release.roles)
     if retyped:
         lines.append(f"{where}: cell roles or points edited in the metadata, restored from "
@@ -326,65 +326,6 @@ class Kept:
                                                + ", ".join(f"{c} = :{c}" for c in columns)
                                                + f" WHERE {key} = :key"), named)
                 gb.db.commit()
-
-
-@contextlib.contextmanager
-def run_folder(parent):
-    """A new scratch folder for this run in ``parent`` (its name holds this process's
-    pid), with a lock file held while this run, or a worker forked from it, lives;
-    removed on leaving."""
-    path = tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=parent)
-    lock = os.open(os.path.join(path, RUN_LOCK), os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel when the last holder dies
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-        os.close(lock)
-
-
-def scratch_parents():
-    """Where runs keep their scratch folders: the temporary folder, /dev/shm."""
-    return [parent for parent in (tempfile.gettempdir(), MEMORY_DIR) if parent]
-
-
-def remove_dead_runs(parents):
-    """Remove the scratch folders of runs that were killed: no process holds their lock
-    and the process that made them is gone (another run, of this course or another, keeps
-    its own). Returns the paths removed."""
-    removed = []
-    for parent in parents:
-        for name in sorted(os.listdir(parent)) if os.path.isdir(parent) else ():
-            path = os.path.join(parent, name)
-            if not name.startswith(RUN_PREFIX) or not _dead(name, path):
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-def _dead(name, path):
-    try:
-        owner = int(name[len(RUN_PREFIX):].split("-")[0])
-        os.kill(owner, 0)
-        return False  # its maker lives (or its pid was taken again: left for later)
-    except ProcessLookupError:
-        pass
-    except (ValueError, PermissionError):
-        return False
-    try:
-        lock = os.open(os.path.join(path, RUN_LOCK), os.O_RDWR)
-    except FileNotFoundError:
-        return True  # killed before it made its lock
-    except OSError:
-        return False  # another user's
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False  # one of its workers still holds it
-    finally:
-        os.close(lock)
 
 
 def idle_processor(workers):
@@ -646,7 +587,7 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
         removed = remove_dead_runs(scratch_parents())
         if removed:
             notes.append(f"removed what interrupted runs left (staging copies, unmerged "
-                         f"gradebook copies): {', '.join(removed)}")
+                         f"gradebook copies, zygotes' folders): {', '.join(removed)}")
         scratch = stack.enter_context(run_folder(None))  # the zygote's socket, the staging
         # The zygote loads its libraries while the submissions are checked and copied; on
         # a cluster the workers have theirs. Leaving closes the client: its tasks are dropped.

@@ -5,12 +5,14 @@ worth 1000 points, a test cell made a solution) would make nbgrader refuse the w
 notebook, so every problem would score zero. ``RestoreCellRoles`` runs among nbgrader's
 sanitizing preprocessors, before ``OverwriteCells``: each cell the gradebook knows gets
 its role flags and points back; the autograde precheck reports the change
-(``changed_roles``).
+(``changed_roles``). A graded test cell also loses the ``skip-execution`` tag: nbclient
+(and so stock nbgrader) skips a cell so tagged, and a test cell never run keeps its points.
 """
 from nbgrader.api import Gradebook, GradeCell, SolutionCell, SourceCell, TaskCell
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 ROLE_KEYS = ("grade", "solution", "task", "points")
+SKIP_TAG = "skip-execution"  # nbclient's skip_cells_with_tag
 
 
 def roles_of(cells):
@@ -57,7 +59,8 @@ class SourceRoles:
 
 
 class RestoreCellRoles(NbGraderPreprocessor):
-    """Put back each known cell's grade / solution / task flags and points."""
+    """Put back each known cell's grade / solution / task flags and points; graded test
+    cells are run (no ``skip-execution`` tag)."""
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
@@ -77,4 +80,7 @@ class RestoreCellRoles(NbGraderPreprocessor):
                 meta["points"] = graded.get(name, tasks.get(name))
             else:
                 meta.pop("points", None)
+            tags = cell.metadata.get("tags") or []
+            if name in graded and name not in solutions and SKIP_TAG in tags:
+                cell.metadata["tags"] = [tag for tag in tags if tag != SKIP_TAG]
         return nb, resources

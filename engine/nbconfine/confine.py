@@ -14,8 +14,9 @@ Generic: it knows what a process may reach, nothing of what the process runs. Tw
   run first thing in it, closes it in: the empty root, no capabilities, as root a user
   id of its own, Landlock (no file access, no TCP bind or connect, no signals or
   abstract Unix sockets beyond itself), seccomp (no mount, namespace, ptrace, bpf,
-  keyring, io_uring, System V or POSIX IPC, or non-Unix sockets), rlimits (memory,
-  processes, no files, no core dumps). Already-open Unix sockets keep working: that is
+  keyring, io_uring, System V or POSIX IPC, or non-Unix sockets; unless ``processes``,
+  no new process either, threads only), rlimits (memory, processes, open files, no
+  files written, no core dumps). Already-open Unix sockets keep working: that is
   how a sandbox talks to its grader. (A network and an IPC namespace per sandbox would
   add about 10 ms of kernel time each; seccomp and Landlock keep sandboxes apart in
   the zygote's.)
@@ -37,9 +38,12 @@ import ctypes
 import errno
 import os
 import resource
+import shutil
 import signal
 import tempfile
 from dataclasses import dataclass, field
+
+from nbconfine import runs
 
 MISSING_ENV = "NBCONFINE_CONFINE_MISSING"
 SANDBOX_UID_BASE = 1_000_000  # as root, a sandbox runs as SANDBOX_UID_BASE + its host pid
@@ -69,7 +73,7 @@ ENABLE = {
                "on a kernel with CONFIG_SECCOMP_FILTER",
 }
 
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x20000, 0x08000000, 0x10000000
+CLONE_THREAD, CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x10000, 0x20000, 0x08000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_NOATIME, MS_NODIRATIME = 32, 4096, 1024, 2048
@@ -88,6 +92,10 @@ LANDLOCK_FS_BITS = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16}  # access rights known to
 LANDLOCK_READ = 1 << 2 | 1 << 3
 LANDLOCK_WRITE = LANDLOCK_READ | sum(1 << bit for bit in (1, 4, 5, 7, 8, 9, 10, 12, 13, 14))
 LANDLOCK_FILE_ONLY = 1 << 0 | 1 << 1 | 1 << 2 | 1 << 14 | 1 << 15  # what a rule on a file may hold
+# A sandbox's hard limit on open files: also what bounds the memory it can queue in kernel
+# buffers (sockets, pipes), which RLIMIT_AS does not count. A problem's sandbox needs a
+# dozen; a notebook gets the soft limit a Jupyter kernel usually starts with.
+OPEN_FILES, NOTEBOOK_OPEN_FILES = 256, 1024
 # Device files a notebook sandbox finds in its own root: (path, writable)
 DEVICES = (("/dev/null", True), ("/dev/zero", False), ("/dev/urandom", False))
 SECCOMP_DENIED = [
@@ -125,10 +133,12 @@ class Confinement:
     error: str = ""  # a layer the kernel accepted failed in the trial sandbox
     landlock_abi: int = 0
     root: bool = False
-    jail: str = ""  # the empty, read-only root directory
+    jail: str = ""  # the empty, read-only root directory, in a run folder (nbconfine.runs)
+    jail_lock: int = -1  # that run folder's lock, held while the zygote lives
     pid_ns: int = -1  # the zygote's own PID namespace (a file descriptor)
-    seccomp: object = None  # the filter, built once, loaded in each sandbox
-    seccomp_own_root: object = None  # the same, for sandboxes in a root of their own
+    # the filters, built once, loaded in each sandbox: {(in a root of its own, may start
+    # processes): filter}, empty without seccomp
+    seccomp: dict = field(default_factory=dict)
 
     def describe(self):
         """One line naming the active layers (and the missing ones)."""
@@ -188,7 +198,7 @@ def enter(without=()):
         state.pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if "empty-root" not in without and (state.active or state.root):
         try:
-            state.jail = _empty_root("namespaces" in state.active)
+            state.jail, state.jail_lock = _empty_root("namespaces" in state.active)
             state.active.append("empty-root")
         except OSError:
             pass  # reported as missing
@@ -197,9 +207,10 @@ def enter(without=()):
         if state.landlock_abi:
             state.active.append("landlock")
     if "seccomp" not in without:
-        state.seccomp = _seccomp_filter()
-        state.seccomp_own_root = _seccomp_filter(metadata=False)
-        if state.seccomp is not None:
+        filters = {(own, processes): _seccomp_filter(metadata=not own, processes=processes)
+                   for own, processes in ((False, False), (False, True), (True, True))}
+        if None not in filters.values():
+            state.seccomp = filters
             state.active.append("seccomp")
     state.missing = [layer for layer in LAYERS if layer not in state.active]
     state.error = _trial(state)
@@ -256,28 +267,42 @@ def end_with_parent(parent):
 
 def _empty_root(mount):
     """An empty directory for the sandboxes' root: a read-only tmpfs in the zygote's own
-    mount namespace (the host sees an empty directory), else root's private directory."""
-    jail = tempfile.mkdtemp(prefix="nbconfine-jail-")
+    mount namespace (the host sees an empty directory), else root's private directory;
+    in a run folder named with the zygote's pid on the host, so that a later run removes
+    it if the zygote is killed. Returns (its path, the run folder's lock)."""
+    folder, lock = runs.make(None, pid=_host_pid())
+    jail = os.path.join(folder, "root")
     try:
+        os.mkdir(jail, 0o700)
         if mount:
             _check(_libc.mount(b"tmpfs", jail.encode(), b"tmpfs",
                                MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                                b"size=4k,mode=555"), "mount tmpfs")
     except OSError:
-        os.rmdir(jail)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
         raise
-    return jail
+    return jail, lock
 
 
 def remove_empty_root(state):
     if state.jail:
         _libc.umount2(state.jail.encode(), MNT_DETACH)
-        os.rmdir(state.jail)
+        shutil.rmtree(os.path.dirname(state.jail), ignore_errors=True)
+        os.close(state.jail_lock)
 
 
-def _seccomp_filter(metadata=True):
+def _host_pid():
+    """This process's pid as the host sees it (the zygote is 1 of its PID namespace):
+    /proc is the host's."""
+    return int(os.readlink("/proc/self"))
+
+
+def _seccomp_filter(metadata=True, processes=False):
     """The sandbox's system call filter (EPERM for what it must not do), or None; without
-    ``metadata``, file modes and times may change (in a root of its own, only its files')."""
+    ``metadata``, file modes and times may change (in a root of its own, only its files');
+    without ``processes``, threads are all it may start (each process would get a memory
+    allowance of its own: RLIMIT_AS is per process)."""
     try:
         import pyseccomp
         deny = pyseccomp.ERRNO(errno.EPERM)
@@ -291,6 +316,13 @@ def _seccomp_filter(metadata=True):
         for flag in (CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET):
             rules.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag))
         rules.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags unreadable: use clone
+        if not processes:
+            rules.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_THREAD, 0))
+            for name in ("fork", "vfork"):
+                try:
+                    rules.add_rule(deny, name)
+                except OSError:  # an architecture without them (clone only)
+                    pass
         rules.add_rule(deny, "socket", pyseccomp.Arg(0, pyseccomp.NE, 1))  # AF_UNIX only
         return rules
     except Exception:  # no libseccomp, or a kernel without seccomp filters
@@ -325,7 +357,7 @@ def _try_sandbox(state, files):
                 source = files.workdir if own_root(state) else os.path.dirname(files.workdir)
                 files.source_fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
             confine(state, 2**30, keep=(write, files.source_fd) if files else (write,),
-                    files=files)
+                    files=files, processes=bool(files))
             if files:
                 with open("data.txt") as f, open("written.txt", "w") as out:
                     out.write(f.read())
@@ -358,12 +390,13 @@ def fork(state):
     return pid
 
 
-def confine(state, memory_bytes, keep=(), files=None):
+def confine(state, memory_bytes, keep=(), files=None, processes=False):
     """Close the calling sandbox in (see the module docstring); ``keep``: file descriptors
-    it keeps (its socket); ``files``: what it may reach on disk (``Files``), else nothing.
-    Standard streams become /dev/null."""
+    it keeps (its socket); ``files``: what it may reach on disk (``Files``), else nothing;
+    ``processes``: whether it may start processes (else threads only). Standard streams
+    become /dev/null."""
     os.setsid()  # without a PID namespace, its process group is what the grader kills
-    host_pid = int(os.readlink("/proc/self"))  # the PID namespace's 1 is someone on the host
+    host_pid = _host_pid()
     with open("/proc/self/status") as status:
         vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
     resource.setrlimit(resource.RLIMIT_AS, (vm + memory_bytes, vm + memory_bytes))
@@ -393,12 +426,14 @@ def confine(state, memory_bytes, keep=(), files=None):
     _drop_privileges(state.root, uid)
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
+    open_files = NOTEBOOK_OPEN_FILES if processes else OPEN_FILES
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
     resource.setrlimit(resource.RLIMIT_FSIZE, (written, written))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if "landlock" in state.active:
         _landlock(state.landlock_abi, _landlock_rules(state, files) if files else ())
     if "seccomp" in state.active:
-        (state.seccomp_own_root if files and own_root(state) else state.seccomp).load()
+        state.seccomp[(bool(files) and own_root(state), processes)].load()
 
 
 def own_root(confinement):

@@ -166,10 +166,12 @@ def prepare(spec):
 
 def confinement(setup, fds):
     """The sandbox's files: its working directory (a copy of the submission folder, the
-    descriptor ``fds[0]``), its temporary directory, the Python directories read-only."""
+    descriptor ``fds[0]``), its temporary directory, the Python directories read-only;
+    and processes, as a kernel may start them (`!ls`, subprocess, multiprocessing)."""
     return {"files": confine.Files(readable=READABLE, workdir=setup["workdir"],
                                    source_fd=fds[0], scratch_bytes=int(setup["scratch_bytes"]),
-                                   tmpdir=setup["tmpdir"])}
+                                   tmpdir=setup["tmpdir"]),
+            "processes": True}
 
 
 class Outputs:

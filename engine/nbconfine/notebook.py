@@ -4,7 +4,8 @@ own Execute runs them in one kernel, with the same outputs, hence the same score
 ``NotebookExecute`` (picked by nbconfine.execute for every assignment not in
 ``c.Problems.assignments``) forks one sandbox from the zygote (nbconfine.kernel: an
 IPython shell prepared once, so no kernel starts) and sends it the notebook's code cells
-one by one, skipping the blank ones and those tagged ``skip-execution`` as nbclient does;
+one by one, skipping the blank ones and those tagged ``skip-execution`` as nbclient does
+(but graded test cells, whose tag nbconfine.cellroles removes);
 each cell's outputs and execution count are what a kernel would have given.
 
 - The sandbox works in a copy of the notebook's folder (the autograded folder nbgrader
@@ -36,9 +37,9 @@ from traitlets import Dict, Float, Integer
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbconfine import confine, faults, settings, wire, zygote
+from nbconfine.cellroles import SKIP_TAG
 from nbconfine.sandbox import MAX_REPLY, AnswerFault, Sandbox, _parent_of
 
-SKIP_TAG = "skip-execution"  # nbclient's skip_cells_with_tag
 REPLY_SECONDS = 120  # for a reply that has begun to arrive
 # What nbclient puts in the notebook's metadata from an ipykernel's kernel_info
 LANGUAGE_INFO = {"name": "python", "version": platform.python_version(),

@@ -235,7 +235,8 @@ def prepare(spec):
 
 
 def confinement(setup, fds):
-    """Problem-mode sandboxes reach no file at all."""
+    """Problem-mode sandboxes reach no file at all, and start no process (threads only:
+    torch's pool): their memory allowance is one process's."""
     return {}
 
 

@@ -46,7 +46,7 @@ import threading
 import time
 import traceback
 
-from nbconfine import autograde, cluster, confine, handback, settings, zygote
+from nbconfine import autograde, cluster, confine, handback, runs, settings, zygote
 from nbconfine.faults import FAULT
 from nbconfine.cli import job_count
 from nbconfine.layout import course_assignments, course_lock
@@ -364,6 +364,9 @@ class Service:
         self.check_owner = self.nbg.exchange.Collect(coursedir=self.nbg.coursedir,
                                                      parent=self.nbg.app).check_owner
         stack.enter_context(self._only_one())
+        removed = runs.remove_dead_runs(runs.scratch_parents())
+        if removed:
+            self.say(f"Removed what interrupted runs left: {', '.join(removed)}")
         confinement = self._start_grading(stack)
         self.where = (f"{len(self.client.nthreads())} Dask workers at {self.scheduler}"
                       if self.client else f"{self.jobs} jobs")

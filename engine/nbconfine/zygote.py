@@ -25,11 +25,10 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-from nbconfine import confine, faults
+from nbconfine import confine, faults, runs
 
 ZYGOTE_DIED = "the sandbox zygote died; see the autograde log"
 NOT_RESTARTED = ("the sandbox zygote died and could not be restarted (the new one died "
@@ -335,8 +334,9 @@ def name_process(name):
 @contextlib.contextmanager
 def serve(spec, folder=None):
     """A zygote for several processes: yields it; its ``env`` is the environment entry
-    that points to it. Its socket is in a new private folder in ``folder``."""
-    with tempfile.TemporaryDirectory(prefix="nbconfine-zygote-", dir=folder) as private:
+    that points to it. Its socket is in a new private run folder in ``folder``
+    (nbconfine.runs: a later run removes it if this process is killed)."""
+    with runs.run_folder(folder) as private:
         path = os.path.join(private, "zygote.sock")  # the folder's mode is 0700
         zygote = Zygote(spec, listen_path=path)
         # The zygote ends when its owner hangs up: processes forked from the owner (its
