@@ -142,14 +142,31 @@ def _one_thread(check):
 # Inputs
 # ---------------------------------------------------------------------------
 
-def make_input(shape, seed, constant_channel=False, dtype=torch.float32):
+# The mean of a ``far_mean`` input: large against its spread (1), as activations after a
+# ReLU or a layer without normalization can be. There the variance as E[x**2] - E[x]**2
+# in float32 loses about FAR_MEAN**2 * 6e-8 (half a percent of it), far beyond the checks'
+# 1e-4, while the mean of squared deviations keeps float32 precision (about 1e-5 on the
+# output, as torch's own float32 layers).
+FAR_MEAN = 300.0
+
+
+def make_input(shape, seed, constant_channel=False, dtype=torch.float32, far_mean=False):
     """A reproducible input of ``shape`` whose channels (dim 1) have different scales.
 
     Channel c has scale in [0.05, 20] and offset in [-5, 5], so mistakes in eps or in
     the variance estimator show. With ``constant_channel`` channel 0 is exactly 1.5
-    everywhere: its variance is 0, so only eps keeps the output finite.
+    everywhere: its variance is 0, so only eps keeps the output finite. With ``far_mean``
+    every value is FAR_MEAN plus a standard normal draw instead.
     """
+    if far_mean:
+        return _far_mean_input(tuple(shape), seed, dtype).clone()
     return _made_input(tuple(shape), seed, constant_channel, dtype).clone()
+
+
+@_remembered
+def _far_mean_input(shape, seed, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=gen, dtype=torch.float64) + FAR_MEAN).to(dtype)
 
 
 @_remembered
@@ -234,8 +251,14 @@ def _stat(value):
             "graph": value.requires_grad or value.grad_fn is not None}
 
 
+def _changed(given, passed):
+    """Whether the tensor ``passed`` to the answer no longer equals ``given``, its copy."""
+    return not torch.equal(passed.detach(), given)
+
+
 def scenario_running(cls, weight, bias, eps, momentum, train_batches, eval_batches):
-    """P3: train steps, then ``eval()`` and eval steps; outputs and running stats after each."""
+    """P3: train steps, then ``eval()`` and eval steps; outputs and running stats after
+    each, and whether the step changed its input in place."""
     weight, bias = _copies([weight, bias])
     layer = cls(weight.requires_grad_(True), bias.requires_grad_(True), eps, momentum)
     steps = []
@@ -243,17 +266,40 @@ def scenario_running(cls, weight, bias, eps, momentum, train_batches, eval_batch
         if phase == "eval":
             layer.eval()
         for x in batches:  # inputs that require grad expose statistics that keep the graph
-            out = layer(x.clone().requires_grad_(phase == "train"))
+            passed = x.clone().requires_grad_(phase == "train")
+            out = layer(passed)
             steps.append({"phase": phase, "output": _describe(out),
+                          "input_changed": _changed(x, passed),
                           "running_mean": _stat(layer.running_mean),
                           "running_var": _stat(layer.running_var)})
     return {"steps": steps}
 
 
+def _state_to_double(layer):
+    """``layer``'s floating-point state tensors (buffers and plain tensor attributes that
+    are not parameters and carry no autograd history, such as moving statistics made by
+    ``torch.zeros(shape)``) converted to float64: what ``Module.double()`` does to
+    buffers, also for a plain attribute or a class that is not a Module, so an update such
+    as ``torch.lerp(self.moving_mu, mean, w)`` meets a float64 statistic."""
+    owners = list(layer.modules()) if isinstance(layer, nn.Module) else [layer]
+    for owner in owners:
+        if isinstance(owner, nn.Module):
+            for name, buffer in owner._buffers.items():
+                if buffer is not None and buffer.is_floating_point():
+                    owner._buffers[name] = buffer.double()
+        for name, value in list(getattr(owner, "__dict__", {}).items()):
+            if (isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter)
+                    and value.is_floating_point() and value.dtype != torch.float64
+                    and not value.requires_grad and value.grad_fn is None):
+                setattr(owner, name, value.double())
+    return layer
+
+
 def scenario_running_grads(cls, weight, bias, eps, momentum, x, grad_output):
     """P3 in float64: grads of the input, weight and bias after one training step."""
     weight, bias, x = (t.requires_grad_(True) for t in _copies([weight, bias, x]))
-    return _backward(cls(weight, bias, eps, momentum)(x), grad_output, [x, weight, bias])
+    layer = _state_to_double(cls(weight, bias, eps, momentum))
+    return _backward(layer(x), grad_output, [x, weight, bias])
 
 
 def scenario_module(cls, shape, eps, momentum, train_batches, eval_batches):
@@ -263,9 +309,11 @@ def scenario_module(cls, shape, eps, momentum, train_batches, eval_batches):
     steps = []
     for phase, batches in (("train", train_batches), ("eval", eval_batches)):
         for x in batches:  # training inputs require grad, as inside a network
+            passed = x.clone().requires_grad_(phase == "train")
             with torch.set_grad_enabled(phase == "train"):
-                out = module(x.clone().requires_grad_(phase == "train"))
+                out = module(passed)
             steps.append({"phase": phase, "output": _describe(out),
+                          "input_changed": _changed(x, passed),
                           "running_mean": _stat(module.moving_mu),
                           "running_var": _stat(module.moving_sigma)})
     params = {name: _describe(getattr(module, name)) for name in ("gamma", "beta")}
@@ -276,7 +324,7 @@ def scenario_module(cls, shape, eps, momentum, train_batches, eval_batches):
 def scenario_module_grads(cls, shape, x, grad_output, gamma, beta):
     """Seed 004 BatchNorm in float64: grads of the input, gamma and beta after one step."""
     x, grad_output, gamma, beta = _copies([x, grad_output, gamma, beta])
-    module = cls(shape).double()
+    module = _state_to_double(cls(shape).double())  # plain tensor attributes too
     with torch.no_grad():
         module.gamma.copy_(gamma.view_as(module.gamma))
         module.beta.copy_(beta.view_as(module.beta))
@@ -331,7 +379,7 @@ class TorchRunningBatchNorm:
     """nn.BatchNorm1d behind the P3 interface: the reference for ``scenario_running``."""
 
     def __init__(self, weight, bias, eps, momentum):
-        self.layer = nn.BatchNorm1d(weight.numel(), eps=eps, momentum=momentum)
+        self.layer = nn.BatchNorm1d(weight.numel(), eps=eps, momentum=momentum).to(weight.dtype)
         with torch.no_grad():
             self.layer.weight.copy_(weight)
             self.layer.bias.copy_(bias)
@@ -477,12 +525,44 @@ WRONG_DIMS = {
 }
 
 
-def _group_suspects(x, eps, groups):
+ONE_PASS = ("the variance computed as E[x**2] - E[x]**2 (the mean of the squares minus the "
+            "squared mean), which loses precision in float32 when the mean is large against "
+            "the spread; compute the mean of squared deviations, ((x - mean) ** 2).mean(...), "
+            "or x.var(..., unbiased=False)")
+
+
+def _one_pass_var(x, dims):
+    """The variance as E[x**2] - E[x]**2, in float32 as an answer in float32 computes it."""
+    x = x.float()
+    return (x ** 2).mean(dim=dims, keepdim=True) - x.mean(dim=dims, keepdim=True) ** 2
+
+
+def _one_pass_normalize(x, dims, eps):
+    """``_normalize`` with ``_one_pass_var``'s variance, computed in float32."""
+    xf = x.float()
+    return ((xf - xf.mean(dim=dims, keepdim=True))
+            / torch.sqrt(_one_pass_var(xf, dims) + eps)).double()
+
+
+def _like_one_pass(actual, expected, emulated):
+    """Whether ``actual``, which differs from ``expected``, is off as ``emulated`` (the
+    one-pass variance's output) is: equal to it, or off by at most 4 times as much (the
+    same formula rounds a little differently when written differently)."""
+    actual, expected, emulated = actual.double(), expected.double(), emulated.double()
+    if torch.allclose(actual, emulated, rtol=RTOL, atol=ATOL, equal_nan=True):
+        return True
+    if torch.allclose(emulated, expected, rtol=RTOL, atol=ATOL, equal_nan=True):
+        return False  # the formula is exact enough here: it explains no difference
+    worst = (emulated - expected).abs().nan_to_num(nan=float("inf")).max()
+    return bool(((actual - expected).abs().nan_to_num(nan=float("inf")) <= 4 * worst).all())
+
+
+def _group_suspects(x, eps, groups, one_pass=False):
     def norm(view, **kw):
         return _normalize(view, (2, 3), eps, **kw).reshape(x.shape)
     grouped = _group_view(x, groups)
     interleaved = _normalize(_group_view(x, groups, interleaved=True), (2, 3), eps)
-    return {
+    found = {
         UNBIASED: norm(grouped, correction=1),
         EPS_OUTSIDE: norm(grouped, eps_inside=False),
         "channels put in groups by channel % groups (interleaved); groups are made of "
@@ -490,12 +570,27 @@ def _group_suspects(x, eps, groups):
         "C // groups groups of `groups` channels; there are `groups` groups of C // groups "
         "channels": norm(_group_view(x, x.shape[1] // groups)),
     }
+    if one_pass:
+        found[ONE_PASS] = OnePass(_one_pass_normalize(grouped, (2, 3), eps).reshape(x.shape))
+    return found
 
 
-def _suspects(problem, x, eps, groups=None, weight=None, bias=None, **_):
-    """Outputs of known wrong answers, each with the sentence that names the mistake."""
+class OnePass:
+    """A suspect output recognised by ``_like_one_pass``, not by equality: the one-pass
+    variance's output, which rounds differently as an answer writes it differently."""
+
+    def __init__(self, output):
+        self.output = output
+
+
+def _suspects(problem, x, eps, groups=None, weight=None, bias=None, one_pass=False, **_):
+    """Outputs of known wrong answers, each with the sentence that names the mistake.
+
+    one_pass: also the one-pass variance's (``ONE_PASS``), for an answer that computes in
+    float32 on the float32 input ``x`` (given in float64).
+    """
     if problem == "p7":
-        return _group_suspects(x, eps, groups)
+        return _group_suspects(x, eps, groups, one_pass)
     dims = PROBLEMS[problem]["dims"](x)
     found = {
         UNBIASED: _normalize(x, dims, eps, correction=1),
@@ -516,12 +611,20 @@ def _suspects(problem, x, eps, groups=None, weight=None, bias=None, **_):
             "the affine transform applied before normalizing; normalize first":
                 _normalize(weight * x + bias, dims, eps),
         })
+    if one_pass:  # last: a known mistake is named first
+        out = _one_pass_normalize(x, dims, eps)
+        found[ONE_PASS] = OnePass(weight * out + bias if PROBLEMS[problem]["affine"] else out)
     return found
 
 
-def _name_mistake(actual, suspects):
+def _name_mistake(actual, suspects, expected=None):
     """' This looks like <mistake>.' for the first suspect ``actual`` matches, else ''."""
     for text, wrong in suspects.items():
+        if isinstance(wrong, OnePass):
+            if expected is not None and wrong.output.shape == actual.shape and \
+                    _like_one_pass(actual, expected, wrong.output):
+                return f" This looks like {text}."
+            continue
         if wrong.shape == actual.shape and torch.allclose(
                 actual.double(), wrong.double(), rtol=RTOL, atol=ATOL, equal_nan=True):
             return f" This looks like {text}."
@@ -562,6 +665,17 @@ def _fail(where, message):
 def _num(value):
     """A number in a message: four significant digits, everywhere."""
     return f"{value:.4g}"
+
+
+def _nums(got, expected):
+    """Two numbers that differ, each with the same number of significant digits: four, or
+    as many more as it takes for them to read differently (``got -1.14, expected -1.14``
+    says nothing)."""
+    for digits in range(4, 18):
+        shown = f"{got:.{digits}g}", f"{expected:.{digits}g}"
+        if shown[0] != shown[1]:
+            return shown
+    return shown
 
 
 def _note(where, messages):
@@ -630,6 +744,10 @@ KNOWN_ERRORS = {
     "is invalid for input of size":
         "A reshape to sizes that do not fit this input: take every size from input_tensor.shape, "
         "not from notebook globals or the example's sizes.",
+    "a leaf Variable that requires grad is being used in an in-place operation":
+        "Your code changes in place a tensor that requires grad, such as the input (x -= ..., "
+        "x.sub_(...)): compute a new tensor instead (x - mean); torch's layers leave their "
+        "input unchanged.",
     "numpy() on Tensor that requires grad":
         "NumPy functions (np.sqrt, np.sum, np.array, ...) cannot follow autograd: use the torch "
         "ones (torch.sqrt, torch.sum, ...) so that gradients flow.",
@@ -653,10 +771,14 @@ def _check_clean(where, evidence):
                      "the checks' tools (torch's dispatch or this module); it scores zero.")
 
 
-def _check_tensor(where, described, expected, suspects=dict, dtype=None):
+OUTPUT_SHAPE = "the output has the input's shape"
+
+
+def _check_tensor(where, described, expected, suspects=dict, dtype=None, shape_note=OUTPUT_SHAPE):
     """``described`` (from ``_describe``) equals the ``expected`` tensor.
 
     suspects: called on a mismatch only, it returns {mistake: its output} to name it.
+    shape_note: why ``expected`` has its shape, said when the shapes differ.
     """
     if "tensor" not in described:
         got = described["type"]
@@ -667,7 +789,7 @@ def _check_tensor(where, described, expected, suspects=dict, dtype=None):
         _fail(where, f"dtype {actual.dtype}: the output is a floating-point tensor, like the input.")
     if actual.shape != expected.shape:
         _fail(where, f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-                     " (the output has the input's shape).")
+                     f" ({shape_note}).")
     if dtype is not None and actual.dtype != dtype:
         _fail(where, f"dtype {actual.dtype}, but the input was {dtype}: keep the input's dtype "
                      "(no .double(), .float() or numpy round trip).")
@@ -677,18 +799,18 @@ def _check_tensor(where, described, expected, suspects=dict, dtype=None):
     bad = ~torch.isclose(actual, expected, rtol=RTOL, atol=ATOL)
     first = tuple(int(i) for i in bad.nonzero()[0])
     error = (actual - expected).abs().nan_to_num(nan=float("inf")).max().item()
+    got, want = _nums(actual[first].item(), expected[first].item())
     message = (f"{int(bad.sum())} of {actual.numel()} values differ, max abs error {_num(error)}, "
-               f"first at index {first}: got {_num(actual[first].item())}, "
-               f"expected {_num(expected[first].item())}.")
+               f"first at index {first}: got {got}, expected {want}.")
     with warnings.catch_warnings():  # a suspect's N-1 variance of one value warns
         warnings.simplefilter("ignore")
-        named = _name_mistake(actual, suspects())
+        named = _name_mistake(actual, suspects(), expected)
     if not named and not torch.isfinite(actual).all():
         named = " Your output has nan or inf: is eps inside the square root?"
     _fail(where, message + named)
 
 
-def _cases(shapes, eps, seed, constant_channel=False, dtype=torch.float32):
+def _cases(shapes, eps, seed, constant_channel=False, dtype=torch.float32, far_mean=False):
     """(input, eps) pairs: a shape gets a reproducible input, a tensor is used as is."""
     for i, shape in enumerate(shapes):
         for j, e in enumerate(eps):
@@ -696,7 +818,8 @@ def _cases(shapes, eps, seed, constant_channel=False, dtype=torch.float32):
                 yield shape.to(dtype), float(e), seed + 97 * i + j
             else:
                 case_seed = seed + 97 * i + j
-                yield make_input(tuple(shape), case_seed, constant_channel, dtype), float(e), case_seed
+                yield (make_input(tuple(shape), case_seed, constant_channel, dtype, far_mean),
+                       float(e), case_seed)
 
 
 def _params(problem, x, seed, groups=None):
@@ -711,20 +834,23 @@ def _params(problem, x, seed, groups=None):
 
 
 @_one_thread
-def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_channel=False):
+def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_channel=False,
+                     far_mean=False):
     """``fn`` matches torch's layer for ``problem`` in training mode.
 
     problem: "p1", "p2", "p4", "p5", "p6" or "p7".
     shapes: input shapes, e.g. [(N, L)] for p1, [(N, C, H, W)] for p4, or input tensors.
     eps: eps values; groups: group counts (p7 only).
+    far_mean: inputs whose mean is large against their spread (``make_input``).
     For every case: no built-in normalization, same shape, same dtype, input unchanged,
     values within rtol=atol=1e-4 of torch's.
     """
     cases = []
-    for x, e, case_seed in _cases(shapes, eps, seed, constant_channel):
+    for x, e, case_seed in _cases(shapes, eps, seed, constant_channel, far_mean=far_mean):
         for g in groups:
             params = _params(problem, x, case_seed, g)
-            where = f"{problem} on input {tuple(x.shape)}, eps={e:g}" + (
+            where = f"{problem} on input {tuple(x.shape)}" + (
+                f" of mean {FAR_MEAN:g}" if far_mean else "") + f", eps={e:g}" + (
                 f", groups={g}" if g is not None else "")
             cases.append((where, x, e, params, PROBLEMS[problem]["args"](x, eps=e, **params)))
     if not cases:
@@ -739,10 +865,13 @@ def function_matches(problem, fn, shapes, eps, seed=0, groups=(None,), constant_
                for a, after in zip(before, result["args_after"])):
             _fail(where, "your function changed its input tensor in place; compute a new "
                          "tensor instead (no -=, /=, add_, ...).")
-        expected = _reference_output(problem, x, e, params)
+        # on a far-mean input, torch's float32 layer (which folds the mean into a shift)
+        # rounds by up to about 1e-4 itself: the reference is its float64 result there
+        expected = _reference_output(problem, x.double() if far_mean else x, e, params)
         _check_tensor(where, result["output"], expected, lambda: _suspects(
-            problem, x.double(), e, **{k: v.double() if isinstance(v, torch.Tensor) else v
-                                       for k, v in params.items()}), dtype=x.dtype)
+            problem, x.double(), e, one_pass=x.dtype == torch.float32,
+            **{k: v.double() if isinstance(v, torch.Tensor) else v for k, v in params.items()}),
+            dtype=x.dtype)
 
 
 @_one_thread
@@ -853,17 +982,45 @@ def _compare_grads(where, output, expected_output, actual, expected, names, susp
 # Running statistics (P3) and the seed 004 module
 # ---------------------------------------------------------------------------
 
-def _compare_steps(where, actual, expected, stat_names):
-    """Compare step by step the outputs and running statistics of two scenario runs."""
+INPUT_CHANGED = ("your layer changed its input tensor in place; compute a new tensor "
+                 "instead (x - mean, not x -= mean or x.sub_(mean)): torch's layers leave "
+                 "their input unchanged.")
+
+
+def _check_input_kept(where, evidence):
+    """No step of a P3 or seed 004 run changed its input in place."""
+    for k, step in enumerate(evidence["steps"]):
+        if step.get("input_changed"):
+            _fail(f"{where}, {step['phase']} step {k + 1}", INPUT_CHANGED)
+
+
+# What one value of a statistic or parameter belongs to, for a message about its shape.
+STAT_OWNER = {"running_mean": "feature, as torch's running_mean",
+              "running_var": "feature, as torch's running_var",
+              "moving_mu": "feature or channel, shaped like gamma",
+              "moving_sigma": "feature or channel, shaped like gamma",
+              "gamma": "feature or channel", "beta": "feature or channel"}
+
+
+def _compare_steps(where, actual, expected, stat_names, train=(), step_suspects=None):
+    """Compare step by step the outputs and running statistics of two scenario runs.
+
+    step_suspects(x): the suspects of a training step's output on the batch ``x``, one
+    of ``train``."""
     for k, (got, want) in enumerate(zip(actual["steps"], expected["steps"])):
         step = f"{where}, {want['phase']} step {k + 1}"
         for stat, label in stat_names.items():
             if got[stat].get("graph"):
                 _fail(step, f"{label} keeps autograd history; update it under torch.no_grad() "
                             "(or from detached statistics).")
-        _check_tensor(step + " output", got["output"], want["output"]["tensor"])
+        suspects = dict
+        if step_suspects is not None and k < len(train):
+            suspects = functools.partial(step_suspects, train[k])
+        _check_tensor(step + " output", got["output"], want["output"]["tensor"], suspects,
+                      dtype=torch.float32)  # every batch of these checks is float32
         for stat, label in stat_names.items():
-            _check_tensor(f"{step} {label}", got[stat], want[stat]["tensor"])
+            _check_tensor(f"{step} {label}", got[stat], want[stat]["tensor"],
+                          shape_note=f"{label} holds one value per {STAT_OWNER[label]}")
 
 
 def _diagnose_running(where, evidence, train, history_weight, stat_names, flipped_text):
@@ -892,6 +1049,20 @@ def _diagnose_running(where, evidence, train, history_weight, stat_names, flippe
                     return False
             return True
 
+        def follows_one_pass(weight_old):
+            """Whether the first step off the right running variance is off as one whose
+            batch variances are E[x**2] - E[x]**2 in float32 is."""
+            right = one_pass = start
+            for g, x in zip(got, train):
+                dims, count = _dims_batch(x), x.numel() // x.shape[1]
+                right = weight_old * right + (1 - weight_old) * x.double().var(
+                    dims, correction=1).reshape(-1)
+                one_pass = weight_old * one_pass + (1 - weight_old) * (
+                    _one_pass_var(x, dims).double() * count / (count - 1)).reshape(-1)
+                if not torch.allclose(g, right, rtol=RTOL, atol=ATOL):
+                    return _like_one_pass(g, right, one_pass)
+            return False
+
         if follows(history_weight, 1):
             continue
         if history_weight != 0.5 and follows(1 - history_weight, 1):
@@ -899,6 +1070,9 @@ def _diagnose_running(where, evidence, train, history_weight, stat_names, flippe
         if stat == "running_var" and follows(history_weight, 0):
             _fail(where, f"{label} tracks the biased variance; the running variance uses the "
                          "unbiased (N-1) one, as torch does.")
+        if stat == "running_var" and train and train[0].dtype == torch.float32 and \
+                follows_one_pass(history_weight):
+            _fail(where, f"{label} tracks variances that are off. This looks like {ONE_PASS}.")
         if all(torch.equal(g, start) for g in got):
             _fail(where, f"{label} never changes during training: update it on every "
                          "training step.")
@@ -913,34 +1087,47 @@ def _diagnose_running(where, evidence, train, history_weight, stat_names, flippe
 def _diagnose_eval_outputs(where, evidence, train, reference_outputs):
     """Eval outputs computed with each batch's own statistics: a classic mistake."""
     for got, want in zip(evidence["steps"][len(train):], reference_outputs):
-        if "tensor" in got["output"] and torch.allclose(
-                got["output"]["tensor"], want, rtol=RTOL, atol=ATOL):
+        if "tensor" in got["output"] and got["output"]["tensor"].shape == want.shape and \
+                torch.allclose(got["output"]["tensor"], want.to(got["output"]["tensor"].dtype),
+                               rtol=RTOL, atol=ATOL):
             _fail(where, "in eval mode the output uses the batch's own mean and variance; "
                          "eval mode normalizes with the running statistics.")
 
 
 @_one_thread
-def running_stats_match(cls, size, batch, eps, momentum, train_steps, eval_steps, seed=0):
+def running_stats_match(cls, size, batch, eps, momentum, train_steps, eval_steps, seed=0,
+                        far_mean=False):
     """P3: ``cls(weight, bias, eps, momentum)`` matches nn.BatchNorm1d step by step.
 
     Runs ``train_steps`` training batches of shape (batch, size), then ``eval()`` and
     ``eval_steps`` batches; compares outputs and running_mean/running_var after each step.
+    far_mean: batches whose mean is large against their spread (``make_input``).
     """
     gen = torch.Generator().manual_seed(seed)
     weight = torch.randn(size, generator=gen)
     bias = torch.randn(size, generator=gen)
-    train = [make_input((batch, size), seed + 1 + k) for k in range(train_steps)]
-    evals = [make_input((batch, size), seed + 1000 + k) for k in range(eval_steps)]
-    where = f"p3 with momentum={momentum:g}, eps={eps:g}, batches of {(batch, size)}"
+    train = [make_input((batch, size), seed + 1 + k, far_mean=far_mean)
+             for k in range(train_steps)]
+    evals = [make_input((batch, size), seed + 1000 + k, far_mean=far_mean)
+             for k in range(eval_steps)]
+    where = f"p3 with momentum={momentum:g}, eps={eps:g}, batches of {(batch, size)}" + (
+        f" of mean {FAR_MEAN:g}" if far_mean else "")
     evidence = run_scenario(scenario_running, cls, weight, bias, eps, momentum, train, evals)
     _check_clean(where, evidence)
-    expected, batch_stats = _running_reference(weight, bias, eps, momentum, train, evals)
+    _check_input_kept(where, evidence)
+    if far_mean:  # torch's float64 result, as in function_matches
+        expected, batch_stats = _running_reference(
+            weight.double(), bias.double(), eps, momentum, [x.double() for x in train],
+            [x.double() for x in evals])
+    else:
+        expected, batch_stats = _running_reference(weight, bias, eps, momentum, train, evals)
     stat_names = {"running_mean": "running_mean", "running_var": "running_var"}
     _diagnose_running(where, evidence, train, 1 - momentum, stat_names,
                       "moved by 1 - momentum instead of momentum: the new batch's statistic "
                       "is weighted by momentum (torch's convention).")
     _diagnose_eval_outputs(where, evidence, train, batch_stats)
-    _compare_steps(where, evidence, expected, stat_names)
+    _compare_steps(where, evidence, expected, stat_names, train, lambda x: _suspects(
+        "p2", x.double(), eps, weight=weight.double(), bias=bias.double(), one_pass=True))
 
 
 @_one_thread
@@ -985,22 +1172,29 @@ def _running_grads_reference(weight, bias, eps, x, grad_output, dtype=torch.floa
 
 
 @_one_thread
-def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0):
+def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0, far_mean=False):
     """Seed 004 ``BatchNorm``: outputs in training and test mode and moving statistics
     match nn.BatchNorm1d/2d (torch momentum = 1 - momentum) step by step.
 
     shape: (N, L) or (N, C, H, W); every batch has this shape.
+    far_mean: batches whose mean is large against their spread (``make_input``).
     """
-    train = [make_input(shape, seed + k) for k in range(train_steps)]
-    evals = [make_input(shape, seed + 1000 + k) for k in range(eval_steps)]
-    where = f"BatchNorm({tuple(shape)}, eps={eps:g}, momentum={momentum:g})"
+    train = [make_input(shape, seed + k, far_mean=far_mean) for k in range(train_steps)]
+    evals = [make_input(shape, seed + 1000 + k, far_mean=far_mean) for k in range(eval_steps)]
+    where = f"BatchNorm({tuple(shape)}, eps={eps:g}, momentum={momentum:g})" + (
+        f" on batches of mean {FAR_MEAN:g}" if far_mean else "")
     evidence = run_scenario(scenario_module, cls, tuple(shape), eps, momentum, train, evals)
     _check_clean(where, evidence)
-    expected, eval_outputs = _module_reference(tuple(shape), eps, momentum, train, evals)
+    _check_input_kept(where, evidence)
+    dtype = torch.float64 if far_mean else torch.float32  # as in function_matches
+    expected, eval_outputs = _module_reference(tuple(shape), eps, momentum,
+                                               [x.to(dtype) for x in train],
+                                               [x.to(dtype) for x in evals], dtype)
     stat_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
     for name in ("gamma", "beta"):
         _check_tensor(f"{where}: {name} (shape {stat_shape})", evidence["params"][name],
-                      expected["params"][name]["tensor"].reshape(stat_shape))
+                      expected["params"][name]["tensor"].reshape(stat_shape),
+                      shape_note=f"{name} holds one value per {STAT_OWNER[name]}")
         if name not in evidence["params"]["registered"]:
             _fail(where, f"{name} is not a registered nn.Parameter of the module, so an "
                          "optimizer would never train it.")
@@ -1009,15 +1203,19 @@ def module_matches(cls, shape, eps, momentum, train_steps, eval_steps, seed=0):
                       "weights the history by 1 - momentum; here momentum weights the history: "
                       "moving = momentum * moving + (1 - momentum) * batch statistic.")
     _diagnose_eval_outputs(where, evidence, train, eval_outputs)
-    _compare_steps(where, evidence, expected, stat_names)
+    _compare_steps(where, evidence, expected, stat_names, train, lambda x: _suspects(
+        "p2", x.double(), eps, weight=torch.ones(stat_shape, dtype=torch.float64),
+        bias=torch.zeros(stat_shape, dtype=torch.float64), one_pass=True))
 
 
 @_remembered
-def _module_reference(shape, eps, momentum, train, evals):
+def _module_reference(shape, eps, momentum, train, evals, dtype=torch.float32):
     """torch's run of ``scenario_module``, and a fresh layer's training-mode outputs of the
-    eval batches (what a module that ignores test mode returns)."""
-    reference = TorchSkeletonBatchNorm(shape, eps=eps, momentum=momentum)
-    return (scenario_module(TorchSkeletonBatchNorm, shape, eps, momentum, train, evals),
+    eval batches (what a module that ignores test mode returns), computed in ``dtype``."""
+    def layer(shape, eps, momentum):
+        return TorchSkeletonBatchNorm(shape, eps=eps, momentum=momentum).to(dtype)
+    reference = layer(shape, eps, momentum)
+    return (scenario_module(layer, shape, eps, momentum, train, evals),
             [reference(x).detach() for x in evals])
 
 

@@ -2803,6 +2803,351 @@ def custom_instance_norm1d(input_tensor, eps):
     return normed
 """,
     ),
+    # ------------------------------- in-place updates, parameters, one-pass variance
+    Answer(
+        name="bn_moving_overwritten_in_place",
+        problem="bn",
+        family="running",
+        why="overwrites the moving averages in place with the batch statistics (copy_): no history kept",
+        code="""\
+import torch
+import torch.nn as nn
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, shape, eps=1e-5, momentum=0.9):
+        super().__init__()
+        if len(shape) not in (2, 4):
+            raise ValueError("Invalid input shape!")
+        self.eps = eps
+        self.momentum = momentum
+        param_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        self.gamma = nn.Parameter(torch.ones(param_shape))
+        self.beta = nn.Parameter(torch.zeros(param_shape))
+        self.moving_mu = torch.zeros(param_shape)
+        self.moving_sigma = torch.ones(param_shape)
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            x_hat = (x - self.moving_mu) / torch.sqrt(self.moving_sigma + self.eps)
+            self._tmp_x_hat_test = x_hat
+        else:
+            dims = (0,) if x.dim() == 2 else (0, 2, 3)
+            mean = x.mean(dim=dims, keepdim=True)
+            var = x.var(dim=dims, unbiased=False, keepdim=True)
+            self._tmp_mean = mean
+            self._tmp_var = var
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            self._tmp_x_hat_train = x_hat
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                self.moving_mu.copy_(mean)
+                self.moving_sigma.copy_(var * n / (n - 1))
+            self._tmp_moving_mu = self.moving_mu
+            self._tmp_moving_sigma = self.moving_sigma
+        return self.gamma * x_hat + self.beta
+""",
+    ),
+    Answer(
+        name="bn_test_input_in_place",
+        problem="bn",
+        family="contract",
+        why="test mode centers the input in place (x -= moving_mu), changing the caller's tensor",
+        code="""\
+import torch
+import torch.nn as nn
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, shape, eps=1e-5, momentum=0.9):
+        super().__init__()
+        if len(shape) not in (2, 4):
+            raise ValueError("Invalid input shape!")
+        self.eps = eps
+        self.momentum = momentum
+        param_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        self.gamma = nn.Parameter(torch.ones(param_shape))
+        self.beta = nn.Parameter(torch.zeros(param_shape))
+        self.moving_mu = torch.zeros(param_shape)
+        self.moving_sigma = torch.ones(param_shape)
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            x_hat = x.sub_(self.moving_mu).div_(torch.sqrt(self.moving_sigma + self.eps))
+            self._tmp_x_hat_test = x_hat
+        else:
+            dims = (0,) if x.dim() == 2 else (0, 2, 3)
+            mean = x.mean(dim=dims, keepdim=True)
+            var = x.var(dim=dims, unbiased=False, keepdim=True)
+            self._tmp_mean = mean
+            self._tmp_var = var
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            self._tmp_x_hat_train = x_hat
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                self.moving_mu = self.momentum * self.moving_mu + (1 - self.momentum) * mean
+                self.moving_sigma = (self.momentum * self.moving_sigma
+                                     + (1 - self.momentum) * var * n / (n - 1))
+            self._tmp_moving_mu = self.moving_mu
+            self._tmp_moving_sigma = self.moving_sigma
+        return self.gamma * x_hat + self.beta
+""",
+    ),
+    Answer(
+        name="bn_moving_parameter",
+        problem="bn",
+        family="running",
+        why="moving averages made nn.Parameter(requires_grad=False), updated through .data",
+        code="""\
+import torch
+import torch.nn as nn
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, shape, eps=1e-5, momentum=0.9):
+        super().__init__()
+        if len(shape) not in (2, 4):
+            raise ValueError("Invalid input shape!")
+        self.eps = eps
+        self.momentum = momentum
+        param_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        self.gamma = nn.Parameter(torch.ones(param_shape))
+        self.beta = nn.Parameter(torch.zeros(param_shape))
+        self.moving_mu = nn.Parameter(torch.zeros(param_shape), requires_grad=False)
+        self.moving_sigma = nn.Parameter(torch.ones(param_shape), requires_grad=False)
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            x_hat = (x - self.moving_mu) / torch.sqrt(self.moving_sigma + self.eps)
+            self._tmp_x_hat_test = x_hat
+        else:
+            dims = (0,) if x.dim() == 2 else (0, 2, 3)
+            mean = x.mean(dim=dims, keepdim=True)
+            var = x.var(dim=dims, unbiased=False, keepdim=True)
+            self._tmp_mean = mean
+            self._tmp_var = var
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            self._tmp_x_hat_train = x_hat
+            n = x.numel() // x.shape[1]
+            self.moving_mu.data = self.momentum * self.moving_mu.data + (1 - self.momentum) * mean.detach()
+            self.moving_sigma.data = (self.momentum * self.moving_sigma.data
+                                      + (1 - self.momentum) * var.detach() * n / (n - 1))
+            self._tmp_moving_mu = self.moving_mu
+            self._tmp_moving_sigma = self.moving_sigma
+        return self.gamma * x_hat + self.beta
+""",
+    ),
+    Answer(
+        name="bn_one_pass_var",
+        problem="bn",
+        family="estimator",
+        why="variance as E[x**2] - E[x]**2 in float32: loses precision when the mean is large against the spread",
+        code="""\
+import torch
+import torch.nn as nn
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, shape, eps=1e-5, momentum=0.9):
+        super().__init__()
+        if len(shape) not in (2, 4):
+            raise ValueError("Invalid input shape!")
+        self.eps = eps
+        self.momentum = momentum
+        param_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        self.gamma = nn.Parameter(torch.ones(param_shape))
+        self.beta = nn.Parameter(torch.zeros(param_shape))
+        self.moving_mu = torch.zeros(param_shape)
+        self.moving_sigma = torch.ones(param_shape)
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            x_hat = (x - self.moving_mu) / torch.sqrt(self.moving_sigma + self.eps)
+            self._tmp_x_hat_test = x_hat
+        else:
+            dims = (0,) if x.dim() == 2 else (0, 2, 3)
+            mean = x.mean(dim=dims, keepdim=True)
+            var = (x ** 2).mean(dim=dims, keepdim=True) - mean ** 2
+            self._tmp_mean = mean
+            self._tmp_var = var
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            self._tmp_x_hat_train = x_hat
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                self.moving_mu = self.momentum * self.moving_mu + (1 - self.momentum) * mean
+                self.moving_sigma = (self.momentum * self.moving_sigma
+                                     + (1 - self.momentum) * var * n / (n - 1))
+            self._tmp_moving_mu = self.moving_mu
+            self._tmp_moving_sigma = self.moving_sigma
+        return self.gamma * x_hat + self.beta
+""",
+    ),
+    Answer(
+        name="p3_keepdim_running_stats",
+        problem="p3",
+        family="running",
+        why="running statistics of shape (1, C) (keepdim=True), where torch's have shape (C,)",
+        code="""\
+import torch
+
+
+class CustomBatchNorm1d:
+    def __init__(self, weight, bias, eps, momentum):
+        self.weight = weight
+        self.bias = bias
+        self.eps = eps
+        self.momentum = momentum
+        self.running_mean = torch.zeros(1, len(weight))
+        self.running_var = torch.ones(1, len(weight))
+        self.training = True
+
+    def __call__(self, input_tensor):
+        if self.training:
+            mean = input_tensor.mean(dim=0, keepdim=True)
+            var = input_tensor.var(dim=0, unbiased=False, keepdim=True)
+            n = input_tensor.shape[0]
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mean
+                self.running_var = ((1 - self.momentum) * self.running_var
+                                    + self.momentum * var * n / (n - 1))
+        else:
+            mean, var = self.running_mean, self.running_var
+        return self.weight * (input_tensor - mean) / torch.sqrt(var + self.eps) + self.bias
+
+    def eval(self):
+        self.training = False
+""",
+    ),
+    Answer(
+        name="p3_one_pass_var",
+        problem="p3",
+        family="estimator",
+        why="variance as E[x**2] - E[x]**2 in float32: loses precision when the mean is large against the spread",
+        code="""\
+import torch
+
+
+class CustomBatchNorm1d:
+    def __init__(self, weight, bias, eps, momentum):
+        self.weight = weight
+        self.bias = bias
+        self.eps = eps
+        self.momentum = momentum
+        self.running_mean = torch.zeros_like(weight)
+        self.running_var = torch.ones_like(weight)
+        self.training = True
+
+    def __call__(self, input_tensor):
+        if self.training:
+            mean = input_tensor.mean(dim=0)
+            var = (input_tensor ** 2).mean(dim=0) - mean ** 2
+            n = input_tensor.shape[0]
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mean
+                self.running_var = ((1 - self.momentum) * self.running_var
+                                    + self.momentum * var * n / (n - 1))
+        else:
+            mean, var = self.running_mean, self.running_var
+        return self.weight * (input_tensor - mean) / torch.sqrt(var + self.eps) + self.bias
+
+    def eval(self):
+        self.training = False
+""",
+    ),
+    Answer(
+        name="p1_one_pass_var",
+        problem="p1",
+        family="estimator",
+        why="variance as E[x**2] - E[x]**2 in float32: loses precision when the mean is large against the spread",
+        code="""\
+import torch
+
+
+def custom_batch_norm1d(input_tensor, eps):
+    mean = input_tensor.mean(dim=0)
+    var = (input_tensor ** 2).mean(dim=0) - mean ** 2
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p2_one_pass_var",
+        problem="p2",
+        family="estimator",
+        why="variance as E[x*x] - E[x]**2 (sums over N) in float32",
+        code="""\
+import torch
+
+
+def custom_batch_norm1d(input_tensor, weight, bias, eps):
+    n = input_tensor.shape[0]
+    mean = input_tensor.sum(dim=0) / n
+    var = (input_tensor * input_tensor).sum(dim=0) / n - mean * mean
+    return weight * (input_tensor - mean) / torch.sqrt(var + eps) + bias
+""",
+    ),
+    Answer(
+        name="p4_one_pass_var",
+        problem="p4",
+        family="estimator",
+        why="variance as E[x**2] - E[x]**2 in float32 over dims (0, 2, 3)",
+        code="""\
+import torch
+
+
+def custom_batch_norm2d(input_tensor, eps):
+    mean = input_tensor.mean(dim=(0, 2, 3), keepdim=True)
+    var = (input_tensor ** 2).mean(dim=(0, 2, 3), keepdim=True) - mean ** 2
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p5_one_pass_var",
+        problem="p5",
+        family="estimator",
+        why="variance as E[x**2] - E[x]**2 in float32 over every dim but 0",
+        code="""\
+import torch
+
+
+def custom_layer_norm(input_tensor, eps):
+    dims = tuple(range(1, input_tensor.dim()))
+    mean = input_tensor.mean(dim=dims, keepdim=True)
+    var = torch.square(input_tensor).mean(dim=dims, keepdim=True) - torch.square(mean)
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p6_one_pass_var",
+        problem="p6",
+        family="estimator",
+        why="variance as E[x**2] - E[x]**2 in float32 over the length",
+        code="""\
+import torch
+
+
+def custom_instance_norm1d(input_tensor, eps):
+    mean = input_tensor.mean(dim=2, keepdim=True)
+    var = (input_tensor ** 2).mean(dim=2, keepdim=True) - mean ** 2
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p7_one_pass_var",
+        problem="p7",
+        family="estimator",
+        why="variance as E[x**2] - E[x]**2 in float32 within each group",
+        code="""\
+import torch
+
+
+def custom_group_norm(input_tensor, groups, eps):
+    n, c, length = input_tensor.shape
+    grouped = input_tensor.reshape(n, groups, -1)
+    mean = grouped.mean(dim=-1, keepdim=True)
+    var = (grouped ** 2).mean(dim=-1, keepdim=True) - mean ** 2
+    return ((grouped - mean) / torch.sqrt(var + eps)).reshape(n, c, length)
+""",
+    ),
 ]
 
 # Mutants the visible checks cannot flag in a learner's own notebook, and why. (Answers
@@ -3603,6 +3948,174 @@ def custom_group_norm(input_tensor, groups, eps):
     normed_tensor = normed_tensor.view(N, C, L)
 
     return normed_tensor
+""",
+    ),
+    # ------------------------------------- in-place updates, float32 running stats
+    Answer(
+        name="bn_in_place_buffer_updates",
+        problem="bn",
+        family="correct",
+        why="moving averages as buffers updated in place under no_grad (mul_ then add_), as torch does",
+        code="""\
+import torch
+import torch.nn as nn
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, shape, eps=1e-5, momentum=0.9):
+        super().__init__()
+        if len(shape) not in (2, 4):
+            raise ValueError("Invalid input shape!")
+        self.eps = eps
+        self.momentum = momentum
+        param_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        self.gamma = nn.Parameter(torch.ones(param_shape))
+        self.beta = nn.Parameter(torch.zeros(param_shape))
+        self.register_buffer("moving_mu", torch.zeros(param_shape))
+        self.register_buffer("moving_sigma", torch.ones(param_shape))
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            x_hat = (x - self.moving_mu) / torch.sqrt(self.moving_sigma + self.eps)
+            self._tmp_x_hat_test = x_hat
+        else:
+            dims = (0,) if x.dim() == 2 else (0, 2, 3)
+            mean = x.mean(dim=dims, keepdim=True)
+            var = x.var(dim=dims, unbiased=False, keepdim=True)
+            self._tmp_mean = mean
+            self._tmp_var = var
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            self._tmp_x_hat_train = x_hat
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                self.moving_mu.mul_(self.momentum).add_((1 - self.momentum) * mean)
+                self.moving_sigma.mul_(self.momentum).add_((1 - self.momentum) * var * n / (n - 1))
+            self._tmp_moving_mu = self.moving_mu
+            self._tmp_moving_sigma = self.moving_sigma
+        return self.gamma * x_hat + self.beta
+""",
+    ),
+    Answer(
+        name="bn_copy_lerp_in_place",
+        problem="bn",
+        family="correct",
+        why="moving averages as plain attributes updated in place: copy_ of the new mean, lerp_ of the variance",
+        code="""\
+import torch
+import torch.nn as nn
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, shape, eps=1e-5, momentum=0.9):
+        super().__init__()
+        if len(shape) not in (2, 4):
+            raise ValueError("Invalid input shape!")
+        self.eps = eps
+        self.momentum = momentum
+        param_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        self.gamma = nn.Parameter(torch.ones(param_shape))
+        self.beta = nn.Parameter(torch.zeros(param_shape))
+        self.moving_mu = torch.zeros(param_shape)
+        self.moving_sigma = torch.ones(param_shape)
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            x_hat = (x - self.moving_mu) / torch.sqrt(self.moving_sigma + self.eps)
+            self._tmp_x_hat_test = x_hat
+        else:
+            dims = (0,) if x.dim() == 2 else (0, 2, 3)
+            mean = x.mean(dim=dims, keepdim=True)
+            var = x.var(dim=dims, unbiased=False, keepdim=True)
+            self._tmp_mean = mean
+            self._tmp_var = var
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            self._tmp_x_hat_train = x_hat
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                self.moving_mu.copy_(self.momentum * self.moving_mu + (1 - self.momentum) * mean)
+                self.moving_sigma.lerp_(var * n / (n - 1), 1 - self.momentum)
+            self._tmp_moving_mu = self.moving_mu
+            self._tmp_moving_sigma = self.moving_sigma
+        return self.gamma * x_hat + self.beta
+""",
+    ),
+    Answer(
+        name="bn_lerp_plain_attributes",
+        problem="bn",
+        family="correct",
+        why="torch.lerp on detached statistics into plain-attribute moving averages (torch.zeros(shape))",
+        code="""\
+import torch
+import torch.nn as nn
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, shape, eps=1e-5, momentum=0.9):
+        super().__init__()
+        if len(shape) not in (2, 4):
+            raise ValueError("Invalid input shape!")
+        self.eps = eps
+        self.momentum = momentum
+        param_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        self.gamma = nn.Parameter(torch.ones(param_shape))
+        self.beta = nn.Parameter(torch.zeros(param_shape))
+        self.moving_mu = torch.zeros(param_shape)
+        self.moving_sigma = torch.ones(param_shape)
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            x_hat = (x - self.moving_mu) / torch.sqrt(self.moving_sigma + self.eps)
+            self._tmp_x_hat_test = x_hat
+        else:
+            dims = (0,) if x.dim() == 2 else (0, 2, 3)
+            mean = x.mean(dim=dims, keepdim=True)
+            var = x.var(dim=dims, unbiased=False, keepdim=True)
+            self._tmp_mean = mean
+            self._tmp_var = var
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            self._tmp_x_hat_train = x_hat
+            n = x.numel() // x.shape[1]
+            self.moving_mu = torch.lerp(self.moving_mu, mean.detach(), 1 - self.momentum)
+            self.moving_sigma = torch.lerp(self.moving_sigma, (var * n / (n - 1)).detach(),
+                                           1 - self.momentum)
+            self._tmp_moving_mu = self.moving_mu
+            self._tmp_moving_sigma = self.moving_sigma
+        return self.gamma * x_hat + self.beta
+""",
+    ),
+    Answer(
+        name="p3_zeros_lerp_in_place",
+        problem="p3",
+        family="correct",
+        why="running statistics made by torch.zeros(weight.shape) (float32), updated in place with lerp_",
+        code="""\
+import torch
+
+
+class CustomBatchNorm1d:
+    def __init__(self, weight, bias, eps, momentum):
+        self.weight = weight
+        self.bias = bias
+        self.eps = eps
+        self.momentum = momentum
+        self.running_mean = torch.zeros(weight.shape)
+        self.running_var = torch.ones(weight.shape)
+        self.training = True
+
+    def __call__(self, input_tensor):
+        if self.training:
+            mean = input_tensor.mean(dim=0)
+            var = input_tensor.var(dim=0, unbiased=False)
+            n = input_tensor.shape[0]
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(input_tensor.var(dim=0), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return self.weight * (input_tensor - mean) / torch.sqrt(var + self.eps) + self.bias
+
+    def eval(self):
+        self.training = False
 """,
     ),
 ]

@@ -92,6 +92,9 @@ ONE_CAUSE = {
     "p1_detached_stats": "hidden from autograd",
     "p6_float_loop_item_mean": "hidden from autograd",
     "p7_global_channels": "take every size from input_tensor.shape",
+    **{f"{p}_one_pass_var": "E[x**2] - E[x]**2" for p in ("p1", "p2", "p3", "p4", "p5", "p6",
+                                                          "p7", "bn")},
+    "bn_moving_parameter": "it is an nn.Parameter",
 }
 
 
@@ -134,7 +137,56 @@ NAMED = {
     "bn_beta_ones": "beta (shape (1, 7))",
     "p1_forbidden_untaken_branch": "uses torch's own normalization (batch_norm)",
     "p6_float_loop_item_mean": "allowed at float32 precision",
+    "bn_test_input_in_place": "changed its input tensor in place",
+    "p3_keepdim_running_stats": "running_mean holds one value per feature",
 }
+
+
+def test_numbers_shown_differ(results):
+    """A value said to differ is printed with enough digits to show how."""
+    import re
+    same = [(o.answer.name, m) for o in results.outcomes for m in o.messages
+            for got, want in re.findall(r"got (\S+), expected (\S+)\.", m) if got == want]
+    assert not same, same
+
+
+# Batchnorm answers whose seed tests are run again in the learner's kernel (in-process,
+# the learner's objects shared with the tests, none copied): each of the ten tests must
+# judge them as grading did. In-place updates of the moving averages or of the input
+# are where the two used to part.
+KERNEL_CHECKED = ["bn_seed_style", "bn_in_place_buffer_updates", "bn_copy_lerp_in_place",
+                  "bn_moving_overwritten_in_place", "bn_test_input_in_place",
+                  "bn_moving_parameter"]
+
+
+def kernel_failures(code):
+    """The grade ids of the batchnorm test cells bn_test0..9 that fail in a kernel where
+    ``code`` is the answer cell: every cell before them run as the notebook runs it."""
+    import contextlib
+    import io
+    nb = nbformat.read(f"{REPO}/source/batchnorm/{ASSIGNMENTS['batchnorm']}", as_version=4)
+    namespace, failed = {}, set()
+    with contextlib.chdir(f"{REPO}/source/batchnorm"), \
+            contextlib.redirect_stdout(io.StringIO()):
+        for cell in nb.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+            if cell.cell_type != "code" or grade_id in ("bn_run_tests", "bn_torch_check") \
+                    or "BEGIN HIDDEN TESTS" in cell.source:
+                continue
+            try:
+                exec(code if grade_id == "bn_answer" else cell.source, namespace)
+            except Exception:
+                failed.add(grade_id)
+    return failed
+
+
+@pytest.mark.parametrize("name", KERNEL_CHECKED)
+def test_seed_tests_judge_in_a_kernel_as_in_grading(results, name):
+    import sys
+    sys.path.insert(0, f"{REPO}/source/batchnorm")  # normcheck, as beside the notebook
+    outcome = next(o for o in results.outcomes if o.answer.name == name)
+    graded = {g for g in outcome.caught_by if g.startswith("bn_test")}
+    assert kernel_failures(outcome.answer.code) == graded
 
 
 @pytest.mark.parametrize("name", NAMED)

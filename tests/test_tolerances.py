@@ -231,3 +231,21 @@ def test_float32_gradient_mistakes_fail_on_ill_conditioned_inputs(name):
     message = " ".join(str(failed.value).split())
     assert "allowed at float32 precision" in message and "hidden from autograd" in message, \
         message
+
+
+def test_a_value_that_differs_is_shown_with_the_digits_that_differ():
+    """-1.1395 against -1.1399 is not "got -1.14, expected -1.14"."""
+    got = torch.tensor([[-1.1395, 0.5]])
+    with pytest.raises(AssertionError) as failed:
+        check._check_tensor("here", {"tensor": got}, torch.tensor([[-1.1399, 0.5]]))
+    assert "got -1.1395, expected -1.1399." in " ".join(str(failed.value).split())
+    assert check._nums(0.25, 0.25) == ("0.25", "0.25")
+
+
+def test_a_statistic_of_the_wrong_shape_is_not_called_an_output():
+    with pytest.raises(AssertionError) as failed:
+        check._check_tensor("running_mean", {"tensor": torch.zeros(1, 3)}, torch.zeros(3),
+                            shape_note="running_mean holds one value per feature")
+    message = " ".join(str(failed.value).split())
+    assert "(running_mean holds one value per feature)" in message
+    assert "the output has the input's shape" not in message
