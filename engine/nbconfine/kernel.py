@@ -114,6 +114,17 @@ def _shell_class():
         def init_virtualenv(self):
             pass
 
+        def enable_gui(self, gui=None):
+            # ipykernel's: inline figures (%matplotlib inline, %pylab) need no event loop;
+            # a GUI's has no display to run on here
+            if gui not in (None, "inline"):
+                from IPython.core.error import UsageError
+                raise UsageError(f"GUI event loop {gui!r}: there is no display when grading")
+            self.active_eventloop = gui
+
+        def ask_exit(self):
+            pass  # exit(), quit(): ipykernel's kernel would stop; the notebook goes on here
+
     return SandboxShell
 
 
