@@ -205,6 +205,7 @@ def test_outputs_are_a_kernels(engine_scores):
     loop = {c.metadata.get("nbgrader", {}).get("grade_id"): c
             for c in autograded(course, "wrong-b").cells}["fixed_point_test"]
     assert [o.ename for o in loop.outputs] == ["KeyboardInterrupt", "CellTimeoutError"]
+    assert loop.outputs[1].evalue == "ran out of its time"  # the course's c.Execute's
 
 
 def test_a_dead_sandbox_costs_its_cell_only(stock_scores, engine_scores):

@@ -32,9 +32,9 @@ import tempfile
 import time
 
 import nbformat
-from traitlets import Dict, Float, Integer
+from traitlets import Dict, Float, Integer, default
 
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbconfine import confine, faults, settings, wire, zygote
 from nbconfine.sandbox import MAX_REPLY, AnswerFault, Sandbox, _parent_of
 
@@ -221,9 +221,9 @@ class NotebookSession:
 class NotebookExecute(NbGraderPreprocessor):
     """Run a notebook's cells in order in one confined sandbox (replaces nbgrader's Execute)."""
 
-    timeout = Integer(30, allow_none=True, help="Seconds a cell may run before it is "
-                      "interrupted (None or 0: no limit), as nbgrader's Execute.timeout."
-                      ).tag(config=True)
+    timeout = Integer(allow_none=True, help="Seconds a cell may run before it is "
+                      "interrupted (None or 0: no limit); by default the course's "
+                      "nbgrader Execute.timeout (30 unless configured).").tag(config=True)
     interrupt_grace = Float(4.0, help="Seconds an interrupted cell has to stop before its "
                             "sandbox is ended (nbclient waits iopub_timeout, 4 s, then "
                             "gives up on the notebook).").tag(config=True)
@@ -234,11 +234,18 @@ class NotebookExecute(NbGraderPreprocessor):
                             ).tag(config=True)
     max_restarts = Integer(3, help="New sandboxes a notebook may get after its sandbox "
                            "died; the cells after the last death are not run.").tag(config=True)
-    error_on_timeout = Dict(default_value={
-        "ename": "CellTimeoutError", "evalue": "",
-        "traceback": ["\x1b[0;31mCellTimeoutError\x1b[0m: No reply from kernel before timeout"]},
-        help="The error output a timed-out cell gets (nbgrader's Execute.error_on_timeout)."
-    ).tag(config=True)
+    error_on_timeout = Dict(help="The error output a timed-out cell gets; by default the "
+                            "course's nbgrader Execute.error_on_timeout.").tag(config=True)
+
+    # A course written for stock nbgrader sets these on nbgrader's Execute (or the
+    # nbclient classes it derives from): read as Execute resolves them, unless set here.
+    @default("timeout")
+    def _stock_timeout(self):
+        return Execute(parent=self).timeout
+
+    @default("error_on_timeout")
+    def _stock_error_on_timeout(self):
+        return Execute(parent=self).error_on_timeout
 
     def preprocess(self, nb, resources):
         shared = zygote.shared(settings.zygote_spec(self.config))
