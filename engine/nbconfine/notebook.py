@@ -10,7 +10,9 @@ each cell's outputs and execution count are what a kernel would have given.
 - The sandbox works in a copy of the notebook's folder (the autograded folder nbgrader
   prepared: the student's files and the assignment's other files from source/), in a
   size-limited root of its own where only the Python directories are readable
-  (nbconfine.confine.Files); its writes vanish with it.
+  (nbconfine.confine.Files). After the last cell the regular files it wrote there are
+  copied into the notebook's folder (``keep_written``), as a kernel working there
+  leaves them; the rest vanishes with it.
 - A cell still running after ``timeout`` seconds is interrupted (SIGINT: a
   KeyboardInterrupt in the cell, as nbclient interrupts a kernel), gets nbgrader's
   ``error_on_timeout`` error, and the next cell runs in the same namespace.
@@ -22,6 +24,7 @@ each cell's outputs and execution count are what a kernel would have given.
   outputs unchanged; after ``max_restarts`` new sandboxes the remaining cells are not
   run (an error says why).
 """
+import contextlib
 import json
 import os
 import platform
@@ -36,9 +39,11 @@ from traitlets import Dict, Float, Integer, default
 
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbconfine import confine, faults, settings, wire, zygote
-from nbconfine.sandbox import MAX_REPLY, AnswerFault, Sandbox, _parent_of
+from nbconfine.sandbox import MAX_REPLY, TIMED_OUT, AnswerFault, Sandbox, _parent_of
 
 SKIP_TAG = "skip-execution"  # nbclient's skip_cells_with_tag
+# What stock nbgrader sets for the kernel it starts (Autograde: NBGRADER_EXECUTION=autograde)
+KERNEL_ENV = ("NBGRADER_EXECUTION",)
 REPLY_SECONDS = 120  # for a reply that has begun to arrive
 # What nbclient puts in the notebook's metadata from an ipykernel's kernel_info
 LANGUAGE_INFO = {"name": "python", "version": platform.python_version(),
@@ -70,9 +75,10 @@ class NotebookSandbox(Sandbox):
                 name for name in names if os.path.islink(os.path.join(base, name))])
             os.mkdir(tmpdir)
         fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
+        environ = {name: os.environ[name] for name in KERNEL_ENV if name in os.environ}
         try:
             super().__init__(zygote, memory_bytes, "notebook", fds=[fd], workdir=workdir,
-                             tmpdir=tmpdir, scratch_bytes=scratch_bytes)
+                             tmpdir=tmpdir, scratch_bytes=scratch_bytes, environ=environ)
         finally:
             os.close(fd)
 
@@ -98,6 +104,25 @@ class NotebookSandbox(Sandbox):
                     "status": str(reply.get("status"))}, interrupted
         except Exception:
             self.died(DIED)
+
+    def written(self, limit):
+        """The files the notebook wrote in its working directory: [(relative path,
+        content)], at most ``limit`` bytes in all. Raises AnswerFault if the sandbox dies
+        or takes REPLY_SECONDS."""
+        if self.fault:
+            raise AnswerFault(self.fault)
+        try:
+            wire.send(self.sock, json.dumps({"written": limit}).encode())
+            names, contents = wire.recv_parts(self.sock, time.monotonic() + REPLY_SECONDS,
+                                              limit + 2**20)  # the names' JSON
+            names = json.loads(names)
+            if not (isinstance(names, list) and len(names) == len(contents)):
+                raise ValueError("not a reply")
+        except TimeoutError:
+            self.kill(TIMED_OUT)
+        except Exception:
+            self.died(DIED)
+        return list(zip(names, contents))
 
     def _reply_starts(self, deadline):
         """Whether the reply (or a hang-up) arrives before ``deadline`` (None: ever)."""
@@ -213,9 +238,65 @@ class NotebookSession:
                 self.sandbox, self.ran = sandbox, kept
                 return
 
+    def keep_written(self, log):
+        """Put the files the notebook wrote into its folder, as a kernel working there
+        writes them: the assignment's later notebooks read them, and they stay in
+        autograded/ (figures and tables for the feedback). Regular files only, never
+        through a link, at most ``scratch_limit`` bytes."""
+        if self.sandbox is None:
+            return
+        try:
+            files = self.sandbox.written(self.executor.scratch_limit)
+        except AnswerFault as fault:
+            log.warning("The files %s wrote were not kept: its sandbox %s", self.folder, fault)
+            return
+        folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for path, content in files:
+                if not put_beneath(folder, path, content):
+                    log.warning("Not kept: %r, written by the notebook in %s", path,
+                                self.folder)
+        finally:
+            os.close(folder)
+
     def close(self):
         if self.sandbox:
             self.sandbox.close()
+
+
+def put_beneath(folder, path, content):
+    """Write ``content`` at ``path`` (relative, from a sandbox: not trusted) beneath the
+    directory ``folder`` (a descriptor), creating directories, never through a link nor
+    into a file another name shares (a new file replaces it). False if it cannot."""
+    parts = path.split("/") if isinstance(path, str) else []
+    if not parts or any(part in ("", ".", "..") or "\0" in part for part in parts):
+        return False
+    directory = os.dup(folder)
+    temporary = None
+    try:
+        for part in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=directory)
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                            dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        temporary = f".{parts[-1][:200]}.nbconfine-{os.getpid()}"
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                          0o644, dir_fd=directory), "wb") as f:
+            f.write(content)
+        os.replace(temporary, parts[-1], src_dir_fd=directory, dst_dir_fd=directory)
+        temporary = None
+        return True
+    except OSError as exc:
+        if exc.errno in faults.DISK_ERRORS:
+            raise  # the grader's disk: a fault of the grader
+        return False
+    finally:
+        if temporary:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=directory)
+        os.close(directory)
 
 
 class NotebookExecute(NbGraderPreprocessor):
@@ -266,6 +347,7 @@ class NotebookExecute(NbGraderPreprocessor):
                     if output.output_type == "execute_result":
                         output.execution_count = count
                 cell.execution_count = count
+            session.keep_written(self.log)
         finally:
             session.close()
         return nb, resources
