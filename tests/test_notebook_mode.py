@@ -430,6 +430,21 @@ def test_a_sandbox_behaves_as_ipykernel(stock_release):
             ([ename] if ename else []), source
 
 
+def test_a_notebook_of_another_language_is_left_ungraded():
+    """A notebook whose kernel is not Python's is not run as Python: a fault of the grader
+    (reported, left ungraded), never a learner's zero."""
+    code = ("import nbformat\nfrom nbconfine import faults\n"
+            "from nbconfine.notebook import NotebookExecute\n"
+            "nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'bash', "
+            "'language': 'bash', 'display_name': 'Bash'}})\n"
+            "try:\n    NotebookExecute().preprocess(nb, {})\n"
+            "except faults.GraderFault as fault:\n    print(fault)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert "kernel is 'bash' (language bash): the engine runs Python notebooks only" in \
+        done.stdout, done.stdout + done.stderr[-2000:]
+
+
 def test_make_grades_a_stock_assignment_dropped_into_this_course(stock_release, stock_scores,
                                                                   tmp_path):
     """The stock assignment copied into source/ of a scratch copy of this course, a third

@@ -51,6 +51,8 @@ LANGUAGE_INFO = {"name": "python", "version": platform.python_version(),
                  "codemirror_mode": {"name": "ipython", "version": 3},
                  "pygments_lexer": "ipython3", "nbconvert_exporter": "python",
                  "file_extension": ".py"}
+NOT_PYTHON = ("its notebook's kernel is {name!r} (language {language}): the engine runs "
+              "Python notebooks only; grade this assignment with stock nbgrader")
 DEAD = ("Kernel died in this cell: {why}. The cells after it ran in a new process, after "
         "the cells before it were run again.")
 DIED = ("the process running the notebook exited or crashed (os._exit, a segfault, running "
@@ -329,6 +331,11 @@ class NotebookExecute(NbGraderPreprocessor):
         return Execute(parent=self).error_on_timeout
 
     def preprocess(self, nb, resources):
+        spec = nb.metadata.get("kernelspec") or {}
+        if spec.get("language", "python") != "python":
+            # stock nbgrader would start that kernel; running it as Python would misgrade
+            raise faults.GraderFault(NOT_PYTHON.format(name=spec.get("name"),
+                                                       language=spec.get("language")))
         shared = zygote.shared(settings.zygote_spec(self.config))
         # `nbgrader autograde` run directly refuses weak sandboxes as nbconfine.autograde does
         confine.check(shared.confinement, os.environ.get("UNCONFINED") == "1")
