@@ -3,6 +3,7 @@ engine exactly as stock nbgrader grades it (every autograded cell's score equal)
 confined: by root and by a normal user, with 1 and 2 jobs, through `make`, with
 `nbgrader validate`, feedback, hand grades and a missing notebook."""
 import csv
+import json
 import os
 import re
 import shutil
@@ -66,6 +67,7 @@ attempt("the network", lambda: socket.create_connection(("127.0.0.1", {port}), t
 attempt("UDP", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", {port})))
 attempt("the grader's environment", lambda: [v for v in os.environ.values() if {secret!r} in v][0])
 open("scratch.txt", "w").write("écrit")
+os.symlink("/etc/passwd", "passwd-link")  # kept in autograded/: scratch.txt, never a link
 print("data", open("measurements.csv", encoding="utf-8").read().count("\\n"),
       "scratch", open("scratch.txt").read())'''
 DIES = "import os\nos._exit(1)"
@@ -214,6 +216,27 @@ def test_outputs_are_a_kernels(engine_scores):
     loop = {c.metadata.get("nbgrader", {}).get("grade_id"): c
             for c in autograded(course, "wrong-b").cells}["fixed_point_test"]
     assert [o.ename for o in loop.outputs] == ["KeyboardInterrupt", "CellTimeoutError"]
+    assert loop.outputs[1].evalue == "ran out of its time"  # the course's c.Execute's
+
+
+def test_the_kernel_and_the_files_written_are_stock_nbgrader_s(stock_scores, engine_scores):
+    """What a notebook finds in its kernel (NBGRADER_EXECUTION, the user, sys.argv, a
+    writable home, a running event loop) is what stock nbgrader's kernel shows; the files
+    a notebook writes (histogram.png) stay in autograded/ beside it, as with stock."""
+    def kernel_cell(course):
+        cell = next(c for c in autograded(course, "correct").cells
+                    if c.source.startswith("# What a notebook finds in its kernel"))
+        return [(o.output_type, o.get("name"), o.get("text")) for o in cell.outputs]
+
+    assert kernel_cell(engine_scores[0]) == kernel_cell(stock_scores[0])
+    assert "autograde" in kernel_cell(engine_scores[0])[0][2]
+
+    def files(course, student):
+        return sorted(os.listdir(os.path.join(course.root, "autograded", student, STOCK)))
+
+    for student in COMPARED:
+        assert files(engine_scores[0], student) == files(stock_scores[0], student), student
+    assert "histogram.png" in files(engine_scores[0], "correct")
 
 
 def test_a_dead_sandbox_costs_its_cell_only(stock_scores, engine_scores):
@@ -260,6 +283,8 @@ def test_probes_reach_nothing_as_root(stock_release, engine_scores, listener):
     course, scores, report = engine_scores
     assert "Confinement: mount/PID/network/IPC namespaces" in report, report
     assert probe_violations(course, listener) == []
+    kept = os.listdir(os.path.join(course.root, "autograded", "probe", STOCK))
+    assert "scratch.txt" in kept and "passwd-link" not in kept
     assert {c: s for (st, c), s in scores.items() if st == "probe"} == \
         {c: s for (st, c), s in scores.items() if st == "correct"}
 
@@ -384,6 +409,62 @@ def test_nothing_imports_torch_nor_a_local_run_dask(stock_release):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, UNCONFINED="1"))
     assert done.stdout.split() == ["False"] * 3, done.stdout + done.stderr[-2000:]
+
+
+# Cells whose outputs in an ipykernel kernel are known: (source, the stdout expected, the
+# error's ename or None).
+KERNEL_CELLS = [
+    # a forked child writing more than a pipe holds, waited for
+    ("import os\npid = os.fork()\nif pid == 0:\n    os.write(1, b'y' * 1_500_000 + b'\\n')\n"
+     "    os._exit(0)\nos.waitpid(pid, 0)\nprint('child done')",
+     "y" * 1_500_000 + "\nchild done\n", None),
+    ("x_stored = 5\n%store x_stored", "Stored 'x_stored' (int)\n", None),
+    ("exit()\nprint('the cell goes on')", "the cell goes on\n", None),
+    ("print('after exit')", "after exit\n", None),
+    ("import asyncio\nasync def seven():\n    return 7\nasyncio.run(seven())", "", "RuntimeError"),
+    ("print(await seven())", "7\n", None),
+    ("print('z' * (5 * 2**22))", "z" * 4 * 2**20 + "\n... Output truncated ...\n", None),
+]
+
+
+def test_a_sandbox_behaves_as_ipykernel(stock_release):
+    """What stock nbgrader's kernel (ipykernel) does with a forked child's large output,
+    %store, exit(), asyncio.run inside its running loop, top-level await, and a huge
+    output (kept whole there, then cut by LimitOutput: marked where it is cut here)."""
+    code = ("import json, sys\nfrom nbconfine import zygote\n"
+            "from nbconfine.settings import load_config, zygote_spec\n"
+            "from nbconfine.notebook import NotebookSandbox\n"
+            f"z = zygote.Zygote(zygote_spec(load_config({stock_release.root!r})))\n"
+            f"box = NotebookSandbox(z, 2**30, {stock_release.root!r}, 2**24)\n"
+            "for source in json.loads(sys.stdin.read()):\n"
+            "    reply, interrupted = box.run(source, 60, 4)\n"
+            "    print(json.dumps([reply['outputs'], interrupted]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, UNCONFINED="1"),
+                          input=json.dumps([source for source, _, _ in KERNEL_CELLS]))
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(replies) == len(KERNEL_CELLS), done.stdout[-2000:] + done.stderr[-2000:]
+    for (source, stdout, ename), (outputs, interrupted) in zip(KERNEL_CELLS, replies):
+        assert not interrupted, source
+        assert "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout") \
+            == stdout, source
+        assert [o["ename"] for o in outputs if o["output_type"] == "error"] == \
+            ([ename] if ename else []), source
+
+
+def test_a_notebook_of_another_language_is_left_ungraded():
+    """A notebook whose kernel is not Python's is not run as Python: a fault of the grader
+    (reported, left ungraded), never a learner's zero."""
+    code = ("import nbformat\nfrom nbconfine import faults\n"
+            "from nbconfine.notebook import NotebookExecute\n"
+            "nb = nbformat.v4.new_notebook(metadata={'kernelspec': {'name': 'bash', "
+            "'language': 'bash', 'display_name': 'Bash'}})\n"
+            "try:\n    NotebookExecute().preprocess(nb, {})\n"
+            "except faults.GraderFault as fault:\n    print(fault)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert "kernel is 'bash' (language bash): the engine runs Python notebooks only" in \
+        done.stdout, done.stdout + done.stderr[-2000:]
 
 
 def test_make_grades_a_stock_assignment_dropped_into_this_course(stock_release, stock_scores,

@@ -25,7 +25,9 @@ def configure(c, preload=(), timeout=None, memory_limit=None, problem_mode=(), p
 
     preload: modules the sandboxes' zygote imports once (``["numpy", "pandas"]``): a
         sandbox forked from it finds them loaded.
-    timeout: seconds a notebook-mode cell may run (default 30, as nbgrader's);
+    timeout: seconds a notebook-mode cell may run (default: the course's
+        ``c.Execute.timeout``, as stock nbgrader's; its ``c.Execute.error_on_timeout``
+        too);
         memory_limit: bytes a sandbox may add to the zygote's (default 4 GiB).
     problem_mode: assignments graded problem by problem instead (nbconfine.problems): each
         problem in its own sandbox, its tests in the grader where an answer cannot patch

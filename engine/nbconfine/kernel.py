@@ -15,26 +15,33 @@ outputs (also what is written to file descriptors 1 and 2, as ipykernel captures
 last expression's value as an ``execute_result``, ``display()`` and matplotlib's inline
 figures as ``display_data``, an exception as an ``error`` output with IPython's traceback.
 Grader to sandbox: JSON ``{"source": cell source}``; sandbox to grader: JSON
-``{"outputs": [...], "status": "ok" or "error"}``. A SIGINT interrupts the running cell
+``{"outputs": [...], "status": "ok" or "error"}``. Or ``{"written": bytes}``: the files
+the notebook wrote in its working directory, as wire parts (their paths' JSON, then
+each one's content). A SIGINT interrupts the running cell
 (KeyboardInterrupt, as a kernel interrupt does) and is ignored between cells.
 """
+import asyncio
 import base64
 import builtins
 import contextlib
 import fcntl
+import importlib.util
 import io
 import json
 import os
+import pickle
 import signal
+import stat
 import sys
 import sysconfig
 import tempfile
+import uuid
 import warnings
 
 from nbconfine import confine, wire
 
-MAX_STREAM = 4 * 2**20  # characters of one stream output kept (nbgrader's LimitOutput cuts more)
-PIPE_BYTES = 2**20  # what a cell may write to file descriptors 1 and 2 before it waits
+MAX_STREAM = 4 * 2**20  # characters of one stream output kept (nbgrader's LimitOutput cuts
+TRUNCATED = "\n... Output truncated ...\n"  # its lines, not their length)
 NOT_SUPPORTED = "raw_input was called, but this frontend does not support input requests."
 
 
@@ -46,6 +53,7 @@ class Prepared:
 
 
 READABLE = ()  # the Python directories (python_directories()), found by prepare()
+LAUNCHER = ""  # ipykernel_launcher.py, a kernel's sys.argv[0], found by prepare()
 
 
 def python_directories():
@@ -114,6 +122,24 @@ def _shell_class():
         def init_virtualenv(self):
             pass
 
+        @property
+        def db(self):  # %store's, in the profile directory: the sandbox's home here
+            if self._db is None:
+                from IPython.external.pickleshare import PickleShareDB
+                self._db = PickleShareDB(os.path.expanduser("~/.ipython/profile_default/db"))
+            return self._db
+
+        def enable_gui(self, gui=None):
+            # ipykernel's: inline figures (%matplotlib inline, %pylab) need no event loop;
+            # a GUI's has no display to run on here
+            if gui not in (None, "inline"):
+                from IPython.core.error import UsageError
+                raise UsageError(f"GUI event loop {gui!r}: there is no display when grading")
+            self.active_eventloop = gui
+
+        def ask_exit(self):
+            pass  # exit(), quit(): ipykernel's kernel would stop; the notebook goes on here
+
     return SandboxShell
 
 
@@ -146,14 +172,20 @@ def prepare(spec):
     problem role's sandboxes fork from here too) and reapplied in each notebook sandbox."""
     before = _snapshot()
     shell_class = _shell_class()
-    warm = shell_class(config=_config(), ipython_dir="/nonexistent")
+    from ipykernel.compiler import XCachingCompiler  # ipykernel's cell file names
+    kernel_like = dict(config=_config(), ipython_dir="/nonexistent",
+                       compiler_class=XCachingCompiler)
+    warm = shell_class(**kernel_like)
     warm.outputs = Outputs()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         for source in ("1 + 1", "1 / 0", "print('x')\nfrom IPython.display import display\n"
                        "display('x')", "%time x = 1", "def f(:\n    pass"):
             warm.run_cell(source, store_history=True)
-    shell = shell_class.instance(config=_config(), ipython_dir="/nonexistent")
+    shell = shell_class.instance(**kernel_like)
     shell.outputs = Outputs()
+    shell.extension_manager.load_extension("storemagic")  # ipykernel's default extension
+    global LAUNCHER
+    LAUNCHER = importlib.util.find_spec("ipykernel_launcher").origin
     if "matplotlib_inline.backend_inline" in sys.modules:  # preloaded before the shell was
         from matplotlib_inline.backend_inline import configure_inline_support
         configure_inline_support(shell, "module://matplotlib_inline.backend_inline")
@@ -200,9 +232,9 @@ class Outputs:
             return
         last = self.items[-1] if self.items and not self.clear_pending else None
         if last and last["output_type"] == "stream" and last["name"] == name:
-            last["text"] += text[:max(0, MAX_STREAM - len(last["text"]))]
+            last["text"] += _bounded(len(last["text"]), text)
         else:
-            self.add({"output_type": "stream", "name": name, "text": text[:MAX_STREAM]})
+            self.add({"output_type": "stream", "name": name, "text": _bounded(0, text)})
 
     def display(self, data, metadata, display_id, update):
         if update:
@@ -226,6 +258,15 @@ class Outputs:
         self.displays.clear()
         self.clear_pending = False
         return items
+
+
+def _bounded(kept, text):
+    """What of ``text`` joins a stream output holding ``kept`` characters: at most
+    MAX_STREAM in all, then nbgrader LimitOutput's marker, once."""
+    room = MAX_STREAM - kept
+    if len(text) <= room:
+        return text
+    return text[:room] + TRUNCATED if room >= 0 else ""
 
 
 class Stream(io.TextIOBase):
@@ -252,38 +293,42 @@ class Stream(io.TextIOBase):
 
     @property
     def encoding(self):
-        return "utf-8"
+        return "UTF-8"  # ipykernel's
 
 
 class Capture:
-    """File descriptors 1 and 2 as pipes, read into the cell's stream outputs."""
+    """File descriptors 1 and 2 as files in the sandbox's temporary directory (unlinked),
+    read into the cell's stream outputs. A write to them never waits, as ipykernel reads
+    its pipes in a thread: with pipes read only here, a forked child writing more than a
+    pipe holds would wait for the cell's end, and the cell for the child."""
 
     def __init__(self, outputs):
         import codecs
         self.outputs = outputs
         outputs.capture = self
-        self.pipes = []
+        self.files = []
         for fd, name in ((1, "stdout"), (2, "stderr")):
-            read, write = os.pipe()
-            try:
-                fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-            except OSError:
-                pass
-            os.set_blocking(read, False)
-            os.dup2(write, fd)
-            os.close(write)
-            self.pipes.append((read, name, codecs.getincrementaldecoder("utf-8")("replace")))
+            own, path = tempfile.mkstemp(prefix=name)
+            os.unlink(path)
+            fcntl.fcntl(own, fcntl.F_SETFL, os.O_APPEND)  # every writer appends
+            os.dup2(own, fd)
+            self.files.append([own, name, codecs.getincrementaldecoder("utf-8")("replace"), 0])
 
     def drain(self):
-        for read, name, decoder in self.pipes:
-            while True:
-                try:
-                    chunk = os.read(read, 2**16)
-                except BlockingIOError:
-                    break
-                if not chunk:
-                    break
+        for entry in self.files:
+            own, name, decoder, offset = entry
+            while chunk := os.pread(own, 2**16, offset):
+                offset += len(chunk)
                 self.outputs.stream(name, decoder.decode(chunk))
+            entry[3] = offset
+
+    def end_cell(self):
+        """Drained, emptied for the next cell (what a process left running writes in
+        between is lost)."""
+        self.drain()
+        for entry in self.files:
+            os.ftruncate(entry[0], 0)
+            entry[3] = 0
 
 
 def _jsonable(value):
@@ -309,9 +354,14 @@ def serve(sock, prepared, setup, fds):
     shell = prepared.shell
     _restore(prepared.globals)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote's: a kernel waits for its children
-    os.environ.update(TMPDIR=setup["tmpdir"],  # MPLBACKEND is the zygote's (nbconfine.zygote)
+    home = os.path.join(setup["tmpdir"], "home")  # writable, as a kernel's home
+    os.makedirs(home, exist_ok=True)
+    os.environ.update(setup["environ"], TMPDIR=setup["tmpdir"], HOME=home,
+                      # MPLBACKEND is the zygote's (nbconfine.zygote)
                       MPLCONFIGDIR=os.path.join(setup["tmpdir"], "matplotlib"))
     tempfile.tempdir = None  # found again from TMPDIR
+    sys.argv = [LAUNCHER, "-f", os.path.join(home, ".local", "share", "jupyter", "runtime",
+                                             f"kernel-{uuid.uuid4()}.json")]  # ipykernel's
     sys.path[0] = os.getcwd()  # a kernel's: modules beside the notebook import
     shell.user_ns["_dh"][:] = [os.getcwd()]
     outputs = shell.outputs
@@ -320,17 +370,29 @@ def serve(sock, prepared, setup, fds):
     sys.stderr = sys.__stderr__ = Stream("stderr", 2, capture)
     builtins.input = _no_input
     interrupt = _Interrupt()
+    workdir = os.getcwd()
+    before = _regular_files(workdir)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     while True:
         try:
-            request = json.loads(wire.recv(sock))
+            request = json.loads(loop.run_until_complete(_receive(loop, sock)))
         except EOFError:
             return
+        if "written" in request:
+            names, contents = _written(workdir, before, int(request["written"]))
+            wire.send_parts(sock, json.dumps(names).encode(),
+                            [pickle.PickleBuffer(content) for content in contents])
+            continue
         interrupt.running = True
+        cell = loop.create_task(_run_cell(shell, request["source"]))
         try:
-            result = shell.run_cell(request["source"], store_history=True)
-            failed = not result.success
-        except KeyboardInterrupt:  # while IPython prepared the cell
+            failed = not loop.run_until_complete(cell).success
+        except KeyboardInterrupt:  # while IPython prepared the cell, or the loop waited
             interrupt.running = False
+            cell.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(cell)
             outputs.add({"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "",
                          "traceback": ["KeyboardInterrupt"]})
             failed = True
@@ -340,9 +402,78 @@ def serve(sock, prepared, setup, fds):
             sys.stdout.flush()
         except Exception:
             pass
-        capture.drain()
+        capture.end_cell()
         reply = {"outputs": outputs.take(), "status": "error" if failed else "ok"}
         wire.send(sock, json.dumps(reply, default=_jsonable).encode())
+
+
+async def _receive(loop, sock):
+    """The next request; meanwhile the event loop runs what the cells left to it, as a
+    kernel's runs between cells."""
+    readable = loop.create_future()
+    loop.add_reader(sock, lambda: readable.done() or readable.set_result(None))
+    try:
+        await readable
+    finally:
+        loop.remove_reader(sock)
+    return wire.recv(sock)
+
+
+async def _run_cell(shell, source):
+    """A cell as ipykernel runs it: inside its running event loop (``asyncio.run`` in a
+    cell fails as in a kernel), top-level ``await`` awaited on that loop."""
+    try:
+        transformed, failure = shell.transform_cell(source), None
+    except Exception:
+        transformed, failure = source, sys.exc_info()
+    if not shell.should_run_async(source, transformed_cell=transformed,
+                                  preprocessing_exc_tuple=failure):
+        return shell.run_cell(source, store_history=True)
+    result = None
+    try:
+        result = await shell.run_cell_async(source, store_history=True,
+                                            transformed_cell=transformed,
+                                            preprocessing_exc_tuple=failure)
+    finally:  # as run_cell does
+        shell.events.trigger("post_execute")
+        shell.events.trigger("post_run_cell", result)
+    return result
+
+
+def _regular_files(top):
+    """{path relative to ``top``: (inode, size, mtime)} of the regular files beneath it
+    (links not followed)."""
+    found = {}
+    for base, _, names in os.walk(top):
+        for name in names:
+            path = os.path.join(base, name)
+            with contextlib.suppress(OSError):
+                info = os.lstat(path)
+                if stat.S_ISREG(info.st_mode):
+                    found[os.path.relpath(path, top)] = (info.st_ino, info.st_size,
+                                                         info.st_mtime_ns)
+    return found
+
+
+def _written(top, before, limit):
+    """The regular files beneath ``top`` written since ``before`` (_regular_files), but
+    notebooks (nbgrader writes those): ([relative path], [content]), at most ``limit``
+    bytes in all, paths included."""
+    names, contents, total = [], [], 0
+    for path, signature in sorted(_regular_files(top).items()):
+        if before.get(path) == signature or path.endswith(".ipynb"):
+            continue
+        try:
+            with open(os.open(os.path.join(top, path), os.O_RDONLY | os.O_NOFOLLOW),
+                      "rb") as f:
+                data = f.read(limit - total - len(path) + 1)
+        except OSError:
+            continue
+        if total + len(path) + len(data) <= limit:
+            total += len(path) + len(data)
+            names.append(path)
+            contents.append(data)
+    return names, contents
 
 
 def _no_input(prompt=""):

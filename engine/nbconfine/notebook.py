@@ -11,7 +11,9 @@ each cell's outputs and execution count are what a kernel would have given.
 - The sandbox works in a copy of the notebook's folder (the autograded folder nbgrader
   prepared: the student's files and the assignment's other files from source/), in a
   size-limited root of its own where only the Python directories are readable
-  (nbconfine.confine.Files); its writes vanish with it.
+  (nbconfine.confine.Files). After the last cell the regular files it wrote there are
+  copied into the notebook's folder (``keep_written``), as a kernel working there
+  leaves them; the rest vanishes with it.
 - A cell still running after ``timeout`` seconds is interrupted (SIGINT: a
   KeyboardInterrupt in the cell, as nbclient interrupts a kernel), gets nbgrader's
   ``error_on_timeout`` error, and the next cell runs in the same namespace.
@@ -23,6 +25,7 @@ each cell's outputs and execution count are what a kernel would have given.
   outputs unchanged; after ``max_restarts`` new sandboxes the remaining cells are not
   run (an error says why).
 """
+import contextlib
 import json
 import os
 import platform
@@ -33,13 +36,15 @@ import tempfile
 import time
 
 import nbformat
-from traitlets import Dict, Float, Integer
+from traitlets import Dict, Float, Integer, default
 
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbconfine import confine, faults, settings, wire, zygote
 from nbconfine.cellroles import SKIP_TAG
-from nbconfine.sandbox import MAX_REPLY, AnswerFault, Sandbox, _parent_of
+from nbconfine.sandbox import MAX_REPLY, TIMED_OUT, AnswerFault, Sandbox, _parent_of
 
+# What stock nbgrader sets for the kernel it starts (Autograde: NBGRADER_EXECUTION=autograde)
+KERNEL_ENV = ("NBGRADER_EXECUTION",)
 REPLY_SECONDS = 120  # for a reply that has begun to arrive
 # What nbclient puts in the notebook's metadata from an ipykernel's kernel_info
 LANGUAGE_INFO = {"name": "python", "version": platform.python_version(),
@@ -47,6 +52,8 @@ LANGUAGE_INFO = {"name": "python", "version": platform.python_version(),
                  "codemirror_mode": {"name": "ipython", "version": 3},
                  "pygments_lexer": "ipython3", "nbconvert_exporter": "python",
                  "file_extension": ".py"}
+NOT_PYTHON = ("its notebook's kernel is {name!r} (language {language}): the engine runs "
+              "Python notebooks only; grade this assignment with stock nbgrader")
 DEAD = ("Kernel died in this cell: {why}. The cells after it ran in a new process, after "
         "the cells before it were run again.")
 DIED = ("the process running the notebook exited or crashed (os._exit, a segfault, running "
@@ -71,9 +78,10 @@ class NotebookSandbox(Sandbox):
                 name for name in names if os.path.islink(os.path.join(base, name))])
             os.mkdir(tmpdir)
         fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
+        environ = {name: os.environ[name] for name in KERNEL_ENV if name in os.environ}
         try:
             super().__init__(zygote, memory_bytes, "notebook", fds=[fd], workdir=workdir,
-                             tmpdir=tmpdir, scratch_bytes=scratch_bytes)
+                             tmpdir=tmpdir, scratch_bytes=scratch_bytes, environ=environ)
         finally:
             os.close(fd)
 
@@ -99,6 +107,25 @@ class NotebookSandbox(Sandbox):
                     "status": str(reply.get("status"))}, interrupted
         except Exception:
             self.died(DIED)
+
+    def written(self, limit):
+        """The files the notebook wrote in its working directory: [(relative path,
+        content)], at most ``limit`` bytes in all. Raises AnswerFault if the sandbox dies
+        or takes REPLY_SECONDS."""
+        if self.fault:
+            raise AnswerFault(self.fault)
+        try:
+            wire.send(self.sock, json.dumps({"written": limit}).encode())
+            names, contents = wire.recv_parts(self.sock, time.monotonic() + REPLY_SECONDS,
+                                              limit + 2**20)  # the names' JSON
+            names = json.loads(names)
+            if not (isinstance(names, list) and len(names) == len(contents)):
+                raise ValueError("not a reply")
+        except TimeoutError:
+            self.kill(TIMED_OUT)
+        except Exception:
+            self.died(DIED)
+        return list(zip(names, contents))
 
     def _reply_starts(self, deadline):
         """Whether the reply (or a hang-up) arrives before ``deadline`` (None: ever)."""
@@ -214,17 +241,73 @@ class NotebookSession:
                 self.sandbox, self.ran = sandbox, kept
                 return
 
+    def keep_written(self, log):
+        """Put the files the notebook wrote into its folder, as a kernel working there
+        writes them: the assignment's later notebooks read them, and they stay in
+        autograded/ (figures and tables for the feedback). Regular files only, never
+        through a link, at most ``scratch_limit`` bytes."""
+        if self.sandbox is None:
+            return
+        try:
+            files = self.sandbox.written(self.executor.scratch_limit)
+        except AnswerFault as fault:
+            log.warning("The files %s wrote were not kept: its sandbox %s", self.folder, fault)
+            return
+        folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for path, content in files:
+                if not put_beneath(folder, path, content):
+                    log.warning("Not kept: %r, written by the notebook in %s", path,
+                                self.folder)
+        finally:
+            os.close(folder)
+
     def close(self):
         if self.sandbox:
             self.sandbox.close()
 
 
+def put_beneath(folder, path, content):
+    """Write ``content`` at ``path`` (relative, from a sandbox: not trusted) beneath the
+    directory ``folder`` (a descriptor), creating directories, never through a link nor
+    into a file another name shares (a new file replaces it). False if it cannot."""
+    parts = path.split("/") if isinstance(path, str) else []
+    if not parts or any(part in ("", ".", "..") or "\0" in part for part in parts):
+        return False
+    directory = os.dup(folder)
+    temporary = None
+    try:
+        for part in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=directory)
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                            dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        temporary = f".{parts[-1][:200]}.nbconfine-{os.getpid()}"
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                          0o644, dir_fd=directory), "wb") as f:
+            f.write(content)
+        os.replace(temporary, parts[-1], src_dir_fd=directory, dst_dir_fd=directory)
+        temporary = None
+        return True
+    except OSError as exc:
+        if exc.errno in faults.DISK_ERRORS:
+            raise  # the grader's disk: a fault of the grader
+        return False
+    finally:
+        if temporary:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=directory)
+        os.close(directory)
+
+
 class NotebookExecute(NbGraderPreprocessor):
     """Run a notebook's cells in order in one confined sandbox (replaces nbgrader's Execute)."""
 
-    timeout = Integer(30, allow_none=True, help="Seconds a cell may run before it is "
-                      "interrupted (None or 0: no limit), as nbgrader's Execute.timeout."
-                      ).tag(config=True)
+    timeout = Integer(allow_none=True, help="Seconds a cell may run before it is "
+                      "interrupted (None or 0: no limit); by default the course's "
+                      "nbgrader Execute.timeout (30 unless configured).").tag(config=True)
     interrupt_grace = Float(4.0, help="Seconds an interrupted cell has to stop before its "
                             "sandbox is ended (nbclient waits iopub_timeout, 4 s, then "
                             "gives up on the notebook).").tag(config=True)
@@ -235,13 +318,25 @@ class NotebookExecute(NbGraderPreprocessor):
                             ).tag(config=True)
     max_restarts = Integer(3, help="New sandboxes a notebook may get after its sandbox "
                            "died; the cells after the last death are not run.").tag(config=True)
-    error_on_timeout = Dict(default_value={
-        "ename": "CellTimeoutError", "evalue": "",
-        "traceback": ["\x1b[0;31mCellTimeoutError\x1b[0m: No reply from kernel before timeout"]},
-        help="The error output a timed-out cell gets (nbgrader's Execute.error_on_timeout)."
-    ).tag(config=True)
+    error_on_timeout = Dict(help="The error output a timed-out cell gets; by default the "
+                            "course's nbgrader Execute.error_on_timeout.").tag(config=True)
+
+    # A course written for stock nbgrader sets these on nbgrader's Execute (or the
+    # nbclient classes it derives from): read as Execute resolves them, unless set here.
+    @default("timeout")
+    def _stock_timeout(self):
+        return Execute(parent=self).timeout
+
+    @default("error_on_timeout")
+    def _stock_error_on_timeout(self):
+        return Execute(parent=self).error_on_timeout
 
     def preprocess(self, nb, resources):
+        spec = nb.metadata.get("kernelspec") or {}
+        if spec.get("language", "python") != "python":
+            # stock nbgrader would start that kernel; running it as Python would misgrade
+            raise faults.GraderFault(NOT_PYTHON.format(name=spec.get("name"),
+                                                       language=spec.get("language")))
         shared = zygote.shared(settings.zygote_spec(self.config))
         # `nbgrader autograde` run directly refuses weak sandboxes as nbconfine.autograde does
         confine.check(shared.confinement, os.environ.get("UNCONFINED") == "1")
@@ -260,6 +355,7 @@ class NotebookExecute(NbGraderPreprocessor):
                     if output.output_type == "execute_result":
                         output.execution_count = count
                 cell.execution_count = count
+            session.keep_written(self.log)
         finally:
             session.close()
         return nb, resources

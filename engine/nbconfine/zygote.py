@@ -17,6 +17,7 @@ mode grading it can grade its problem again. A zygote that cannot be restarted i
 import atexit
 import contextlib
 import ctypes
+import getpass
 import json
 import os
 import select
@@ -58,18 +59,24 @@ class Spec:
 
 def sandbox_environment():
     """The zygote's environment, hence every sandbox's: a fixed allowlist, nothing of the
-    grader's (no NBGRADER_DB_URL, no tokens, nothing from the instructor's shell). The
+    grader's (no NBGRADER_DB_URL, no tokens, nothing from the instructor's shell) but its
+    user name (USER, LOGNAME: getpass.getuser() as in a kernel). The
     engine is imported from where the grader imports it; matplotlib draws inline, as in a
     Jupyter kernel. glibc's allocator asks for transparent huge pages (where the kernel
     offers them): most of what torch's import leaves in the zygote then lies on 2 MiB
     pages, so each fork copies, and each sandbox's exit frees, one page-table entry
     where there would be 512; a sandbox writing to such a page still copies 4 KiB."""
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:  # the grader's user name, as a kernel started by nbgrader finds it (no passwd
+        user = getpass.getuser()  # entry in a sandbox)
+    except (KeyError, OSError):
+        user = None
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": package_root,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/nonexistent",
             "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
+            **({"USER": user, "LOGNAME": user} if user else {})}
 
 
 @dataclass

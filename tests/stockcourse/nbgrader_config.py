@@ -12,5 +12,9 @@ import nbconfine
 c = get_config()  # noqa: F821 (provided by nbgrader)
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "stock-stats"
-# A small cell time limit (seconds), the same for stock nbgrader's Execute in the tests.
-nbconfine.configure(c, timeout=int(os.environ.get("STOCK_CELL_TIMEOUT", "6")))
+# A small cell time limit (seconds), and the error a timed-out cell gets: nbgrader's own
+# settings, which the engine honours as stock nbgrader does.
+c.Execute.timeout = int(os.environ.get("STOCK_CELL_TIMEOUT", "6"))
+c.Execute.error_on_timeout = {"ename": "CellTimeoutError", "evalue": "ran out of its time",
+                              "traceback": ["CellTimeoutError: ran out of its time"]}
+nbconfine.configure(c)
