@@ -635,6 +635,11 @@ def _extra_cells(nb):
     nb.cells.insert(0, nbformat.from_dict({"cell_type": "markdown", "metadata": {},
                                            "source": "My notes, before everything."}))
     nb.cells.insert(1, code_cell("scratch = 1  # a learner's cell before the setup"))
+    nb.cells.insert(index_of(nb, "p3_answer"), code_cell(
+        "# torch's own layer, for my own comparisons: it binds names p3's tests bind too\n"
+        "for k, momentum in enumerate([0.1, 0.5]):\n"
+        "    reference = nn.BatchNorm1d(3, momentum=momentum)\n"
+        "    print(k, reference(torch.randn(4, 3)).shape)"))
     nb.cells.insert(index_of(nb, "p3_example"), code_cell(
         "print('trying my class')\n"
         "layer = CustomBatchNorm1d(torch.ones(3), torch.zeros(3), 1e-5, 0.1)"))
@@ -952,7 +957,8 @@ ATTACKS = [
            report="test cells deleted or stripped of their metadata, restored from the "
                   "gradebook: p5_example"),
     Attack("extra_cells", "normalization", None,
-           "markdown, raw and code cells added at the start, between problems and at the end",
+           "markdown, raw and code cells added at the start, between problems (one running "
+           "torch's own layer beside the answers) and at the end",
            submission("normalization", edit=_extra_cells)),
     Attack("huge_outputs", "normalization", None, "30 MB of text stored in a cell's outputs",
            submission("normalization", edit=_huge_outputs),

@@ -124,24 +124,34 @@ class CellKinds:
 
 def forbidden_names(sources, roots, forbidden):
     """Names matching ``forbidden`` (a compiled regular expression) that the code ``roots``
-    lead to uses (see nbconfine.reach): attributes read from anything but ``self``,
-    imports, and bare names the learner did not define."""
+    lead to uses (see nbconfine.reach): imports; bare names that neither the learner's
+    top-level code nor the function, class or comprehension they are read in binds (so
+    torch's function, not a local variable, parameter or loop variable of that name); and
+    attributes of anything but the learner's own objects (an imported module, an alias of
+    one, a name the learner's code does not bind such as ``torch``: not ``self`` nor
+    another parameter, local variable or result)."""
     reached, defined = reach.reachable(sources, roots)
     found = set()
-    for node in (n for statement in reached for n in ast.walk(statement)):
-        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and \
-                forbidden.match(node.attr):
-            base = node.value
-            while isinstance(base, (ast.Attribute, ast.Call, ast.Subscript)):
-                base = base.func if isinstance(base, ast.Call) else base.value
-            if not (isinstance(base, ast.Name) and base.id == "self"):
+    for statement in reached:
+        for node, scopes in reach.scoped_nodes(statement):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and \
+                    forbidden.match(node.attr) and not _learners_own(node.value, scopes, defined):
                 found.add(node.attr)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
-                forbidden.match(node.id) and node.id not in defined:
-            found.add(node.id)
-        elif isinstance(node, ast.alias) and forbidden.match(node.name.split(".")[-1]):
-            found.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
+                    forbidden.match(node.id) and reach.binding(node.id, scopes, defined) is None:
+                found.add(node.id)
+            elif isinstance(node, ast.alias) and forbidden.match(node.name.split(".")[-1]):
+                found.add(node.name)
     return found
+
+
+def _learners_own(base, scopes, defined):
+    """Whether the object an attribute is read from is one the learner's code made: the
+    name it starts from is bound there, other than by an import or an alias."""
+    while isinstance(base, (ast.Attribute, ast.Call, ast.Subscript)):
+        base = base.func if isinstance(base, ast.Call) else base.value
+    how = reach.binding(base.id, scopes, defined) if isinstance(base, ast.Name) else None
+    return bool(how) and not how & {reach.IMPORTED, reach.ALIAS}
 
 
 @functools.lru_cache(maxsize=256)  # every submission runs the same instructor cells
@@ -394,12 +404,14 @@ class ProblemExecute(NbGraderPreprocessor):
         if not hasattr(checks, "FORBIDDEN_MESSAGE"):
             return
         last = max(i for i, (_, owner) in enumerate(roles) if owner == problem)
-        learner_side, tests = [], set()  # the code run in the problem's sandbox; what tests read
+        learner_side, grader_side = [], []  # the code run in the sandbox; in the grader
         for (role, owner), cell in zip(roles[:last + 1], nb.cells):
             if role == "learner" or (role == "answer" and owner == problem):
                 learner_side.append(cell.source)
-            elif role in ("test", "instructor") and owner == problem:
-                tests |= reach.names_read(cell.source)
+            elif role == "setup" or (role in ("test", "instructor") and owner == problem):
+                grader_side.append(cell.source)
+        # what the tests take from the learner: the names they read and do not bind first
+        tests = reach.names_read_unbound(grader_side)
         forbidden = getattr(checks, "FORBIDDEN_NAME", None)
         named = forbidden_names(learner_side, tests, re.compile(forbidden)) if forbidden else set()
         ran = set(checks.forbidden_ops(session.ops)) if hasattr(checks, "forbidden_ops") else set()
