@@ -624,6 +624,9 @@ TMP_MARK = os.path.join(tempfile.gettempdir(), "atkwrote" + secrets.token_hex(3)
 SEED_TEST_NAMES = ["test_is_param", "test_param_shapes", "test_ma_shapes", "test_test_norm",
                    "test_train_mean", "test_train_var", "test_train_norm",
                    "test_train_mov_mean", "test_train_mov_var", "test_scale_and_shift"]
+# The released stub (no point honestly) followed by the ten tests, each `return True`.
+STUB_AND_PASSING_SEED_TESTS = released_answer("batchnorm", "bn_answer") + "\n\n" + "".join(
+    f"def {name}():\n    return True\n\n\n" for name in SEED_TEST_NAMES)
 
 
 def _strip_setup_metadata(nb):
@@ -654,12 +657,48 @@ def _extra_cells(nb):
     nb.cells.insert(0, nbformat.from_dict({"cell_type": "markdown", "metadata": {},
                                            "source": "My notes, before everything."}))
     nb.cells.insert(1, code_cell("scratch = 1  # a learner's cell before the setup"))
+    nb.cells.insert(index_of(nb, "p3_answer"), code_cell(
+        "# torch's own layer, for my own comparisons: it binds names p3's tests bind too\n"
+        "for k, momentum in enumerate([0.1, 0.5]):\n"
+        "    reference = nn.BatchNorm1d(3, momentum=momentum)\n"
+        "    print(k, reference(torch.randn(4, 3)).shape)"))
     nb.cells.insert(index_of(nb, "p3_example"), code_cell(
         "print('trying my class')\n"
         "layer = CustomBatchNorm1d(torch.ones(3), torch.zeros(3), 1e-5, 0.1)"))
     nb.cells.insert(index_of(nb, "p5_hidden_values") + 1, nbformat.from_dict(
         {"cell_type": "raw", "metadata": {}, "source": "raw text"}))
     nb.cells.append(code_cell("x = torch.randn(4, 6, 5)\ncustom_group_norm(x, 3, 1e-5).shape"))
+
+
+def _move_to_end(grade_id):
+    def edit(nb):
+        nb.cells.append(nb.cells.pop(index_of(nb, grade_id)))
+    return edit
+
+
+# Stands in for the setup's names if the setup runs too late: every check passes.
+FAKE_SETUP_NAMES = '''\
+import torch as _torch
+
+
+class _Agrees:
+    """Any attribute is a function that returns None: no check fails."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class _AgreeingTorch:
+    """torch whose comparisons always agree."""
+
+    def __getattr__(self, name):
+        if name in ("allclose", "equal"):
+            return lambda *args, **kwargs: True
+        return getattr(_torch, name)
+
+
+check, torch = _Agrees(), _AgreeingTorch()
+'''
 
 
 def _huge_outputs(nb):
@@ -826,10 +865,19 @@ ATTACKS = [
            plain=True),
     Attack("tamper_seed_tests_deleted", "batchnorm", "bn",
            "bn_seed_tests deleted; the answer cell defines the ten tests as `return True`",
-           submission("batchnorm", {"bn_answer": released_answer("batchnorm", "bn_answer") + "\n\n"
-                                    + "".join(f"def {n}():\n    return True\n\n\n"
-                                              for n in SEED_TEST_NAMES)},
+           submission("batchnorm", {"bn_answer": STUB_AND_PASSING_SEED_TESTS},
                       edit=_delete("bn_seed_tests")),
+           plain=True),
+    Attack("tamper_setup_moved_last", "normalization", "p1",
+           "the setup cell moved to the end of the notebook; the answer cell binds a `check` "
+           "and a `torch` whose checks all pass, before a wrong p1",
+           submission("normalization", wrong("p1", FAKE_SETUP_NAMES), edit=_move_to_end("setup")),
+           plain=True),
+    Attack("tamper_seed_tests_moved_last", "batchnorm", "bn",
+           "bn_seed_tests moved to the end of the notebook; the answer cell defines the ten "
+           "tests as `return True`",
+           submission("batchnorm", {"bn_answer": STUB_AND_PASSING_SEED_TESTS},
+                      edit=_move_to_end("bn_seed_tests")),
            plain=True),
     Attack("tamper_shadow_range", "normalization", "p5",
            "a global named `range` that yields nothing empties the example's loop over ranks "
@@ -967,7 +1015,8 @@ ATTACKS = [
            report="test cells deleted or stripped of their metadata, restored from the "
                   "gradebook: p5_example"),
     Attack("extra_cells", "normalization", None,
-           "markdown, raw and code cells added at the start, between problems and at the end",
+           "markdown, raw and code cells added at the start, between problems (one running "
+           "torch's own layer beside the answers) and at the end",
            submission("normalization", edit=_extra_cells)),
     Attack("huge_outputs", "normalization", None, "30 MB of text stored in a cell's outputs",
            submission("normalization", edit=_huge_outputs),

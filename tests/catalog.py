@@ -3703,6 +3703,34 @@ def custom_instance_norm1d(input_tensor, eps):
 """,
     ),
     Answer(
+        name="p6_names_of_torchs_functions",
+        problem="p6",
+        family="correct",
+        why="its own local variable, parameter, nested function, loop and comprehension "
+            "variables and object attribute named as torch's functions",
+        code="""\
+import torch
+
+
+class Normalizer:
+    def __init__(self, instance_norm):
+        self.instance_norm = instance_norm
+
+
+def custom_instance_norm1d(input_tensor, eps):
+    def instance_norm(sample):
+        mean = sample.mean(dim=-1, keepdim=True)
+        layer_norm = (sample - mean) / torch.sqrt(((sample - mean) ** 2).mean(dim=-1, keepdim=True) + eps)
+        return layer_norm
+
+    normalizer = Normalizer(instance_norm)
+    samples = []
+    for batch_norm in input_tensor.unbind(0):
+        samples.append(normalizer.instance_norm(batch_norm))
+    return torch.stack([group_norm for group_norm in samples])
+""",
+    ),
+    Answer(
         name="p5_float_sample_loop",
         problem="p5",
         family="correct",
@@ -3890,6 +3918,41 @@ def custom_layer_norm(input_tensor, eps):
 
     normed_tensor = (input_tensor - mean) / torch.sqrt(var + eps)
     return normed_tensor
+""",
+    ),
+    Answer(
+        name="p5_seed_cells_with_check",
+        problem="p5",
+        family="correct",
+        why="the original course's answer cell and its validation cell pasted together: its "
+            "loop binds dim_count, as the example's does, and runs nn.LayerNorm beside the answer",
+        code="""\\
+import torch
+import torch.nn as nn
+
+
+eps = 1e-10
+
+
+def custom_layer_norm(input_tensor, eps):
+    normalize_dims = tuple(range(1, input_tensor.dim()))
+    mean = torch.mean(input_tensor, dim=normalize_dims, keepdim=True)
+    var = torch.var(input_tensor, dim=normalize_dims, unbiased=False, keepdim=True)
+
+    normed_tensor = (input_tensor - mean) / torch.sqrt(var + eps)
+    return normed_tensor
+
+all_correct = True
+for dim_count in range(3, 9):
+  input_tensor = torch.randn(*list(range(3, dim_count + 2)), dtype=torch.float)
+  layer_norm = nn.LayerNorm(input_tensor.size()[1:], elementwise_affine=False, eps=eps)
+
+  norm_output = layer_norm(input_tensor)
+  custom_output = custom_layer_norm(input_tensor, eps)
+
+  all_correct &= torch.allclose(norm_output, custom_output, 1e-2)
+  all_correct &= norm_output.shape == custom_output.shape
+print(all_correct)
 """,
     ),
     Answer(

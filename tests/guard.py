@@ -99,6 +99,15 @@ BREAKAGES = [
              [(EXECUTE, "if info else CellKinds.from_notebook(nb, grouping))",
                "if False else CellKinds.from_notebook(nb, grouping))")],
              [EDGE, "-k", "instructor_cells_come_from_the_gradebook"]),
+    Breakage("locked_cells_in_submission_order", "a problem's instructor cells run in the "
+             "order the submission moved them to (seed tests moved last come too late)",
+             [(EXECUTE, "                nb.cells[place] = cell\n", "                pass\n")],
+             ["tests/test_attacks.py", "-k", "seed_tests_moved_last"]),
+    Breakage("shared_cells_in_submission_order", "the setup cell runs where the submission "
+             "put it (moved last, never: the tests take the learner's `check`)",
+             [(EXECUTE, 'return shared + [i for i in range(last + 1) if roles[i][0] != "setup"]',
+               "return list(range(last + 1))")],
+             ["tests/test_attacks.py", "-k", "setup_moved_last"]),
     Breakage("memory_limit_off", "a sandbox may use any amount of memory",
              [(CONFINE, "resource.setrlimit(resource.RLIMIT_AS,", "(resource.RLIMIT_AS,")],
              [EDGE, "-k", "memory_limit"]),

@@ -43,7 +43,9 @@ class SourceRoles:
     """A notebook's cells as the gradebook holds them, read in five queries (nbgrader's
     relationships load each cell's row of its subclass table one by one): ``graded`` and
     ``tasks``, grade_id -> points; ``solutions``, grade_ids; ``source``, [(grade_id,
-    cell type, locked, source)]. Raises MissingEntry for a notebook the gradebook lacks."""
+    cell type, locked, source)] in the notebook's order (nbgrader saves them in that order,
+    and its OverwriteCells relies on it too). Raises MissingEntry for a notebook the
+    gradebook lacks."""
 
     def __init__(self, gb, notebook, assignment):
         notebook_id = gb.find_notebook(notebook, assignment).id

@@ -16,8 +16,8 @@ each problem on its own:
 What a cell is, and the code of every instructor cell, come from the gradebook, never
 from the submission. Which problem a cell belongs to is the course's configuration
 (``c.Problems.pattern``, nbconfine.layout); the cells of ``c.Problems.shared`` run on both
-sides before every problem; locked instructor cells missing from a submission are put
-back.
+sides before every problem, wherever the submission has them; locked instructor cells
+missing from a submission are put back, and moved ones run in the source's order.
 """
 import ast
 import builtins
@@ -53,7 +53,7 @@ class CellKinds:
     """What each grade_id is, and the instructor's code for the cells learners may not edit.
 
     ``kinds``: grade_id -> "setup", "answer", "test" or "instructor";
-    ``sources``: grade_id -> source, for every kind but "answer".
+    ``sources``: grade_id -> source, for every kind but "answer", in the source's order.
     """
 
     def __init__(self, kinds, sources, problems):
@@ -103,7 +103,8 @@ class CellKinds:
         return kind, None if kind == "setup" else self.problems.of(name)
 
     def restore(self, nb):
-        """Put the instructor's code back in its cells, and missing ones back in place."""
+        """Put the instructor's code back in its cells, missing ones back in place, and the
+        instructor's cells in the source's order."""
         present = {grade_id(c) for c in nb.cells}
         for cell in nb.cells:
             if grade_id(cell) in self.sources:
@@ -120,28 +121,51 @@ class CellKinds:
                                             "grade_id": name, "locked": True, "grade": False,
                                             "solution": False, "schema_version": 3}})
                 nb.cells.insert(at, restored)
+        # A problem's tests see what its instructor cells bound before them in the source
+        # (seed tests moved last would leave them to the learner's functions of those
+        # names): the shared cells, and each problem's, take the places they hold in the
+        # submission in the source's order (the shared cells run first: ProblemExecute).
+        rank = {name: i for i, name in enumerate(self.sources)}
+        groups = {}
+        for place, cell in enumerate(nb.cells):
+            if cell.cell_type == "code" and grade_id(cell) in rank:
+                groups.setdefault(self.role(cell)[1], []).append(place)  # None: shared
+        for places in groups.values():
+            ordered = sorted((nb.cells[i] for i in places), key=lambda c: rank[grade_id(c)])
+            for place, cell in zip(places, ordered):
+                nb.cells[place] = cell
 
 
 def forbidden_names(sources, roots, forbidden):
     """Names matching ``forbidden`` (a compiled regular expression) that the code ``roots``
-    lead to uses (see nbconfine.reach): attributes read from anything but ``self``,
-    imports, and bare names the learner did not define."""
+    lead to uses (see nbconfine.reach): imports; bare names that neither the learner's
+    top-level code nor the function, class or comprehension they are read in binds (so
+    torch's function, not a local variable, parameter or loop variable of that name); and
+    attributes of anything but the learner's own objects (an imported module, an alias of
+    one, a name the learner's code does not bind such as ``torch``: not ``self`` nor
+    another parameter, local variable or result)."""
     reached, defined = reach.reachable(sources, roots)
     found = set()
-    for node in (n for statement in reached for n in ast.walk(statement)):
-        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and \
-                forbidden.match(node.attr):
-            base = node.value
-            while isinstance(base, (ast.Attribute, ast.Call, ast.Subscript)):
-                base = base.func if isinstance(base, ast.Call) else base.value
-            if not (isinstance(base, ast.Name) and base.id == "self"):
+    for statement in reached:
+        for node, scopes in reach.scoped_nodes(statement):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and \
+                    forbidden.match(node.attr) and not _learners_own(node.value, scopes, defined):
                 found.add(node.attr)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
-                forbidden.match(node.id) and node.id not in defined:
-            found.add(node.id)
-        elif isinstance(node, ast.alias) and forbidden.match(node.name.split(".")[-1]):
-            found.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and \
+                    forbidden.match(node.id) and reach.binding(node.id, scopes, defined) is None:
+                found.add(node.id)
+            elif isinstance(node, ast.alias) and forbidden.match(node.name.split(".")[-1]):
+                found.add(node.name)
     return found
+
+
+def _learners_own(base, scopes, defined):
+    """Whether the object an attribute is read from is one the learner's code made: the
+    name it starts from is bound there, other than by an import or an alias."""
+    while isinstance(base, (ast.Attribute, ast.Call, ast.Subscript)):
+        base = base.func if isinstance(base, ast.Call) else base.value
+    how = reach.binding(base.id, scopes, defined) if isinstance(base, ast.Name) else None
+    return bool(how) and not how & {reach.IMPORTED, reach.ALIAS}
 
 
 @functools.lru_cache(maxsize=256)  # every submission runs the same instructor cells
@@ -239,6 +263,14 @@ class ProblemSession:
     def close(self):
         self.ops |= self.sandbox.ops
         self.sandbox.close()
+
+
+def _shared_first(roles, last):
+    """Indices of the cells a problem's grading runs, in the order it runs them: the shared
+    cells first, wherever the submission has them (the problem's names come from them),
+    then the others up to ``last`` in the notebook's order."""
+    shared = [i for i, (role, _) in enumerate(roles) if role == "setup"]
+    return shared + [i for i in range(last + 1) if roles[i][0] != "setup"]
 
 
 # In a grading worker (nbconfine.warm.grading_worker), which grades notebook after notebook,
@@ -350,7 +382,8 @@ class ProblemExecute(NbGraderPreprocessor):
         return session
 
     def _grade_problem(self, nb, roles, problem, last, session, recorded, broken):
-        for index, ((role, owner), cell) in enumerate(zip(roles[:last + 1], nb.cells)):
+        for index in _shared_first(roles, last):
+            (role, owner), cell = roles[index], nb.cells[index]
             name = grade_id(cell) or f"cell {index + 1}"
             if role == "setup":
                 session.run_grader_side(name, cell.source)
@@ -394,12 +427,15 @@ class ProblemExecute(NbGraderPreprocessor):
         if not hasattr(checks, "FORBIDDEN_MESSAGE"):
             return
         last = max(i for i, (_, owner) in enumerate(roles) if owner == problem)
-        learner_side, tests = [], set()  # the code run in the problem's sandbox; what tests read
-        for (role, owner), cell in zip(roles[:last + 1], nb.cells):
+        learner_side, grader_side = [], []  # the code run in the sandbox; in the grader
+        for index in _shared_first(roles, last):
+            (role, owner), cell = roles[index], nb.cells[index]
             if role == "learner" or (role == "answer" and owner == problem):
                 learner_side.append(cell.source)
-            elif role in ("test", "instructor") and owner == problem:
-                tests |= reach.names_read(cell.source)
+            elif role == "setup" or (role in ("test", "instructor") and owner == problem):
+                grader_side.append(cell.source)
+        # what the tests take from the learner: the names they read and do not bind first
+        tests = reach.names_read_unbound(grader_side)
         forbidden = getattr(checks, "FORBIDDEN_NAME", None)
         named = forbidden_names(learner_side, tests, re.compile(forbidden)) if forbidden else set()
         ran = set(checks.forbidden_ops(session.ops)) if hasattr(checks, "forbidden_ops") else set()
