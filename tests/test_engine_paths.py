@@ -18,6 +18,7 @@ import threading
 import time
 import types
 
+import nbformat
 import pytest
 import torch
 
@@ -548,3 +549,29 @@ def test_a_large_input_sent_again_reaches_the_answer_as_sent():
         box.close()
     finally:
         forks.close()
+
+
+def test_instructor_cells_take_the_order_of_the_instructor_s_notebook(tmp_path):
+    """A database returns the gradebook's cells in no set order (PostgreSQL's changes
+    after an update): problem mode orders them as the instructor's notebook does."""
+    from nbgrader.api import Gradebook
+    from nbconfine.layout import Problems
+    from nbconfine.problems import CellKinds
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    with Gradebook(url) as gb:
+        gb.add_assignment("hw")
+        gb.add_notebook("hw", "hw")
+        for name in ("q1_tests", "setup", "q1_helpers", "q1_answer"):  # not the notebook's order
+            gb.add_source_cell(name, "hw", "hw", cell_type="code", locked=name != "q1_answer",
+                               source=f"# {name}", checksum=name)
+        gb.add_grade_cell("q1_tests", "hw", "hw", max_score=1, cell_type="code")
+        gb.add_solution_cell("q1_answer", "hw", "hw")
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"# {name}", metadata={"nbgrader": {"grade_id": name}})
+        for name in ("setup", "q1_answer", "q1_helpers", "q1_tests")])
+    nbformat.write(notebook, tmp_path / "hw.ipynb")
+    problems = Problems(pattern=r"^([^_]+)_", shared=["setup"])
+    ordered = CellKinds.from_gradebook(url, "hw", "hw", problems, str(tmp_path / "hw.ipynb"))
+    assert list(ordered.sources) == ["setup", "q1_helpers", "q1_tests"]
+    as_stored = CellKinds.from_gradebook(url, "hw", "hw", problems, str(tmp_path / "none.ipynb"))
+    assert list(as_stored.sources) == ["q1_tests", "setup", "q1_helpers"]

@@ -29,6 +29,7 @@ import re
 import time
 import warnings
 
+import nbformat
 import torch
 from nbformat.notebooknode import NotebookNode
 from traitlets import Integer, Unicode
@@ -49,6 +50,21 @@ def grade_id(cell):
     return (cell.metadata.get("nbgrader") or {}).get("grade_id")
 
 
+def _grade_id_order(path):
+    """{grade_id: its place} in the notebook at ``path``; empty if it cannot be read."""
+    try:
+        return _grade_id_order_of(path, os.stat(path).st_mtime_ns)
+    except (OSError, ValueError):
+        return {}
+
+
+@functools.lru_cache(maxsize=16)  # every submission of an assignment reads the same notebook
+def _grade_id_order_of(path, mtime):
+    names = [(cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+             for cell in nbformat.read(path, as_version=4).cells]
+    return {name: place for place, name in enumerate(names) if name}
+
+
 class CellKinds:
     """What each grade_id is, and the instructor's code for the cells learners may not edit.
 
@@ -60,11 +76,16 @@ class CellKinds:
         self.kinds, self.sources, self.problems = kinds, sources, problems
 
     @classmethod
-    def from_gradebook(cls, db_url, notebook, assignment, problems):
+    def from_gradebook(cls, db_url, notebook, assignment, problems, source_path=""):
+        """From the gradebook; the cells in the order of the instructor's notebook at
+        ``source_path`` when it can be read (a database returns rows in no set order:
+        PostgreSQL's change after an update), else in the gradebook's."""
         with Gradebook(db_url) as gb:
             cells = SourceRoles(gb, notebook, assignment)
+        order = _grade_id_order(source_path)
+        rows = sorted(cells.source, key=lambda row: order.get(row[0], len(order)))
         return cls.of([(name, name in cells.solutions, name in cells.graded, locked, source)
-                       for name, cell_type, locked, source in cells.source
+                       for name, cell_type, locked, source in rows
                        if cell_type == "code"], problems)
 
     @classmethod
@@ -317,7 +338,7 @@ class ProblemExecute(NbGraderPreprocessor):
         grouping = Problems(parent=self)
         info = resources.get("nbgrader")
         kinds = (CellKinds.from_gradebook(info["db_url"], info["notebook"], info["assignment"],
-                                          grouping)
+                                          grouping, self._source_path(info))
                  if info else CellKinds.from_notebook(nb, grouping))
         kinds.restore(nb)
         roles = [kinds.role(cell) for cell in nb.cells]
@@ -344,6 +365,13 @@ class ProblemExecute(NbGraderPreprocessor):
             elif self.ahead:
                 self.ahead.close()
         return nb, resources
+
+    def _source_path(self, info):
+        """The instructor's notebook of the one graded (nbgrader's source folder)."""
+        course = self.config.CourseDirectory
+        return os.path.join(course.get("root") or os.getcwd(),
+                            course.get("source_directory") or "source", info["assignment"],
+                            info["notebook"] + ".ipynb")
 
     def _session(self, shared, more):
         """A problem's session, in the sandbox forked ahead if there is one; if ``more``
