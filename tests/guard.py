@@ -207,6 +207,15 @@ BREAKAGES = [
              "later, is taken for theirs", [(HANDBACK, "        if check_owner:\n",
                                               "        if False:\n")],
              [EXCHANGE_ROUND, "-k", "by_hand"]),
+    Breakage("exchange_root_unchecked", "publish, collect, return and serve use an exchange "
+             "root not as `make exchange` makes it (nbgrader creates one, not sticky)",
+             [(ENGINE + "exchange.py", "if stat.S_ISDIR(info.st_mode) and info.st_mode & "
+               "ROOT_MODE == ROOT_MODE:", "if True:")],
+             [EXCHANGE_ROUND, "-k", "exchange_root"]),
+    Breakage("exchange_root_forgotten", "a root made with `make exchange EXCHANGE=DIR` is not "
+             "the course's later commands' root",
+             [(ENGINE + "exchange.py", "            return f.read().strip()", "            pass")],
+             [EXCHANGE_ROUND, "-k", "exchange_root"]),
     Breakage("secret_is_a_stray_file", "every exchange submission is reported: "
              "submission_secret.txt counted as a file not in the release",
              [(AUTOGRADE, '"submission_secret.txt", ', "")], [EXCHANGE_ROUND, "-k", "by_hand"]),

@@ -143,6 +143,31 @@ def gradebook_rows(root, student):
                 if s.assignment.name == ASSIGNMENT]
 
 
+def test_the_exchange_root_is_remembered_and_refused_unless_as_made(course):
+    """`make exchange EXCHANGE=DIR` is remembered: later commands without EXCHANGE use
+    DIR (nbgrader made ~/nbgrader-exchange, world-writable, not sticky). A root not 1777,
+    or missing, is refused by each command using it, naming the root and `make exchange`."""
+    instructor, root, make, (alice, _) = course
+    plain = [arg for arg in make if not arg.startswith("EXCHANGE=")]
+    exchange, targets = alice.exchange, ("publish", "collect", "return", "serve")
+    try:
+        os.chmod(exchange, 0o777)
+        done = instructor.run(*plain, "-k", *targets, cwd=root, check=False)
+        for target in targets:
+            assert f"{target}: the exchange root {exchange} has mode 0777, not 1777; create " \
+                f"it with `make exchange EXCHANGE={exchange}`" in done.stderr, \
+                (target, done.stdout[-3000:], done.stderr[-3000:])
+        os.rename(exchange, exchange + ".moved")
+        done = instructor.run(*plain, "publish", cwd=root, check=False)
+        assert done.returncode != 0 and f"root {exchange} does not exist" in done.stderr
+        assert not os.path.exists(exchange)
+        assert not os.path.exists(os.path.join(instructor.home, "nbgrader-exchange"))
+    finally:
+        if os.path.exists(exchange + ".moved"):
+            os.rename(exchange + ".moved", exchange)
+        os.chmod(exchange, 0o1777)
+
+
 def test_by_hand_with_one_assignment_submitted(course):
     """`make collect autograde feedback return` while nobody submitted batchnorm: exit 0,
     each command says which assignment had nothing; a clean exchange submission shows no

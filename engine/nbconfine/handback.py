@@ -56,7 +56,7 @@ from nbgrader.utils import capture_log, parse_utc
 from sqlalchemy import text
 from traitlets import Unicode
 
-from nbconfine import report, settings
+from nbconfine import exchange, report, settings
 from nbconfine.layout import course_assignments, course_lock
 
 # A submission folder that `nbgrader submit` left unfinished (its last step makes the
@@ -93,8 +93,13 @@ class Nbgrader:
         self.course_id = self.coursedir.course_id
         self.db_url = self.coursedir.db_url
         collect = self.exchange.Collect(coursedir=self.coursedir, parent=self.app)
-        self.check_owner = collect.check_owner
-        self.inbound = os.path.join(collect.root, self.course_id, "inbound")
+        self.exchange_root, self.check_owner = collect.root, collect.check_owner
+        self.inbound = os.path.join(self.exchange_root, self.course_id, "inbound")
+
+    def require_exchange(self, command):
+        """Exit saying what to run unless the exchange root is as `make exchange` makes it
+        (nbgrader would create a missing one world-writable but not sticky)."""
+        exchange.require(self.exchange_root, command)
 
     def run(self, step, student, assignment, submitted=None, **traits):
         """Run nbgrader's ``step`` (a converter or exchange class) for one student's
@@ -463,6 +468,7 @@ def score_text(entry):
 
 def collect_all(nbg, assignments):
     """nbgrader collect --update of every assignment with submissions; report lines."""
+    nbg.require_exchange("collect")
     if not os.path.isdir(nbg.inbound):
         raise SystemExit(f"collect: the exchange has no submissions folder {nbg.inbound}: "
                          "publish the assignments first (make publish)")
@@ -509,6 +515,7 @@ def feedback_all(nbg, assignments):
 def return_all(nbg, assignments):
     """Return every student's feedback of every assignment; (report lines, whether all
     that could be returned was)."""
+    nbg.require_exchange("return")
     lines, ok = [], True
     for assignment in assignments:
         names = sorted(os.path.basename(os.path.dirname(folder))

@@ -348,6 +348,7 @@ class Service:
         if not self.nbg.course_id:
             raise SystemExit("serve: the course's configuration names no course id "
                              "(c.CourseDirectory.course_id), which the exchange needs")
+        self.nbg.require_exchange("serve")
         stack.enter_context(self._only_one())
         confinement = self._start_grading(stack)
         self.where = (f"{len(self.client.nthreads())} Dask workers at {self.scheduler}"
