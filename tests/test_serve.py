@@ -152,7 +152,9 @@ def test_the_exchange_root_is_remembered_and_refused_unless_as_made(course):
     exchange, targets = alice.exchange, ("publish", "collect", "return", "serve")
     try:
         os.chmod(exchange, 0o777)
-        done = instructor.run(*plain, "-k", *targets, cwd=root, check=False)
+        # timeout: a service that does not refuse would serve on (it stops on SIGTERM)
+        done = instructor.run("timeout", str(SECONDS), *plain, "-k", *targets, cwd=root,
+                              check=False)
         for target in targets:
             assert f"{target}: the exchange root {exchange} has mode 0777, not 1777; create " \
                 f"it with `make exchange EXCHANGE={exchange}`" in done.stderr, \
