@@ -11,7 +11,8 @@ PIP_ARGS ?=
 N ?= 80
 # pytest-xdist processes for `make test` (the suite is mostly waits and single-core work)
 TEST_WORKERS ?= 2
-# nbgrader's exchange root; empty: NBGRADER_EXCHANGE, else nbconfine/exchange.py's default
+# nbgrader's exchange root; empty: NBGRADER_EXCHANGE, else the one `make exchange` made
+# (nbconfine/exchange.py's default_root)
 EXCHANGE ?=
 UNCONFINED ?=
 # A Dask cluster (nbconfine/cluster.py): `make scheduler`, then `make worker` on each machine.
@@ -79,10 +80,11 @@ roster: $(STAMP)  ## import students from ROSTER=path.csv (id,first_name,last_na
 	$(NBGRADER) db student import "$(ROSTER)" --log-level=WARN
 	@$(NBGRADER) db student list
 
-exchange: $(STAMP)  ## create nbgrader's exchange (EXCHANGE=DIR; default ../nbgrader-exchange, as root /srv/nbgrader/exchange)
+exchange: $(STAMP)  ## create nbgrader's exchange (EXCHANGE=DIR, remembered for later commands; default ../nbgrader-exchange, as root /srv/nbgrader/exchange)
 	$(NBCONFINE) exchange
 
 publish: $(STAMP)  ## release every assignment to the students through the exchange
+	@$(NBCONFINE) exchange --check publish
 	$(foreach a,$(ASSIGNMENTS),$(NBGRADER) release_assignment $(a) --force --log-level=WARN &&) true
 
 collect: $(STAMP)  ## collect the latest submission of each student from the exchange into submitted/

@@ -235,10 +235,23 @@ BREAKAGES = [
              "exchange is collected", [(HANDBACK, "return stat.S_IMODE(info.st_mode) == 0o777 or",
                                         "return True or")],
              [EXCHANGE_ROUND, "-k", "latest_complete"]),
-    Breakage("symbolic_links_collected", "nbgrader's collect follows a submission's symbolic "
-             "links", [(HANDBACK, "links = [arrival.folder] if os.path.islink(arrival.folder) "
-                                  "else symlinks(arrival.folder)", "links = []")],
-             [EXCHANGE_ROUND, "-k", "symbolic"]),
+    Breakage("symbolic_links_collected", "collect copies with nbgrader's copy, which follows "
+             "a link the student made after the engine's checks",
+             [(HANDBACK, "copy_regular(src, copied, 1000 * self.coursedir.max_dir_size)",
+               "copied = src")], [EXCHANGE_ROUND, "-k", "link"]),
+    Breakage("forged_submission_taken", "a folder in a student's name made by another, dated "
+             "later, is taken for theirs", [(HANDBACK, "        if check_owner:\n",
+                                              "        if False:\n")],
+             [EXCHANGE_ROUND, "-k", "by_hand"]),
+    Breakage("exchange_root_unchecked", "publish, collect, return and serve use an exchange "
+             "root not as `make exchange` makes it (nbgrader creates one, not sticky)",
+             [(ENGINE + "exchange.py", "if stat.S_ISDIR(info.st_mode) and info.st_mode & "
+               "ROOT_MODE == ROOT_MODE:", "if True:")],
+             [EXCHANGE_ROUND, "-k", "exchange_root"]),
+    Breakage("exchange_root_forgotten", "a root made with `make exchange EXCHANGE=DIR` is not "
+             "the course's later commands' root",
+             [(ENGINE + "exchange.py", "            return f.read().strip()", "            pass")],
+             [EXCHANGE_ROUND, "-k", "exchange_root"]),
     Breakage("secret_is_a_stray_file", "every exchange submission is reported: "
              "submission_secret.txt counted as a file not in the release",
              [(AUTOGRADE, '"submission_secret.txt", ', "")], [EXCHANGE_ROUND, "-k", "by_hand"]),

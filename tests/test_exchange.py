@@ -17,7 +17,7 @@ from conftest import ASSIGNMENTS, MANUAL_SCORE
 from coursedir import COURSE_ID, exchange_course, instructor_tests
 import unixuser
 from course import demo
-from nbconfine.exchange import SERVER_ROOT, default_root
+from nbconfine.exchange import REMEMBERED, SERVER_ROOT, default_root
 
 MISTAKE = "bn_biased_moving_var"  # tests/catalog.py: loses the moving-variance points
 # Run as the student: the paths of argv[1] (a JSON list) they could open to write
@@ -48,9 +48,12 @@ def test_demo_submissions_hold_no_solution_markers(tmp_path):
 
 
 def test_exchange_root_defaults(monkeypatch, tmp_path):
+    """NBGRADER_EXCHANGE, else the root `make exchange` made last, else the default."""
+    (tmp_path / REMEMBERED).write_text("/srv/made\n")
     monkeypatch.setenv("NBGRADER_EXCHANGE", str(tmp_path / "x"))
-    assert default_root("/any/course") == str(tmp_path / "x")
+    assert default_root(str(tmp_path)) == str(tmp_path / "x")
     monkeypatch.delenv("NBGRADER_EXCHANGE")
+    assert default_root(str(tmp_path)) == "/srv/made"
     server = os.geteuid() == 0 or os.path.isdir(SERVER_ROOT)
     assert default_root("/any/course") == (SERVER_ROOT if server else "/any/nbgrader-exchange")
 

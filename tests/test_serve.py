@@ -4,8 +4,10 @@ user, with nbgrader's own student commands. The module's tests run in order on o
 course: by hand first, then the service, then `make demo` beside the students."""
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -24,6 +26,34 @@ MAX = 35  # its points
 MISTAKES = {35: [], 30: ["p1_unbiased_var"], 25: ["p1_unbiased_var", "p3_flipped_momentum"]}
 TOTAL = re.compile(r'id="total">[^(]*\(Score: ([\d.]+) / ([\d.]+)')
 SECONDS = 120  # to wait for what takes seconds: CI shares the machine
+# Run as a student: a submission in another's name (argv[1], a folder of inbound/) holding
+# the release (argv[2]), dated in the future, complete as `nbgrader submit` leaves one.
+FORGE = """
+import os, shutil, sys
+shutil.copytree(sys.argv[2], sys.argv[1])
+with open(os.path.join(sys.argv[1], "timestamp.txt"), "w") as f:
+    f.write(sys.argv[1].rsplit("+", 3)[2])
+os.chmod(sys.argv[1], 0o777)
+"""
+FORGED_STAMP = "2099-01-01 00:00:00.000000 UTC"
+# Appended to the course's nbgrader_config.py: as nbgrader starts copying a submission
+# of `student` (after every check of the engine), its notebook becomes a symbolic link to
+# the solutions, beside a named pipe: the state a student's rename wins the race with.
+# (The course's configuration is read more than once in a process: swapped once.)
+SWAP_AT_COPY = """
+import os as _os
+from nbgrader.exchange.default.collect import ExchangeCollect as _Collect
+_copy_files = _Collect.copy_files
+def _swap_then_copy(self):
+    for record in self.src_records:
+        folder = _os.path.join(self.inbound_path, record["filename"])
+        if record["username"] == {student!r} and not _os.path.islink(folder + "/{notebook}"):
+            _os.remove(_os.path.join(folder, "{notebook}"))
+            _os.symlink({solutions!r}, _os.path.join(folder, "{notebook}"))
+            _os.mkfifo(_os.path.join(folder, "pipe"))
+    _copy_files(self)
+_Collect.copy_files = _swap_then_copy
+"""
 
 
 class Student:
@@ -101,18 +131,9 @@ def test_the_latest_complete_submission_of_each_student_is_taken(tmp_path):
                age=handback.SETTLE_SECONDS + 1)  # by hand: complete once it has settled
     submission(tmp_path, f"dave+other+{stamp.format(1)}+r1")  # not an assignment of ours
     os.makedirs(tmp_path / "notes")
-    found = handback.arrivals(str(tmp_path), [ASSIGNMENT])
+    found, _ = handback.arrivals(str(tmp_path), [ASSIGNMENT], check_owner=False)
     assert {key: arrival.stamp for key, arrival in found.items()} == {
         ("alice", ASSIGNMENT): stamp.format(3), ("carol", ASSIGNMENT): stamp.format(1)}
-
-
-def test_a_submission_holding_symbolic_links_is_not_collected(tmp_path):
-    """nbgrader's copy would follow them: to any file the instructor can read."""
-    folder = submission(tmp_path, f"eve+{ASSIGNMENT}+2026-01-05 10:00:00 UTC+r")
-    os.symlink("/etc/hostname", os.path.join(folder, NOTEBOOK + ".ipynb"))
-    arrival = handback.arrivals(str(tmp_path), [ASSIGNMENT])["eve", ASSIGNMENT]
-    what, said = handback.collect(None, arrival)  # refused before nbgrader is asked
-    assert what == "refused" and "symbolic links" in said[0], said
 
 
 def gradebook_rows(root, student):
@@ -122,11 +143,43 @@ def gradebook_rows(root, student):
                 if s.assignment.name == ASSIGNMENT]
 
 
+def test_the_exchange_root_is_remembered_and_refused_unless_as_made(course):
+    """`make exchange EXCHANGE=DIR` is remembered: later commands without EXCHANGE use
+    DIR (nbgrader made ~/nbgrader-exchange, world-writable, not sticky). A root not 1777,
+    or missing, is refused by each command using it, naming the root and `make exchange`."""
+    instructor, root, make, (alice, _) = course
+    plain = [arg for arg in make if not arg.startswith("EXCHANGE=")]
+    exchange, targets = alice.exchange, ("publish", "collect", "return", "serve")
+    try:
+        os.chmod(exchange, 0o777)
+        # timeout: a service that does not refuse would serve on (it stops on SIGTERM)
+        done = instructor.run("timeout", str(SECONDS), *plain, "-k", *targets, cwd=root,
+                              check=False)
+        for target in targets:
+            assert f"{target}: the exchange root {exchange} has mode 0777, not 1777; create " \
+                f"it with `make exchange EXCHANGE={exchange}`" in done.stderr, \
+                (target, done.stdout[-3000:], done.stderr[-3000:])
+        os.rename(exchange, exchange + ".moved")
+        done = instructor.run(*plain, "publish", cwd=root, check=False)
+        assert done.returncode != 0 and f"root {exchange} does not exist" in done.stderr
+        assert not os.path.exists(exchange)
+        assert not os.path.exists(os.path.join(instructor.home, "nbgrader-exchange"))
+    finally:
+        if os.path.exists(exchange + ".moved"):
+            os.rename(exchange + ".moved", exchange)
+        os.chmod(exchange, 0o1777)
+
+
 def test_by_hand_with_one_assignment_submitted(course):
     """`make collect autograde feedback return` while nobody submitted batchnorm: exit 0,
     each command says which assignment had nothing; a clean exchange submission shows no
-    problem in the report, and its feedback is fetched."""
-    instructor, root, make, (_, bob) = course
+    problem in the report, and its feedback is fetched. A submission in its name by
+    another student, dated 2099, is skipped, named, and hides nothing."""
+    instructor, root, make, (alice, bob) = course
+    forged = f"{bob.name}+{ASSIGNMENT}+{FORGED_STAMP}+forged"
+    alice.user.run(sys.executable, "-c", FORGE,
+                   os.path.join(bob.exchange, COURSE_ID, "inbound", forged),
+                   os.path.join(alice.user.home, ASSIGNMENT))
     bob.submit(35)
     done = instructor.run(*make, "collect", "autograde", "feedback", "return", cwd=root,
                           check=False)
@@ -134,12 +187,40 @@ def test_by_hand_with_one_assignment_submitted(course):
     assert done.returncode == 0, said[-3000:]
     for line in ("batchnorm: no submissions in the exchange",
                  f"{ASSIGNMENT}: 1 collected (the latest submission of 1 student)",
+                 f"{bob.name}/{ASSIGNMENT}: skipped {forged}: made by {alice.name}, not by "
+                 f"{bob.name}",
                  "Graded 1 submissions", "batchnorm: no autograded submissions",
                  f"{ASSIGNMENT}: feedback returned to 1 student ({bob.name})"):
         assert line in said, (line, said[-3000:])
     report = said[said.index("Problems found:"):]
     assert f"{bob.name}/" not in report, report  # nbgrader's own files are no stray files
     assert bob.fetched_score() == (35, MAX)
+
+
+def test_a_notebook_made_a_link_as_nbgrader_copies_is_not_collected(course):
+    """The student owns their submission's folder: what the engine checked may be a link
+    to the instructor's solutions (or a pipe) when nbgrader copies it. Not collected."""
+    instructor, root, make, (alice, _) = course
+    alice.submit(35)
+    config = os.path.join(root, "nbgrader_config.py")
+    original = read(config)
+    solutions = os.path.join(root, "source", ASSIGNMENT, NOTEBOOK + ".ipynb")
+    inbound = os.path.join(alice.exchange, COURSE_ID, "inbound")
+    try:
+        with open(config, "a") as f:
+            f.write(SWAP_AT_COPY.format(student=alice.name, notebook=NOTEBOOK + ".ipynb",
+                                        solutions=solutions))
+        said = instructor.run(*make, "collect", cwd=root)
+    finally:
+        with open(config, "w") as f:
+            f.write(original)
+        for name in os.listdir(inbound):  # the later tests' alice submits afresh
+            if name.startswith(alice.name + "+"):
+                shutil.rmtree(os.path.join(inbound, name))
+    assert f"{alice.name}/{ASSIGNMENT}: its submission of {alice.submitted[-1]} was not " \
+        f"collected: " in said and f"holds symbolic links or special files ({NOTEBOOK}" \
+        ".ipynb, pipe)" in said, said[-3000:]
+    assert not os.path.exists(os.path.join(root, "submitted", alice.name)), said[-3000:]
 
 
 def read(path):
@@ -171,8 +252,9 @@ class Service:
         return read(self.log)[self.start:]
 
     def served(self, student):
-        """Its lines about the student's assignment."""
-        return re.findall(rf"^\S+ \S+ {student.name}/{ASSIGNMENT}: .*$", self.said(), re.M)
+        """Its lines about the student's submissions (not about folders it skipped)."""
+        return re.findall(rf"^\S+ \S+ {student.name}/{ASSIGNMENT}: (?!skipped ).*$",
+                          self.said(), re.M)
 
     def state(self):
         return serve.read_state(os.path.join(self.root, "autograded", "serve.json"))
@@ -203,6 +285,8 @@ def test_the_service_returns_feedback_as_submissions_arrive(course, tmp_path):
             wait_for(lambda: os.path.exists(feedback), 60, "feedback within a minute")
             assert alice.fetched_score() == (score, MAX)
         assert service.served(alice)[-1].endswith(" s after its submission")
+        assert f"{bob.name}/{ASSIGNMENT}: skipped {bob.name}+{ASSIGNMENT}+{FORGED_STAMP}" \
+            in service.said()
         assert not service.served(bob)  # returned by hand already: nothing to do
 
         latest = [alice.submit(25), bob.submit(35)]  # the burst

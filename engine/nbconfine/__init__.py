@@ -46,6 +46,10 @@ def configure(c, preload=(), timeout=None, memory_limit=None, problem_mode=(), p
             "NBGRADER_DB_URL", "sqlite:///" + os.path.join(root, "gradebook.db"))
     if "root" not in c.Exchange:
         c.Exchange.root = exchange.default_root(root)
+    # nbgrader's collect follows links out of a submission its student can still change:
+    # the Formgrader's and `nbgrader collect`'s too copy without (nbconfine.handback)
+    if "collect" not in c.ExchangeFactory:
+        c.ExchangeFactory.collect = "nbconfine.handback.NoFollowCollect"
     # Cell roles and points come from the gradebook (nbconfine.cellroles), before
     # nbgrader's own checks: one tampered cell must not fail the whole notebook.
     # OverwriteCells is quiet about untouched hidden-test cells (nbconfine.regrade).

@@ -15,8 +15,14 @@ the course would be, one student at a time:
 - collect: nbgrader's collect (``--update``: the latest submission, if newer than the one
   in submitted/) into a scratch folder of the course, then moved in place of
   submitted/<student>/<assignment>: an interrupted collect leaves the old submission or
-  the new one, never half of one. A submission holding symbolic links is not collected:
-  nbgrader's copy would follow them to any file the instructor can read.
+  the new one, never half of one. nbgrader's copy is replaced (``NoFollowCollect``):
+  the student owns their folder and may change it at any moment, so each entry is
+  opened without following links or blocking and copied from that descriptor into a
+  folder only the instructor can write; a submission holding anything but regular files
+  and folders (a symbolic link to the instructor's solutions, a named pipe) or more than
+  nbgrader's ``CourseDirectory.max_dir_size`` is not collected. With nbgrader's
+  ``check_owner`` (its default), a folder in inbound/ that is not owned by the student
+  it names is skipped, and named: that student's latest own submission is collected.
 - return: nbgrader's release_feedback files each student's feedback under the secret of
   their submission (its submission_secret.txt and timestamp.txt, which ``nbgrader
   submit`` writes); feedback of a submission that did not come through the exchange
@@ -29,24 +35,28 @@ submission got none. ``nbconfine serve`` and ``nbconfine status`` read it.
 import argparse
 import contextlib
 import datetime
+import errno
 import glob
 import os
+import pwd
 import re
 import shutil
 import stat
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps.nbgraderapp import NbGraderApp
 from nbgrader.auth import Authenticator
 from nbgrader.converters import GenerateFeedback
 from nbgrader.exchange import ExchangeFactory
+from nbgrader.exchange.default.collect import ExchangeCollect
 from nbgrader.utils import capture_log, parse_utc
 from sqlalchemy import text
+from traitlets import Unicode
 
-from nbconfine import report, settings
-from nbconfine.autograde import symlinks
+from nbconfine import exchange, report, settings
 from nbconfine.layout import course_assignments, course_lock
 
 # A submission folder that `nbgrader submit` left unfinished (its last step makes the
@@ -82,8 +92,14 @@ class Nbgrader:
         self.root = os.path.abspath(self.coursedir.root)
         self.course_id = self.coursedir.course_id
         self.db_url = self.coursedir.db_url
-        exchange_root = self.exchange.Collect(coursedir=self.coursedir, parent=self.app).root
-        self.inbound = os.path.join(exchange_root, self.course_id, "inbound")
+        collect = self.exchange.Collect(coursedir=self.coursedir, parent=self.app)
+        self.exchange_root, self.check_owner = collect.root, collect.check_owner
+        self.inbound = os.path.join(self.exchange_root, self.course_id, "inbound")
+
+    def require_exchange(self, command):
+        """Exit saying what to run unless the exchange root is as `make exchange` makes it
+        (nbgrader would create a missing one world-writable but not sticky)."""
+        exchange.require(self.exchange_root, command)
 
     def run(self, step, student, assignment, submitted=None, **traits):
         """Run nbgrader's ``step`` (a converter or exchange class) for one student's
@@ -134,6 +150,96 @@ class Step:
 
 
 # ---------------------------------------------------------------------------
+# Copying a submission its student can still change
+# ---------------------------------------------------------------------------
+
+# Never follow a symbolic link; a named pipe opens at once instead of waiting for a writer.
+NO_FOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class Unsafe(Exception):
+    """A submission that is not copied: what it holds, and why."""
+
+
+def copy_regular(src, dest, limit):
+    """Copy the folder ``src`` into ``dest`` (made here): regular files and folders only,
+    each opened without following links and copied from its descriptor, so what is
+    checked is what is copied whatever the student changes meanwhile. Raises Unsafe
+    (nothing copied is then to be used) for anything else, or past ``limit`` bytes."""
+    others, left = [], [limit]
+
+    def copy_file(fd, path):
+        with open(path, "xb") as out:
+            while chunk := os.read(fd, 1 << 20):
+                left[0] -= len(chunk)
+                if left[0] < 0:
+                    raise Unsafe(f"holds more than {limit // 1000} kB "
+                                 "(nbgrader's CourseDirectory.max_dir_size)")
+                out.write(chunk)
+
+    def copy_folder(fd, path, shown):
+        os.mkdir(path)
+        with os.scandir(fd) as entries:
+            names = sorted(entry.name for entry in entries)
+        for name in names:
+            try:
+                child = os.open(name, NO_FOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENXIO):  # a link, a socket
+                    raise
+                others.append(shown + name)
+                continue
+            try:
+                mode = os.fstat(child).st_mode
+                if stat.S_ISDIR(mode):
+                    copy_folder(child, os.path.join(path, name), f"{shown}{name}/")
+                elif stat.S_ISREG(mode):
+                    copy_file(child, os.path.join(path, name))
+                else:
+                    others.append(shown + name)
+            finally:
+                os.close(child)
+
+    try:
+        top = os.open(src, NO_FOLLOW | os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise Unsafe("is not a folder but a symbolic link or a file") from None
+    try:
+        copy_folder(top, dest, "")
+    finally:
+        os.close(top)
+    if others:
+        raise Unsafe(f"holds symbolic links or special files ({', '.join(others[:3])}), "
+                     "which nbgrader's copy would follow or wait on")
+
+
+class NoFollowCollect(ExchangeCollect):
+    """nbgrader's collect (the default exchange's) copying each submission with
+    copy_regular into a folder only the instructor can write, then from there with
+    nbgrader's copy (its ignore, include and size options). ``submission`` (a folder of
+    inbound/): collect that one, as chosen by ``arrivals``, not the latest by name."""
+
+    submission = Unicode("")
+
+    def init_src(self):
+        if not self.submission:
+            return super().init_src()
+        self.inbound_path = os.path.dirname(self.submission)
+        self.src_records = [self._path_to_record(self.submission)]
+
+    def do_copy(self, src, dest, log=None):
+        with tempfile.TemporaryDirectory(prefix="nbconfine-collect-") as private:
+            copied = os.path.join(private, "submission")
+            try:
+                copy_regular(src, copied, 1000 * self.coursedir.max_dir_size)
+            except Unsafe as exc:
+                self.fail(f"{src} {exc}")
+            super().do_copy(copied, dest, log)
+
+
+# ---------------------------------------------------------------------------
 # The exchange's inbound folder
 # ---------------------------------------------------------------------------
 
@@ -144,6 +250,7 @@ class Arrival:
     assignment: str
     stamp: str  # its timestamp as nbgrader wrote it (timestamp.txt)
     folder: str  # its folder in inbound/
+    owner: str = ""  # of a folder skipped: not the student it names
 
     @property
     def time(self):
@@ -154,14 +261,23 @@ class Arrival:
     def key(self):
         return self.student, self.assignment
 
+    @property
+    def skipped(self):
+        """Why a folder not owned by its student is not collected (``owner`` set)."""
+        return (f"{'/'.join(self.key)}: skipped {os.path.basename(self.folder)}: made by "
+                f"{self.owner}, not by {self.student} (nbgrader's check_owner); "
+                f"{self.student}'s own latest submission is taken instead")
 
-def arrivals(inbound, assignments, now=None):
-    """{(student, assignment): Arrival} of the latest submission of each student to each
-    of ``assignments`` in the exchange's ``inbound`` folder, as nbgrader collect chooses
-    it; one still being written (``nbgrader submit`` makes the folder 0777 last) is left
-    out until it is complete, and the student's earlier ones with it."""
+
+def arrivals(inbound, assignments, check_owner, now=None):
+    """({(student, assignment): Arrival} of the latest submission of each student to each
+    of ``assignments`` in the exchange's ``inbound`` folder, [Arrival skipped]). One still
+    being written (``nbgrader submit`` makes the folder 0777 last) is left out until it
+    is complete, and the student's earlier ones with it. With ``check_owner``, a folder
+    not owned by the student it names is skipped before the latest is chosen: another
+    student's, dated in the future, hides no one's submissions."""
     now = time_now() if now is None else now
-    latest = {}
+    latest, skipped, users = {}, [], {}
     for name in os.listdir(inbound):
         parts = name.rsplit("+", 3)  # student+assignment+timestamp[+random], as nbgrader
         if len(parts) < 3 or parts[1] not in assignments:
@@ -171,9 +287,28 @@ def arrivals(inbound, assignments, now=None):
             moment = arrival.time
         except (ValueError, OverflowError):
             continue  # not a submission's name
+        if check_owner:
+            try:
+                owner = user_name(os.lstat(arrival.folder).st_uid, users)
+            except FileNotFoundError:
+                continue
+            if owner != arrival.student:
+                skipped.append(replace(arrival, owner=owner))
+                continue
         if arrival.key not in latest or moment > latest[arrival.key][0]:
             latest[arrival.key] = moment, arrival
-    return {key: arrival for key, (_, arrival) in latest.items() if complete(arrival, now)}
+    return ({key: arrival for key, (_, arrival) in latest.items() if complete(arrival, now)},
+            sorted(skipped, key=lambda arrival: arrival.folder))
+
+
+def user_name(uid, known):
+    """The name of user ``uid`` (``known``: those looked up already)."""
+    if uid not in known:
+        try:
+            known[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            known[uid] = f"user id {uid}"
+    return known[uid]
 
 
 def complete(arrival, now):
@@ -200,30 +335,27 @@ COLLECTING = ".nbconfine-collecting"  # scratch folder of collect, in the course
 
 
 def collect(nbg, arrival):
-    """Collect the student's latest submission, ``arrival``, into submitted/ if it is newer
-    than the one there (nbgrader collect --update). The caller holds the course's lock.
-    Returns (what happened: "collected", "updated", "unchanged", "superseded" (by a newer
-    one arriving: collect again) or "refused", report lines: why refused, what nbgrader
-    warned of)."""
+    """Collect the student's submission ``arrival`` (their latest) into submitted/ if it is
+    newer than the one there (nbgrader collect --update, its copy NoFollowCollect's). The
+    caller holds the course's lock. Returns (what happened: "collected", "updated",
+    "unchanged" or "refused", report lines: why refused, what nbgrader warned of)."""
     where = f"{arrival.student}/{arrival.assignment}"
-    links = [arrival.folder] if os.path.islink(arrival.folder) else symlinks(arrival.folder)
-    if links:
-        return "refused", [f"{where}: its submission of {arrival.stamp} holds symbolic "
-                           f"links ({', '.join(links[:3])}), which nbgrader would follow: "
-                           "not collected"]
     scratch = os.path.join(nbg.root, COLLECTING)
     shutil.rmtree(scratch, ignore_errors=True)  # left by a collect that was killed
     os.makedirs(scratch)
     try:
-        step = nbg.run(nbg.exchange.Collect, arrival.student, arrival.assignment,
-                       submitted=scratch, update=True, before_duedate=False)
+        step = nbg.run(NoFollowCollect, arrival.student, arrival.assignment,
+                       submitted=scratch, submission=arrival.folder, update=True,
+                       before_duedate=False)
         said = [f"{where}: nbgrader collect: {line}" for line in step.warnings]
         fresh = os.path.join(scratch, arrival.student, arrival.assignment)
-        if not os.path.isdir(fresh):
-            return "refused", said + [f"{where}: not collected: nbgrader collect failed "
-                                      f"({step.why or 'it found no submission'})"]
-        if nbg.coursedir.get_existing_timestamp(fresh) != arrival.time:
-            return "superseded", said  # by a newer one, maybe still being written: later
+        refused = f"{where}: its submission of {arrival.stamp} was not collected: "
+        if not step.ok or not os.path.isdir(fresh):
+            return "refused", said + [refused + (step.why or "nbgrader collect failed")]
+        written = nbg.coursedir.get_existing_timestamp(fresh)
+        if written != arrival.time:  # feedback is filed, and the ledger kept, by timestamp.txt
+            return "refused", said + [refused + f"its timestamp.txt ({written or 'none'}) "
+                                      "is not the time its folder's name gives"]
         dest = nbg.path("submitted", arrival.student, arrival.assignment)
         old = nbg.coursedir.get_existing_timestamp(dest) if os.path.isdir(dest) else None
         if old is not None and arrival.time <= old:
@@ -336,11 +468,12 @@ def score_text(entry):
 
 def collect_all(nbg, assignments):
     """nbgrader collect --update of every assignment with submissions; report lines."""
+    nbg.require_exchange("collect")
     if not os.path.isdir(nbg.inbound):
         raise SystemExit(f"collect: the exchange has no submissions folder {nbg.inbound}: "
                          "publish the assignments first (make publish)")
-    found = arrivals(nbg.inbound, assignments)
-    lines, problems = [], []
+    found, skipped = arrivals(nbg.inbound, assignments, nbg.check_owner)
+    lines, problems = [], [arrival.skipped for arrival in skipped]
     for assignment in assignments:
         mine = [arrival for key, arrival in sorted(found.items()) if key[1] == assignment]
         if not mine:
@@ -352,7 +485,7 @@ def collect_all(nbg, assignments):
             counts[what] = counts.get(what, 0) + 1
             problems += said
         done = ", ".join(f"{counts[what]} {what}" for what in (
-            "collected", "updated", "unchanged", "superseded", "refused") if what in counts)
+            "collected", "updated", "unchanged", "refused") if what in counts)
         lines.append(f"{assignment}: {done} (the latest submission of {students(len(mine))})")
     return lines + problems
 
@@ -382,6 +515,7 @@ def feedback_all(nbg, assignments):
 def return_all(nbg, assignments):
     """Return every student's feedback of every assignment; (report lines, whether all
     that could be returned was)."""
+    nbg.require_exchange("return")
     lines, ok = [], True
     for assignment in assignments:
         names = sorted(os.path.basename(os.path.dirname(folder))

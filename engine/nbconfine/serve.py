@@ -39,7 +39,6 @@ import datetime
 import fcntl
 import json
 import os
-import pwd
 import signal
 import sys
 import threading
@@ -107,6 +106,7 @@ class Service:
         self.busy = False  # a round in hand: a signal lets it finish
         self.stopping = None  # the signal's name, once one came
         self.tries = {}  # (student, assignment, timestamp): rounds it went ungraded in
+        self.skipped = set()  # inbound folders said to be skipped (not their student's)
         self.served = 0
         self.since = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -163,7 +163,12 @@ class Service:
         """The latest submissions whose feedback the ledger does not show, oldest first."""
         if not os.path.isdir(self.nbg.inbound):
             return []
-        found = handback.arrivals(self.nbg.inbound, self.assignments)
+        found, skipped = handback.arrivals(self.nbg.inbound, self.assignments,
+                                           self.nbg.check_owner)
+        for arrival in skipped:
+            if arrival.folder not in self.skipped:
+                self.skipped.add(arrival.folder)
+                self.say(arrival.skipped)
         return sorted((arrival for key, arrival in found.items()
                        if key not in ledger or ledger[key].time < arrival.time),
                       key=lambda arrival: arrival.time)
@@ -193,12 +198,11 @@ class Service:
             self._start_zygote()
         collected = []
         for arrival in batch:
-            refused = self._owner_problem(arrival)
-            what, said = ("refused", []) if refused else handback.collect(self.nbg, arrival)
+            what, said = handback.collect(self.nbg, arrival)
             if what == "refused":
-                refused = refused or "; ".join(line.split(": ", 1)[1] for line in said)
+                refused = "; ".join(line.split(": ", 1)[1] for line in said)
                 self._done(arrival, f"not graded: {refused}")
-            elif what != "superseded":  # a newer one is still arriving: the next round's
+            else:
                 collected.append((arrival, said))
         if not collected:
             return
@@ -264,22 +268,6 @@ class Service:
         if died:
             raise RuntimeError("a process writing feedback died (see above)")
         return written
-
-    def _owner_problem(self, arrival):
-        """Why an unattended service must not collect ``arrival``: nbgrader's collect only
-        warns when a submission's owner is not the student it names (check_owner)."""
-        if not self.check_owner:
-            return None
-        uid = os.lstat(arrival.folder).st_uid
-        try:
-            owner = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            owner = f"user id {uid}"
-        if owner == arrival.student:
-            return None
-        return (f"its submission of {arrival.stamp} was made by {owner}, not by "
-                f"{arrival.student} (nbgrader's check_owner); if it is theirs, collect and "
-                "grade it by hand")
 
     def _retry(self, arrival, why, notes):
         key = (*arrival.key, arrival.stamp)
@@ -361,8 +349,7 @@ class Service:
         if not self.nbg.course_id:
             raise SystemExit("serve: the course's configuration names no course id "
                              "(c.CourseDirectory.course_id), which the exchange needs")
-        self.check_owner = self.nbg.exchange.Collect(coursedir=self.nbg.coursedir,
-                                                     parent=self.nbg.app).check_owner
+        self.nbg.require_exchange("serve")
         stack.enter_context(self._only_one())
         removed = runs.remove_dead_runs(runs.scratch_parents())
         if removed:
@@ -434,7 +421,8 @@ def status(root):
     nbg = handback.Nbgrader(root)
     assignments = list(course_assignments(root))
     ledger = handback.ledger(nbg.db_url)
-    found = handback.arrivals(nbg.inbound, assignments) if os.path.isdir(nbg.inbound) else {}
+    found, skipped = handback.arrivals(nbg.inbound, assignments, nbg.check_owner) \
+        if os.path.isdir(nbg.inbound) else ({}, [])
     state = running(root)
     if state:
         lines = [f"The service: running since {state.get('since')} (pid {state.get('pid')}; "
@@ -458,6 +446,9 @@ def status(root):
                    if entry.outcome == handback.RETURNED else entry.outcome)
         lines.append(f"  {'/'.join(key):<40} {handback.score_text(entry):<12} submitted "
                      f"{entry.stamp}: {outcome}")
+    if skipped:
+        lines.append(f"Skipped ({len(skipped)}):")
+        lines += [f"  {arrival.skipped}" for arrival in skipped]
     return "\n".join(lines)
 
 
