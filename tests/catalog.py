@@ -2803,7 +2803,7 @@ def custom_instance_norm1d(input_tensor, eps):
     return normed
 """,
     ),
-    # ------------------------------- in-place updates, parameters, one-pass variance
+    # ------------------------------------------------ in-place updates, parameters
     Answer(
         name="bn_moving_overwritten_in_place",
         problem="bn",
@@ -2938,51 +2938,6 @@ class BatchNorm(nn.Module):
 """,
     ),
     Answer(
-        name="bn_one_pass_var",
-        problem="bn",
-        family="estimator",
-        why="variance as E[x**2] - E[x]**2 in float32: loses precision when the mean is large against the spread",
-        code="""\
-import torch
-import torch.nn as nn
-
-
-class BatchNorm(nn.Module):
-    def __init__(self, shape, eps=1e-5, momentum=0.9):
-        super().__init__()
-        if len(shape) not in (2, 4):
-            raise ValueError("Invalid input shape!")
-        self.eps = eps
-        self.momentum = momentum
-        param_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
-        self.gamma = nn.Parameter(torch.ones(param_shape))
-        self.beta = nn.Parameter(torch.zeros(param_shape))
-        self.moving_mu = torch.zeros(param_shape)
-        self.moving_sigma = torch.ones(param_shape)
-
-    def forward(self, x):
-        if not torch.is_grad_enabled():
-            x_hat = (x - self.moving_mu) / torch.sqrt(self.moving_sigma + self.eps)
-            self._tmp_x_hat_test = x_hat
-        else:
-            dims = (0,) if x.dim() == 2 else (0, 2, 3)
-            mean = x.mean(dim=dims, keepdim=True)
-            var = (x ** 2).mean(dim=dims, keepdim=True) - mean ** 2
-            self._tmp_mean = mean
-            self._tmp_var = var
-            x_hat = (x - mean) / torch.sqrt(var + self.eps)
-            self._tmp_x_hat_train = x_hat
-            n = x.numel() // x.shape[1]
-            with torch.no_grad():
-                self.moving_mu = self.momentum * self.moving_mu + (1 - self.momentum) * mean
-                self.moving_sigma = (self.momentum * self.moving_sigma
-                                     + (1 - self.momentum) * var * n / (n - 1))
-            self._tmp_moving_mu = self.moving_mu
-            self._tmp_moving_sigma = self.moving_sigma
-        return self.gamma * x_hat + self.beta
-""",
-    ),
-    Answer(
         name="p3_keepdim_running_stats",
         problem="p3",
         family="running",
@@ -3016,136 +2971,6 @@ class CustomBatchNorm1d:
 
     def eval(self):
         self.training = False
-""",
-    ),
-    Answer(
-        name="p3_one_pass_var",
-        problem="p3",
-        family="estimator",
-        why="variance as E[x**2] - E[x]**2 in float32: loses precision when the mean is large against the spread",
-        code="""\
-import torch
-
-
-class CustomBatchNorm1d:
-    def __init__(self, weight, bias, eps, momentum):
-        self.weight = weight
-        self.bias = bias
-        self.eps = eps
-        self.momentum = momentum
-        self.running_mean = torch.zeros_like(weight)
-        self.running_var = torch.ones_like(weight)
-        self.training = True
-
-    def __call__(self, input_tensor):
-        if self.training:
-            mean = input_tensor.mean(dim=0)
-            var = (input_tensor ** 2).mean(dim=0) - mean ** 2
-            n = input_tensor.shape[0]
-            with torch.no_grad():
-                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mean
-                self.running_var = ((1 - self.momentum) * self.running_var
-                                    + self.momentum * var * n / (n - 1))
-        else:
-            mean, var = self.running_mean, self.running_var
-        return self.weight * (input_tensor - mean) / torch.sqrt(var + self.eps) + self.bias
-
-    def eval(self):
-        self.training = False
-""",
-    ),
-    Answer(
-        name="p1_one_pass_var",
-        problem="p1",
-        family="estimator",
-        why="variance as E[x**2] - E[x]**2 in float32: loses precision when the mean is large against the spread",
-        code="""\
-import torch
-
-
-def custom_batch_norm1d(input_tensor, eps):
-    mean = input_tensor.mean(dim=0)
-    var = (input_tensor ** 2).mean(dim=0) - mean ** 2
-    return (input_tensor - mean) / torch.sqrt(var + eps)
-""",
-    ),
-    Answer(
-        name="p2_one_pass_var",
-        problem="p2",
-        family="estimator",
-        why="variance as E[x*x] - E[x]**2 (sums over N) in float32",
-        code="""\
-import torch
-
-
-def custom_batch_norm1d(input_tensor, weight, bias, eps):
-    n = input_tensor.shape[0]
-    mean = input_tensor.sum(dim=0) / n
-    var = (input_tensor * input_tensor).sum(dim=0) / n - mean * mean
-    return weight * (input_tensor - mean) / torch.sqrt(var + eps) + bias
-""",
-    ),
-    Answer(
-        name="p4_one_pass_var",
-        problem="p4",
-        family="estimator",
-        why="variance as E[x**2] - E[x]**2 in float32 over dims (0, 2, 3)",
-        code="""\
-import torch
-
-
-def custom_batch_norm2d(input_tensor, eps):
-    mean = input_tensor.mean(dim=(0, 2, 3), keepdim=True)
-    var = (input_tensor ** 2).mean(dim=(0, 2, 3), keepdim=True) - mean ** 2
-    return (input_tensor - mean) / torch.sqrt(var + eps)
-""",
-    ),
-    Answer(
-        name="p5_one_pass_var",
-        problem="p5",
-        family="estimator",
-        why="variance as E[x**2] - E[x]**2 in float32 over every dim but 0",
-        code="""\
-import torch
-
-
-def custom_layer_norm(input_tensor, eps):
-    dims = tuple(range(1, input_tensor.dim()))
-    mean = input_tensor.mean(dim=dims, keepdim=True)
-    var = torch.square(input_tensor).mean(dim=dims, keepdim=True) - torch.square(mean)
-    return (input_tensor - mean) / torch.sqrt(var + eps)
-""",
-    ),
-    Answer(
-        name="p6_one_pass_var",
-        problem="p6",
-        family="estimator",
-        why="variance as E[x**2] - E[x]**2 in float32 over the length",
-        code="""\
-import torch
-
-
-def custom_instance_norm1d(input_tensor, eps):
-    mean = input_tensor.mean(dim=2, keepdim=True)
-    var = (input_tensor ** 2).mean(dim=2, keepdim=True) - mean ** 2
-    return (input_tensor - mean) / torch.sqrt(var + eps)
-""",
-    ),
-    Answer(
-        name="p7_one_pass_var",
-        problem="p7",
-        family="estimator",
-        why="variance as E[x**2] - E[x]**2 in float32 within each group",
-        code="""\
-import torch
-
-
-def custom_group_norm(input_tensor, groups, eps):
-    n, c, length = input_tensor.shape
-    grouped = input_tensor.reshape(n, groups, -1)
-    mean = grouped.mean(dim=-1, keepdim=True)
-    var = (grouped ** 2).mean(dim=-1, keepdim=True) - mean ** 2
-    return ((grouped - mean) / torch.sqrt(var + eps)).reshape(n, c, length)
 """,
     ),
 ]
@@ -4179,6 +4004,182 @@ class CustomBatchNorm1d:
 
     def eval(self):
         self.training = False
+""",
+    ),
+    # ------------------------------- one-pass variance (the checks' inputs are well-conditioned)
+    Answer(
+        name="p1_one_pass_var",
+        problem="p1",
+        family="correct",
+        why="variance as E[x**2] - E[x]**2 in float32: exact enough on well-conditioned inputs",
+        code="""\
+import torch
+
+
+def custom_batch_norm1d(input_tensor, eps):
+    mean = input_tensor.mean(dim=0)
+    var = (input_tensor ** 2).mean(dim=0) - mean ** 2
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p2_one_pass_var",
+        problem="p2",
+        family="correct",
+        why="variance as E[x*x] - E[x]**2 (sums over N) in float32",
+        code="""\
+import torch
+
+
+def custom_batch_norm1d(input_tensor, weight, bias, eps):
+    n = input_tensor.shape[0]
+    mean = input_tensor.sum(dim=0) / n
+    var = (input_tensor * input_tensor).sum(dim=0) / n - mean * mean
+    return weight * (input_tensor - mean) / torch.sqrt(var + eps) + bias
+""",
+    ),
+    Answer(
+        name="p3_one_pass_var",
+        problem="p3",
+        family="correct",
+        why="variance as E[x**2] - E[x]**2 in float32, Bessel's correction applied to it for the running variance",
+        code="""\
+import torch
+
+
+class CustomBatchNorm1d:
+    def __init__(self, weight, bias, eps, momentum):
+        self.weight = weight
+        self.bias = bias
+        self.eps = eps
+        self.momentum = momentum
+        self.running_mean = torch.zeros_like(weight)
+        self.running_var = torch.ones_like(weight)
+        self.training = True
+
+    def __call__(self, input_tensor):
+        if self.training:
+            mean = input_tensor.mean(dim=0)
+            var = (input_tensor ** 2).mean(dim=0) - mean ** 2
+            n = input_tensor.shape[0]
+            with torch.no_grad():
+                self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * mean
+                self.running_var = ((1 - self.momentum) * self.running_var
+                                    + self.momentum * var * n / (n - 1))
+        else:
+            mean, var = self.running_mean, self.running_var
+        return self.weight * (input_tensor - mean) / torch.sqrt(var + self.eps) + self.bias
+
+    def eval(self):
+        self.training = False
+""",
+    ),
+    Answer(
+        name="p4_one_pass_var",
+        problem="p4",
+        family="correct",
+        why="variance as E[x**2] - E[x]**2 in float32 over dims (0, 2, 3)",
+        code="""\
+import torch
+
+
+def custom_batch_norm2d(input_tensor, eps):
+    mean = input_tensor.mean(dim=(0, 2, 3), keepdim=True)
+    var = (input_tensor ** 2).mean(dim=(0, 2, 3), keepdim=True) - mean ** 2
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p5_one_pass_var",
+        problem="p5",
+        family="correct",
+        why="variance as E[x**2] - E[x]**2 in float32 over every dim but 0",
+        code="""\
+import torch
+
+
+def custom_layer_norm(input_tensor, eps):
+    dims = tuple(range(1, input_tensor.dim()))
+    mean = input_tensor.mean(dim=dims, keepdim=True)
+    var = torch.square(input_tensor).mean(dim=dims, keepdim=True) - torch.square(mean)
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p6_one_pass_var",
+        problem="p6",
+        family="correct",
+        why="variance as E[x**2] - E[x]**2 in float32 over the length",
+        code="""\
+import torch
+
+
+def custom_instance_norm1d(input_tensor, eps):
+    mean = input_tensor.mean(dim=2, keepdim=True)
+    var = (input_tensor ** 2).mean(dim=2, keepdim=True) - mean ** 2
+    return (input_tensor - mean) / torch.sqrt(var + eps)
+""",
+    ),
+    Answer(
+        name="p7_one_pass_var",
+        problem="p7",
+        family="correct",
+        why="variance as E[x**2] - E[x]**2 in float32 within each group",
+        code="""\
+import torch
+
+
+def custom_group_norm(input_tensor, groups, eps):
+    n, c, length = input_tensor.shape
+    grouped = input_tensor.reshape(n, groups, -1)
+    mean = grouped.mean(dim=-1, keepdim=True)
+    var = (grouped ** 2).mean(dim=-1, keepdim=True) - mean ** 2
+    return ((grouped - mean) / torch.sqrt(var + eps)).reshape(n, c, length)
+""",
+    ),
+    Answer(
+        name="bn_one_pass_var",
+        problem="bn",
+        family="correct",
+        why="variance as E[x**2] - E[x]**2 in float32, times n / (n - 1) for the moving variance",
+        code="""\
+import torch
+import torch.nn as nn
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, shape, eps=1e-5, momentum=0.9):
+        super().__init__()
+        if len(shape) not in (2, 4):
+            raise ValueError("Invalid input shape!")
+        self.eps = eps
+        self.momentum = momentum
+        param_shape = (1, shape[1]) + (1,) * (len(shape) - 2)
+        self.gamma = nn.Parameter(torch.ones(param_shape))
+        self.beta = nn.Parameter(torch.zeros(param_shape))
+        self.moving_mu = torch.zeros(param_shape)
+        self.moving_sigma = torch.ones(param_shape)
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            x_hat = (x - self.moving_mu) / torch.sqrt(self.moving_sigma + self.eps)
+            self._tmp_x_hat_test = x_hat
+        else:
+            dims = (0,) if x.dim() == 2 else (0, 2, 3)
+            mean = x.mean(dim=dims, keepdim=True)
+            var = (x ** 2).mean(dim=dims, keepdim=True) - mean ** 2
+            self._tmp_mean = mean
+            self._tmp_var = var
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            self._tmp_x_hat_train = x_hat
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                self.moving_mu = self.momentum * self.moving_mu + (1 - self.momentum) * mean
+                self.moving_sigma = (self.momentum * self.moving_sigma
+                                     + (1 - self.momentum) * var * n / (n - 1))
+            self._tmp_moving_mu = self.moving_mu
+            self._tmp_moving_sigma = self.moving_sigma
+        return self.gamma * x_hat + self.beta
 """,
     ),
 ]

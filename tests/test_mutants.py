@@ -92,8 +92,6 @@ ONE_CAUSE = {
     "p1_detached_stats": "hidden from autograd",
     "p6_float_loop_item_mean": "hidden from autograd",
     "p7_global_channels": "take every size from input_tensor.shape",
-    **{f"{p}_one_pass_var": "E[x**2] - E[x]**2" for p in ("p1", "p2", "p3", "p4", "p5", "p6",
-                                                          "p7", "bn")},
     "bn_moving_parameter": "it is an nn.Parameter",
 }
 
