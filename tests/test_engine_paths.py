@@ -551,10 +551,12 @@ def test_a_large_input_sent_again_reaches_the_answer_as_sent():
         forks.close()
 
 
-def test_instructor_cells_take_the_order_of_the_instructor_s_notebook(tmp_path):
+def test_instructor_cells_take_the_order_of_the_instructor_s_notebook(tmp_path, monkeypatch):
     """A database returns the gradebook's cells in no set order (PostgreSQL's changes
     after an update): problem mode orders them as the instructor's notebook does."""
     from nbgrader.api import Gradebook
+    # a new gradebook runs the environment's alembic
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     from nbconfine.layout import Problems
     from nbconfine.problems import CellKinds
     url = f"sqlite:///{tmp_path / 'gradebook.db'}"
