@@ -22,12 +22,14 @@ Generic: it knows what a process may reach, nothing of what the process runs. Tw
   the zygote's.)
 - ``confine(..., files=Files(...))`` (notebook mode) gives a sandbox some files instead:
   with namespaces, a mount namespace of its own whose root is a size-limited tmpfs
-  holding read-only bind mounts of ``Files.readable`` (the Python directories), /tmp,
-  /dev/null, /dev/zero, /dev/urandom and the working directory, a copy of the folder
-  ``Files.source_fd`` made there; Landlock allows reading beneath ``readable`` and
-  writing beneath the working directory and /tmp only, RLIMIT_FSIZE the tmpfs's size.
-  Without namespaces, ``source_fd`` is a private copy the grader made (holding ``work``
-  and ``tmp``), and Landlock alone keeps the sandbox to it and ``readable``.
+  holding read-only bind mounts of ``Files.readable`` (the Python directories, the
+  system's programs; the symbolic links on the way to them made again), /tmp, /dev/shm,
+  /dev/null, /dev/zero, /dev/urandom, a devpts of its own and the working directory, a
+  copy of the folder ``Files.source_fd`` made there; Landlock allows reading and running
+  beneath ``readable`` and writing beneath the working directory, /tmp and /dev/shm
+  only, RLIMIT_FSIZE the tmpfs's size. Without namespaces, ``source_fd`` is a private
+  copy the grader made (holding ``work`` and ``tmp``), and Landlock alone keeps the
+  sandbox to it and ``readable``.
 
 The environment a sandbox sees is the zygote's, which its starter sets to a fixed
 allowlist (nbconfine.zygote). Layers the kernel refuses are reported by ``Confinement``;
@@ -175,7 +177,7 @@ class Confinement:
 @dataclass
 class Files:
     """What a notebook-mode sandbox may reach on disk (see the module docstring)."""
-    readable: tuple  # absolute paths of directories it may read (the Python directories)
+    readable: tuple  # absolute paths it may read and run (the Python directories...)
     workdir: str  # where it works: its own copy of the submission folder
     source_fd: int  # the folder copied there (with namespaces), else the grader's copy
     scratch_bytes: int  # what it may write (files copied in come on top)

@@ -10,8 +10,8 @@ each cell's outputs and execution count are what a kernel would have given.
 
 - The sandbox works in a copy of the notebook's folder (the autograded folder nbgrader
   prepared: the student's files and the assignment's other files from source/), in a
-  size-limited root of its own where only the Python directories are readable
-  (nbconfine.confine.Files); its writes vanish with it.
+  size-limited root of its own where only the Python directories and the system's
+  programs are readable (nbconfine.confine.Files); its writes vanish with it.
 - A cell still running after ``timeout`` seconds is interrupted (SIGINT: a
   KeyboardInterrupt in the cell, as nbclient interrupts a kernel), gets nbgrader's
   ``error_on_timeout`` error, and the next cell runs in the same namespace.
