@@ -208,9 +208,18 @@ BREAKAGES = [
              [NOTEBOOK_MODE, "-k", "outputs_are"]),
     Breakage("notebook_landlock_reads_everything", "without namespaces, Landlock lets a "
              "notebook sandbox read every file",
-             [(CONFINE, '    return [(path, LANDLOCK_READ) for path in _outermost(files.readable)] + [',
-               '    return [("/", LANDLOCK_READ)] + [')],
+             [(CONFINE, "    return readable + [(os.path.dirname(files.workdir), LANDLOCK_WRITE)]",
+               '    return [("/", LANDLOCK_RUN)] + [(os.path.dirname(files.workdir), '
+               'LANDLOCK_WRITE)]')],
              [NOTEBOOK_MODE, "-k", "without_namespaces"]),
+    Breakage("notebook_reads_etc", "a notebook sandbox reads /etc (the machine's users in "
+             "/etc/passwd), not only the loader's cache, the alternatives and the time zone",
+             [(KERNEL, '"/etc/ld.so.cache",', '"/etc",')],
+             [NOTEBOOK_MODE, "-k", "probes_reach_nothing_as_root"]),
+    Breakage("notebook_tasks_unbounded", "a notebook sandbox may start any number of threads "
+             "and processes: a fork bomb",
+             [(CONFINE, "TASKS, NOTEBOOK_TASKS = 64, 512", "TASKS, NOTEBOOK_TASKS = 64, 2**20")],
+             ["tests/test_engine_paths.py", "-k", "hundreds_of_threads"]),
     Breakage("tasks_need_the_engine", "the cluster's tasks name the engine's function: the "
              "Dask scheduler, which unpickles them, must have nbconfine installed",
              [(CLUSTER, "client.submit(*call.submit_args(), pure=False,",

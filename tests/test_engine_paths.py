@@ -2,9 +2,9 @@
 command lines, a folder that vanishes before it is checked, the progress bar, a worker's
 unexpected exception, the zygote dying (restarted; a sandbox lost with it; one that cannot
 be restarted), a sandbox forked ahead and its rehearsal, a reply over MAX_REPLY, a
-sandbox's setsid child, a problem sandbox's threads without processes, the scratch
-folders of dead runs (a killed zygote's and service's included), tensors on problem
-mode's wire; and the figures, redrawn byte for byte."""
+sandbox's setsid child, a notebook's thread bomb, a problem sandbox's threads without
+processes, the scratch folders of dead runs (a killed zygote's and service's included),
+tensors on problem mode's wire; and the figures, redrawn byte for byte."""
 import filecmp
 import io
 import logging
@@ -471,6 +471,35 @@ def test_closing_a_notebook_sandbox_ends_what_it_started_setsid_or_not(notebook_
     session.close()
     wait_for(lambda: not attacks.orphans(name), 10, "the setsid child to end with its sandbox")
     assert notebook_forks.process.poll() is None  # the zygote was not what ended it
+
+
+THREAD_BOMB = """\
+import threading
+threading.stack_size(2**16)  # so that the task limit, not memory, is what stops it
+hold, count = threading.Event(), 0
+try:
+    while count < 4096:
+        threading.Thread(target=hold.wait).start()
+        count += 1
+except RuntimeError:
+    pass
+hold.set()
+print(count)
+"""
+
+
+def test_a_notebook_sandbox_starts_hundreds_of_threads_but_no_thousands(notebook_forks,
+                                                                        tmp_path):
+    """A notebook's thread and process pools run as in a kernel (a hundred threads at
+    once: tests/stockcourse), but a bomb of threads, or processes (the kernel counts them
+    alike: RLIMIT_NPROC), stops at a few hundred."""
+    from nbconfine.notebook import NotebookExecute, NotebookSession
+    session = NotebookSession(notebook_forks, str(tmp_path), NotebookExecute())
+    try:
+        (output,) = session.run(THREAD_BOMB)
+    finally:
+        session.close()
+    assert 100 < int(output.text) < 600, output
 
 
 NO_PROCESS = """\

@@ -182,7 +182,7 @@ def test_every_autograded_cell_scores_as_stock_nbgrader(stock_scores, engine_sco
     for student in COMPARED:
         theirs = {k: v for k, v in stock.items() if k[0] == student}
         ours = {k: v for k, v in engine.items() if k[0] == student}
-        assert len(theirs) == 8 and ours == theirs, student
+        assert len(theirs) == 9 and ours == theirs, student
     reference = {cell: score for (student, cell), score in engine.items() if student == "correct"}
     assert reference["interpretation"] is None and all(
         score > 0 for cell, score in reference.items() if cell != "interpretation")
@@ -366,7 +366,7 @@ def test_feedback_hand_grades_and_a_missing_notebook(engine_two_jobs):
         assert (hand.manual_score, hand.needs_manual_grade) == (1.0, False)
     scores = course.cell_scores()
     missing = {c: s for (st, c), s in scores.items() if st == "missing"}
-    assert len(missing) == 8 and all(s == 0 for s in missing.values()), missing
+    assert len(missing) == 9 and all(s == 0 for s in missing.values()), missing
 
 
 def failed_cells(output):

@@ -22,12 +22,14 @@ Generic: it knows what a process may reach, nothing of what the process runs. Tw
   the zygote's.)
 - ``confine(..., files=Files(...))`` (notebook mode) gives a sandbox some files instead:
   with namespaces, a mount namespace of its own whose root is a size-limited tmpfs
-  holding read-only bind mounts of ``Files.readable`` (the Python directories), /tmp,
-  /dev/null, /dev/zero, /dev/urandom and the working directory, a copy of the folder
-  ``Files.source_fd`` made there; Landlock allows reading beneath ``readable`` and
-  writing beneath the working directory and /tmp only, RLIMIT_FSIZE the tmpfs's size.
-  Without namespaces, ``source_fd`` is a private copy the grader made (holding ``work``
-  and ``tmp``), and Landlock alone keeps the sandbox to it and ``readable``.
+  holding read-only bind mounts of ``Files.readable`` (the Python directories, the
+  system's programs; the symbolic links on the way to them made again), /tmp, /dev/shm,
+  /dev/null, /dev/zero, /dev/urandom, a devpts of its own and the working directory, a
+  copy of the folder ``Files.source_fd`` made there; Landlock allows reading and running
+  beneath ``readable`` and writing beneath the working directory, /tmp and /dev/shm
+  only, RLIMIT_FSIZE the tmpfs's size. Without namespaces, ``source_fd`` is a private
+  copy the grader made (holding ``work`` and ``tmp``), and Landlock alone keeps the
+  sandbox to it and ``readable``.
 
 The environment a sandbox sees is the zygote's, which its starter sets to a fixed
 allowlist (nbconfine.zygote). Layers the kernel refuses are reported by ``Confinement``;
@@ -90,14 +92,25 @@ LANDLOCK_FS_BITS = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16}  # access rights known to
 # remove_dir 4, remove_file 5, make_char 6, make_dir 7, make_reg 8, make_sock 9,
 # make_fifo 10, make_block 11, make_sym 12, refer 13, truncate 14, ioctl_dev 15
 LANDLOCK_READ = 1 << 2 | 1 << 3
-LANDLOCK_WRITE = LANDLOCK_READ | sum(1 << bit for bit in (1, 4, 5, 7, 8, 9, 10, 12, 13, 14))
+LANDLOCK_RUN = LANDLOCK_READ | 1 << 0  # what a notebook may read, it may run (`!ls`)
+LANDLOCK_WRITE = LANDLOCK_RUN | sum(1 << bit for bit in (1, 4, 5, 7, 8, 9, 10, 12, 13, 14))
+LANDLOCK_TERMINAL = LANDLOCK_READ | 1 << 1 | 1 << 15  # ptys: read, write, ioctl
 LANDLOCK_FILE_ONLY = 1 << 0 | 1 << 1 | 1 << 2 | 1 << 14 | 1 << 15  # what a rule on a file may hold
 # A sandbox's hard limit on open files: also what bounds the memory it can queue in kernel
 # buffers (sockets, pipes), which RLIMIT_AS does not count. A problem's sandbox needs a
 # dozen; a notebook gets the soft limit a Jupyter kernel usually starts with.
 OPEN_FILES, NOTEBOOK_OPEN_FILES = 256, 1024
+# Threads and processes a sandbox may have at once (RLIMIT_NPROC counts both; as root per
+# sandbox, a user id each; for a normal user, all its sandboxes together): a problem's
+# dozen threads; a notebook's thread and process pools, far from a fork bomb's thousands.
+TASKS, NOTEBOOK_TASKS = 64, 512
 # Device files a notebook sandbox finds in its own root: (path, writable)
 DEVICES = (("/dev/null", True), ("/dev/zero", False), ("/dev/urandom", False))
+# Folders of a notebook sandbox's own root it may write in, counted in its size: /dev/shm
+# holds multiprocessing's locks and queues (POSIX semaphores)
+SCRATCH = ("/tmp", "/dev/shm")
+# Its terminals (`!cmd` runs in one, as in a kernel): a devpts of its own, a few ptys
+PTYS = "/dev/pts"
 SECCOMP_DENIED = [
     "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "fsopen", "fsmount",
     "fspick", "move_mount", "open_tree", "mount_setattr", "ptrace", "process_vm_readv",
@@ -164,7 +177,7 @@ class Confinement:
 @dataclass
 class Files:
     """What a notebook-mode sandbox may reach on disk (see the module docstring)."""
-    readable: tuple  # absolute paths of directories it may read (the Python directories)
+    readable: tuple  # absolute paths it may read and run (the Python directories...)
     workdir: str  # where it works: its own copy of the submission folder
     source_fd: int  # the folder copied there (with namespaces), else the grader's copy
     scratch_bytes: int  # what it may write (files copied in come on top)
@@ -425,7 +438,8 @@ def confine(state, memory_bytes, keep=(), files=None, processes=False):
         os.close(files.source_fd)
     _drop_privileges(state.root, uid)
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
+    tasks = NOTEBOOK_TASKS if processes else TASKS
+    resource.setrlimit(resource.RLIMIT_NPROC, (tasks, tasks))
     open_files = NOTEBOOK_OPEN_FILES if processes else OPEN_FILES
     resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
     resource.setrlimit(resource.RLIMIT_FSIZE, (written, written))
@@ -443,9 +457,10 @@ def own_root(confinement):
 
 def _own_root(state, files, uid):
     """In a mount namespace of its own: a tmpfs root (over the empty root) with the
-    readable directories bound read-only, /tmp, a few devices and a copy of the
-    submission folder at ``files.workdir``, owned by ``uid`` (None: the caller's own);
-    then chroot there. Returns the tmpfs's size in bytes."""
+    readable paths bound read-only (and the symbolic links on the way to them), /tmp,
+    /dev/shm, a few devices, ptys of its own and a copy of the submission folder at
+    ``files.workdir``, owned by ``uid`` (None: the caller's own); then chroot there.
+    Returns the tmpfs's size in bytes."""
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     size = files.scratch_bytes + _tree_bytes(files.source_fd)
     jail = state.jail.encode()
@@ -455,12 +470,15 @@ def _own_root(state, files, uid):
         _bind_read_only(path, state.jail + path)
     for path, _ in DEVICES:
         if os.path.exists(path):
-            os.makedirs(os.path.dirname(state.jail + path), exist_ok=True)
-            open(state.jail + path, "w").close()
             _bind_read_only(path, state.jail + path, read_only=False)
-    tmp = state.jail + "/tmp"
-    os.makedirs(tmp, exist_ok=True)
-    os.chmod(tmp, 0o1777)
+    for path in SCRATCH:
+        os.makedirs(state.jail + path, exist_ok=True)
+        os.chmod(state.jail + path, 0o1777)
+    os.makedirs(state.jail + PTYS)
+    _check(_libc.mount(b"devpts", (state.jail + PTYS).encode(), b"devpts",
+                       MS_NOSUID | MS_NOEXEC, b"newinstance,ptmxmode=0666,mode=0620,max=64"),
+           "mount devpts")
+    os.symlink("pts/ptmx", state.jail + "/dev/ptmx")
     workdir = state.jail + files.workdir
     os.makedirs(workdir, exist_ok=True)
     _copy_tree(files.source_fd, workdir)
@@ -470,7 +488,12 @@ def _own_root(state, files, uid):
             _chown_tree(fd, uid)
         finally:
             os.close(fd)
+    links = _links(files.readable)  # the host's, made again inside its root
     os.chroot(state.jail)
+    for link, target in links:
+        if not os.path.lexists(link):  # (or already there, in a folder bound)
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink(target, link)
     os.chdir(files.workdir)
     return size
 
@@ -481,9 +504,29 @@ def _outermost(paths):
     return [p for p in real if not any(p.startswith(q.rstrip("/") + "/") for q in real)]
 
 
+def _links(paths):
+    """[(link, its target)]: the symbolic links met on the way to ``paths``."""
+    links = []
+    for path in paths:
+        done, parts, hops = "/", os.path.abspath(path).split("/")[1:], 0
+        while parts and hops <= 40:  # as the kernel, give up on a loop of links
+            here = os.path.join(done, parts.pop(0))
+            if not os.path.islink(here):
+                done = here
+                continue
+            target = os.readlink(here)
+            links.append((here, target))
+            parts = os.path.normpath(os.path.join(done, target)).split("/")[1:] + parts
+            done, hops = "/", hops + 1
+    return links
+
+
 def _bind_read_only(source, target, read_only=True):
     if os.path.isdir(source):
         os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
     _check(_libc.mount(source.encode(), target.encode(), None, MS_BIND | MS_REC, None),
            f"bind {source}")
     if not read_only:
@@ -552,16 +595,16 @@ def _chown_tree(dir_fd, uid):
 
 
 def _landlock_rules(state, files):
-    """[(path, rights)] of a notebook sandbox: read beneath the Python directories, write
-    beneath its working directory and its /tmp (without namespaces: the grader's copy)."""
+    """[(path, rights)] of a notebook sandbox: read and run beneath the readable paths,
+    write beneath its working directory, /tmp and /dev/shm, its ptys (without
+    namespaces: write beneath the grader's copy; no /dev/shm nor ptys, the host's)."""
+    readable = [(path, LANDLOCK_RUN) for path in _outermost(files.readable)]
     if own_root(state):
-        rules = [(path, LANDLOCK_READ) for path in _outermost(files.readable)]
-        rules += [(files.workdir, LANDLOCK_WRITE), ("/tmp", LANDLOCK_WRITE)]
+        rules = [(path, LANDLOCK_WRITE) for path in (files.workdir, *SCRATCH)]
         rules += [(path, LANDLOCK_READ | (2 if writable else 0) | 1 << 14)
                   for path, writable in DEVICES if os.path.exists(path)]
-        return rules
-    return [(path, LANDLOCK_READ) for path in _outermost(files.readable)] + [
-        (os.path.dirname(files.workdir), LANDLOCK_WRITE)]
+        return readable + rules + [(PTYS, LANDLOCK_TERMINAL)]
+    return readable + [(os.path.dirname(files.workdir), LANDLOCK_WRITE)]
 
 
 class _PathBeneath(ctypes.Structure):

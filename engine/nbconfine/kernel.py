@@ -196,11 +196,23 @@ def prepare(spec):
     return Prepared(shell, after)
 
 
+# What a kernel's programs read besides the Python directories (`!ls`, %%bash, subprocess):
+# the system's programs and libraries, the loader's cache, Debian's alternatives (awk,
+# which), the time zone; the interpreter and its environment's pyvenv.cfg (sys.executable
+# in a subprocess). Not the rest of /etc: /etc/passwd and /etc/group name the machine's
+# users and groups (so `ls -l` shows numbers, `whoami` fails).
+PROGRAMS = ("/bin", "/lib", "/lib64", "/usr/bin", "/usr/lib", "/usr/lib64", "/usr/libexec",
+            "/usr/share", "/usr/local/bin", "/usr/local/lib", "/etc/ld.so.cache",
+            "/etc/alternatives", "/etc/localtime", sys.executable,
+            os.path.join(sys.prefix, "pyvenv.cfg"))
+
+
 def confinement(setup, fds):
     """The sandbox's files: its working directory (a copy of the submission folder, the
-    descriptor ``fds[0]``), its temporary directory, the Python directories read-only;
-    and processes, as a kernel may start them (`!ls`, subprocess, multiprocessing)."""
-    return {"files": confine.Files(readable=READABLE, workdir=setup["workdir"],
+    descriptor ``fds[0]``), its temporary directory, the Python directories and the
+    system's programs read-only; and processes, as a kernel may start them (`!ls`,
+    subprocess, multiprocessing)."""
+    return {"files": confine.Files(readable=READABLE + PROGRAMS, workdir=setup["workdir"],
                                    source_fd=fds[0], scratch_bytes=int(setup["scratch_bytes"]),
                                    tmpdir=setup["tmpdir"]),
             "processes": True}

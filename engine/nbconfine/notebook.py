@@ -10,10 +10,10 @@ each cell's outputs and execution count are what a kernel would have given.
 
 - The sandbox works in a copy of the notebook's folder (the autograded folder nbgrader
   prepared: the student's files and the assignment's other files from source/), in a
-  size-limited root of its own where only the Python directories are readable
-  (nbconfine.confine.Files). After the last cell the regular files it wrote there are
-  copied into the notebook's folder (``keep_written``), as a kernel working there
-  leaves them; the rest vanishes with it.
+  size-limited root of its own where only the Python directories and the system's
+  programs are readable (nbconfine.confine.Files). After the last cell the regular files
+  it wrote there are copied into the notebook's folder (``keep_written``), as a kernel
+  working there leaves them; the rest vanishes with it.
 - A cell still running after ``timeout`` seconds is interrupted (SIGINT: a
   KeyboardInterrupt in the cell, as nbclient interrupts a kernel), gets nbgrader's
   ``error_on_timeout`` error, and the next cell runs in the same namespace.
