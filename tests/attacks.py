@@ -962,7 +962,8 @@ ATTACKS = [
            submission("normalization", {"p1_answer": WRONG["p1"]},
                       files={"normcheck.py": FAKE_NORMCHECK, "notes.txt": "my notes\n",
                              "helpers.py": "from normcheck import *\n"}),
-           report="files not in the release were ignored: helpers.py, notes.txt", plain=True),
+           report="files not in the release, graded with the notebooks (copied beside them): "
+                  "helpers.py, notes.txt", plain=True),
 
     Attack("notebook_symlink", "normalization", None,
            "the notebook is a symlink to the instructor's notebook (a blank submission)",

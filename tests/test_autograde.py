@@ -148,7 +148,7 @@ UNGRADABLE = {  # student: the report line saying why its normalization scores z
     "edge-missing": "normalization.ipynb is missing; it scores zero",
     "edge-timestamp": "nbgrader could not grade it",
     "edge-file": "not a folder; it scores zero",
-    "edge-setup-twice": "nbgrader could not grade it",
+    "edge-setup-twice": "nbgrader could not grade normalization.ipynb",
     "edge-link": "symbolic links are not accepted (normalization.ipynb); not graded, "
                  "it scores zero",
 }

@@ -7,19 +7,41 @@ Problems are the course's (``c.Problems``, nbconfine.layout), named in the table
 as the notebooks name them.
 """
 import argparse
+import contextlib
 import csv
 import os
 import sys
 from collections import defaultdict
 
 from nbgrader.api import Gradebook
+from traitlets.config.loader import PyFileConfigLoader
 
 from nbconfine.layout import Problems, problem_titles
 
 
 def db_url(root):
-    """The gradebook nbgrader_config.py uses: NBGRADER_DB_URL, else SQLite in the course."""
-    return os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(root, "gradebook.db"))
+    """The gradebook of the course at ``root``, as nbgrader finds it: its nbgrader_config.py's
+    c.CourseDirectory.db_url (which nbconfine.configure sets from NBGRADER_DB_URL unless
+    the course does), else SQLite in the course."""
+    url = None
+    if os.path.exists(os.path.join(root, "nbgrader_config.py")):
+        with contextlib.chdir(root):  # as nbgrader reads it: from the course directory
+            config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+        url = config.CourseDirectory.get("db_url")
+    return url or os.environ.get("NBGRADER_DB_URL",
+                                 "sqlite:///" + os.path.join(root, "gradebook.db"))
+
+
+def shown(name):
+    """A name a learner chose (a file, a student or assignment folder) as the report prints
+    it: as it is if printable, else quoted with its control characters escaped, so that
+    it cannot forge report lines or move the instructor's terminal."""
+    return name if name.isprintable() else repr(name)
+
+
+def named(student, assignment):
+    """A submission as report lines name it (``shown``: as the learner named its folders)."""
+    return f"{shown(student)}/{shown(assignment)}"
 
 
 def problem_scores(url, problems):
@@ -91,14 +113,22 @@ def format_table(table, titles=None):
     {assignment: {problem: name}}) where that is more than the problem's key."""
     lines = []
     for assignment, (problems, rows) in by_assignment(table).items():
-        lines.append(f"{assignment:<22} " + " ".join(f"{p:>5}" for p in problems) + "  total")
+        widths = [max(5, len(p)) for p in problems]
+        lines.append(f"{assignment:<22} " + " ".join(f"{p:>{w}}" for p, w in
+                                                   zip(problems, widths)) + "  total")
         for student, scores in sorted(rows.items()):
-            cells = " ".join("    -" if p not in scores else "    ?" if scores[p][0] is None
-                             else f"{scores[p][0]:5g}" for p in problems)
-            lines.append(f"  {student:<20} {cells}  {total(scores, 0):g}/{total(scores, 1):g}")
+            cells = " ".join(f"{cell(scores, p):>{w}}" for p, w in zip(problems, widths))
+            lines.append(f"  {shown(student):<20} {cells}  {total(scores, 0):g}/{total(scores, 1):g}")
         named = (titles or {}).get(assignment, {})
         lines += [f"    {p} = {named[p]}" for p in problems if named.get(p, p) != p]
     return "\n".join(lines)
+
+
+def cell(scores, problem):
+    """A problem's entry in the table: its score, ? to grade by hand, - not in the notebook."""
+    if problem not in scores:
+        return "-"
+    return "?" if scores[problem][0] is None else f"{scores[problem][0]:g}"
 
 
 def plot_distribution(table, path):
