@@ -75,7 +75,7 @@ ABOVE_POINTS = ('class _Five:\n    def __eq__(self, other):\n        return 5\n\
                 '    def __ne__(self, other):\n        return False\n\n\n'
                 'def quartiles(values):\n    return _Five(), _Five()')
 # A file name that would forge a report line and erase the lines above it on a terminal.
-FORGING_NAME = "notes.txt\n  correct/stats: forged\n\x1b[1A\x1b[2K"
+FORGING_NAME = "notes.txt\n  correct\u2215stats: forged\n\x1b[1A\x1b[2K"  # \u2215: ∕
 # the cells of the stock course before quartiles_test, graded before nbgrader refuses it
 BEFORE_QUARTILES = ["mean_test", "mean_restored", "variance_test", "column_test",
                     "histogram_test"]
@@ -274,6 +274,21 @@ def test_report_lines_say_what_happened(engine_scores):
     assert "\x1b" not in report and "forged" not in report.replace(repr(FORGING_NAME), "")
 
 
+def test_the_table_names_and_aligns_its_columns(engine_scores):
+    """Each column (a graded cell, named by its grade_id, wider than 5 characters) is
+    explained by the nearest heading above it stating points, past the answer cell and
+    the problem's other tests; cells sit under their column; one job, not "1 jobs"."""
+    report = engine_scores[2]
+    assert "    mean_test = Problem 1: the mean\n" in report
+    assert "    mean_restored = Problem 1: the mean\n" in report
+    assert "    quartiles_test = Problem 5: quartiles\n" in report
+    header, *rows = re.search(r"^stats .*\n(?:  \S.*\n)+", report, re.M).group().splitlines()
+    assert header.split()[1:4] == ["mean_test", "mean_restored", "variance_test"], header
+    for row in rows:
+        assert len(row.rsplit("  ", 1)[0]) == len(header.rsplit("  ", 1)[0]), (header, row)
+    assert " with 1 job in " in report
+
+
 def test_a_gradebook_the_course_configures(stock_release, tmp_path):
     """c.CourseDirectory.db_url in the course's nbgrader_config.py: the engine's own
     bookkeeping uses that gradebook as nbgrader does (no stray gradebook.db in the course,
@@ -293,6 +308,7 @@ def test_a_gradebook_the_course_configures(stock_release, tmp_path):
     assert "added to the gradebook" not in report
     assert re.search(r"^  above .* 8/13$", report, re.M), report
     assert "above/stats: nbgrader could not grade stats.ipynb" in report
+    assert "Graded 1 submission with 1 job in " in report
 
 
 def probe_violations(course, listener):

@@ -662,7 +662,7 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
             notes.append(f"{named(s, a)}: not graded: {why}; its previous grades are kept")
         else:
             notes.append(f"{named(s, a)}: {why}")
-    table = report.course_table(root, config)[1]
+    table = report.course_table(root, config)[-1]
     text_report = "\n".join(
         [table, "", f"Graded {count(len(run.graded) - len(faulted), 'submission')} with "
                     f"{run.where} in {time.monotonic() - start:.1f} s.", confinement]
