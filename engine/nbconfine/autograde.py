@@ -609,6 +609,9 @@ def grade(root, found, unusable, progress, jobs=1, shared=None, modules=(), clie
         notes += lines
         run = Round(graded, rejected, outcomes, notes, where)
         kept.restore(run.left(FAULT))
+        for student, _ in run.left(FAULT) + run.left(REFUSED):
+            with contextlib.suppress(OSError):  # a student folder nbgrader left empty
+                os.rmdir(os.path.join(root, "autograded", student))
     return run
 
 
@@ -662,7 +665,7 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
             notes.append(f"{named(s, a)}: not graded: {why}; its previous grades are kept")
         else:
             notes.append(f"{named(s, a)}: {why}")
-    table = report.course_table(root, config)[-1]
+    table = report.course_table(root, config, faulted)[-1]
     text_report = "\n".join(
         [table, "", f"Graded {count(len(run.graded) - len(faulted), 'submission')} with "
                     f"{run.where} in {time.monotonic() - start:.1f} s.", confinement]

@@ -134,9 +134,11 @@ def by_assignment(table):
     return {a: (list(problems), rows) for a, (problems, rows) in grouped.items()}
 
 
-def format_table(table, titles=None, penalties=None):
+def format_table(table, titles=None, penalties=None, kept=()):
     """One line per submission: each problem's score (? = to grade by hand), then total
-    (less a late penalty, ``penalties``: late_penalties); under each assignment's header,
+    (less a late penalty, ``penalties``: late_penalties; marked for the submissions
+    ``kept``, [(student, assignment)] a run left with their previous grades); under each
+    assignment's header,
     what the notebook calls its problems (``titles``: {assignment: {problem: name}}) where
     that is more than the problem's key."""
     lines = []
@@ -148,8 +150,10 @@ def format_table(table, titles=None, penalties=None):
             cells = " ".join(f"{cell(scores, p):>{w}}" for p, w in zip(problems, widths))
             penalty = (penalties or {}).get((student, assignment), 0.0)
             late = f" (late: -{penalty:g})" if penalty else ""
+            old = " (previous grades: not graded again)" if (student, assignment) in kept \
+                else ""
             lines.append(f"  {shown(student):<20} {cells}  "
-                         f"{final(scores, penalty):g}/{total(scores, 1):g}{late}")
+                         f"{final(scores, penalty):g}/{total(scores, 1):g}{late}{old}")
         named = (titles or {}).get(assignment, {})
         lines += [f"    {p} = {named[p]}" for p in problems if named.get(p, p) != p]
     return "\n".join(lines)
@@ -213,15 +217,15 @@ def histogram(ax, problem, cells, n_students):
                  color="black" if graded else "0.45")
 
 
-def course_table(root, config):
+def course_table(root, config, kept=()):
     """(scores, late penalties, the printed table) of the course at ``root`` with its
-    ``config``; problems in the notebooks' order."""
+    ``config``; problems in the notebooks' order; ``kept``: see format_table."""
     problems, url = Problems(config=config), db_url(root)
     scores = problem_scores(url, problems)
     titles = {a: problem_titles(root, a, problems) for a in {a for _, a in scores}}
     scores = {key: in_order(row, titles[key[1]]) for key, row in scores.items()}
     penalties = late_penalties(url)
-    return scores, penalties, format_table(scores, titles, penalties)
+    return scores, penalties, format_table(scores, titles, penalties, kept)
 
 
 def main(argv=None):
