@@ -85,7 +85,8 @@ def test_table_and_csv_from_any_gradebook_order_with_penalties_and_pending_code(
     assert re.search(r"^  reference +5 +5 +5 +5 +5 +5 +5  30/35 \(late: -5\)$", done.stdout,
                      re.M), done.stdout
     assert re.search(r"^  reference +\? +(\? +){6} 0/30$", done.stdout, re.M), done.stdout
-    rows = {(r["student"], r["assignment"]): r for r in read_csv(tmp_path / "course" / "grades.csv")}
+    rows = {(r["student"], r["assignment"]): r
+            for r in read_csv(tmp_path / "course" / "grades.csv")}
     assert [rows["reference", "normalization"][k] for k in ("score", "late_penalty")] == \
         ["30.0", "5.0"]
     assert float(rows["reference", "batchnorm"]["to_grade_by_hand"]) == 30

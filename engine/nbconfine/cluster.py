@@ -120,7 +120,8 @@ class Grader:
 
     def grade(self, student, assignment, files, instructor_files, db_url):
         """{"outcome": faults.GRADED, REFUSED or FAULT, "why": what nbgrader refused, or a
-        fault's reason, "notes": events the report names, "files": autograded folder, "log": nbgrader's log}."""
+        fault's reason, "notes": events the report names, "files": autograded folder,
+        "log": nbgrader's log}."""
         with self.lock:
             for folder in ("submitted", "source", "autograded"):
                 shutil.rmtree(os.path.join(self.root, folder), ignore_errors=True)
