@@ -616,8 +616,9 @@ def grade(root, found, unusable, progress, jobs=1, shared=None, modules=(), clie
 
 
 def count(number, noun):
-    from nbconfine.handback import count  # it imports this module
-    return count(number, noun)
+    """"1 job", "2 jobs": handback's wording (imported late: handback imports this module)."""
+    from nbconfine import handback
+    return handback.count(number, noun)
 
 
 def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar,
