@@ -100,7 +100,8 @@ class Problems(Configurable):
         return self.of if assignment in self.assignments else str
 
 
-POINTS_HEADING = re.compile(r"^#+\s*(.+?)\s*\(\s*[\d.]+\s+points?\s*\)\s*$", re.M)
+# "## Part 1: squares (2 points)", "## Problem 5: quartiles (2 points, one per quartile)"
+POINTS_HEADING = re.compile(r"^#+\s*(.+?)\s*\(\s*[\d.]+\s+points?\b[^)]*\)\s*$", re.M)
 TITLE = re.compile(r"^#\s+(.+?)\s*$", re.M)
 
 
