@@ -83,9 +83,7 @@ COMPARED = ["correct", "blank", *WRONG]
 
 
 def submit_students(course, probe=None):
-    """The compared students, a learner whose cell kills its process (`dies`), one whose
-    test cell's value exceeds its points (`above`, with a test cell deleted and a stray
-    file) and, with
+    """The compared students, a learner whose cell kills its process (`dies`) and, with
     ``probe`` (the PROBE's fields), `probe`."""
     reference = demo.reference_answers(STOCK, course_root=course.root)
     course.submit("correct", {**reference, "variance_answer": VARIANCE_WITH_HELPER},
@@ -94,16 +92,22 @@ def submit_students(course, probe=None):
     for student, (answers, _) in WRONG.items():
         course.submit(student, {**reference, **answers})
     course.submit("dies", reference, added=[("column_test", DIES)])
+    if probe:
+        course.submit("probe", reference, added=[("mean_answer", PROBE.format(**probe))])
+    return reference
+
+
+def submit_above(course):
+    """`above`: a test cell's value exceeds its points, a test cell deleted (this course
+    does not set add_missing_cells) and a stray file whose name would forge report lines."""
+    reference = demo.reference_answers(STOCK, course_root=course.root)
     path = course.submit("above", {**reference, "quartiles_answer": ABOVE_POINTS})
-    nb = nbformat.read(path, as_version=4)  # and a test cell deleted: add_missing_cells is off
+    nb = nbformat.read(path, as_version=4)
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
                 != "fixed_point_test"]
     nbformat.write(nb, path)
     with open(os.path.join(os.path.dirname(path), FORGING_NAME), "w") as f:
         f.write("my notes\n")
-    if probe:
-        course.submit("probe", reference, added=[("mean_answer", PROBE.format(**probe))])
-    return reference
 
 
 def autograded(course, student):
@@ -152,6 +156,7 @@ def stock_release(tmp_path_factory, listener):
     course = StockCourse(str(tmp_path_factory.mktemp("stock") / "course"))
     course.release()
     submit_students(course, dict(root=course.root, port=listener.port, secret=SECRET))
+    submit_above(course)
     return course
 
 

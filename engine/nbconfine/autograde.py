@@ -164,7 +164,7 @@ def precheck(root, student, assignment, release_dir, expected, restores):
         return [f"{where}: symbolic links are not accepted ({', '.join(map(shown, links))}); "
                 "not graded, it scores zero"], False
     try:
-        return _precheck_files(where, folder, release_dir, expected, restores), True
+        return _precheck_files(where, folder, release_dir, expected, restores)
     except Exception as exc:  # whatever a submission holds, the others are graded
         return [f"{where}: could not be checked ({shown(f'{type(exc).__name__}: {exc}')})"], True
 
@@ -177,8 +177,9 @@ def _precheck_files(where, folder, release_dir, expected, restores):
     if missing:
         renamed = f" (found {', '.join(map(shown, notebooks))}: renamed?)" if notebooks else ""
         verb = "is" if len(missing) == 1 else "are"
-        if len(missing) == len(expected):
-            return [f"{where}: {', '.join(missing)} {verb} missing{renamed}; it scores zero"]
+        if len(missing) == len(expected):  # nothing for nbgrader to grade
+            return [f"{where}: {', '.join(missing)} {verb} missing{renamed}; it scores "
+                    "zero"], False
         lines.append(f"{where}: {', '.join(missing)} {verb} missing{renamed}; their cells "
                      "score zero")
     if others:  # nbgrader copies them to autograded/, beside the notebooks that may read them
@@ -187,7 +188,7 @@ def _precheck_files(where, folder, release_dir, expected, restores):
     for name, release in expected.items():
         if name not in missing:
             lines += _precheck_notebook(where, os.path.join(folder, name), release, restores)
-    return lines
+    return lines, True
 
 
 def _precheck_notebook(where, path, release, restores):
