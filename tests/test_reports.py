@@ -71,7 +71,7 @@ def test_table_and_csv_from_any_gradebook_order_with_penalties_and_pending_code(
                    "n.assignment_id = a.id JOIN assignment s ON a.assignment_id = s.id "
                    "WHERE a.student_id = 'reference' AND s.name = 'normalization')")
         db.execute("UPDATE grade SET auto_score = NULL, needs_manual_grade = 1 WHERE id IN "
-                   "(SELECT g.id FROM grade g JOIN grade_cells c ON g.cell_id = c.id JOIN "
+                   "(SELECT g.id FROM grade g JOIN base_cell c ON g.cell_id = c.id JOIN "
                    "submitted_notebook n ON g.notebook_id = n.id JOIN submitted_assignment a "
                    "ON n.assignment_id = a.id WHERE a.student_id = 'reference' AND c.name "
                    "= 'bn_hidden_fc')")
