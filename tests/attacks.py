@@ -984,7 +984,7 @@ ATTACKS = [
     Attack("setup_duplicated", "normalization", None,
            "a copy of the setup cell (same grade_id) appended after the last problem",
            submission("normalization", wrong("p1", PATCH_NORMCHECK), edit=_duplicate_setup),
-           whole=True, report="nbgrader could not grade it"),
+           whole=True, report="nbgrader could not grade normalization.ipynb"),
 
     # --- the control: graded in the same run --------------------------------------------
     Attack("control", "normalization", None, "the reference answers (nothing to gain or lose)",
