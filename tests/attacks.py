@@ -1026,7 +1026,8 @@ ATTACKS = [
            submission("normalization", {"p1_answer": WRONG["p1"]},
                       files={"normcheck.py": FAKE_NORMCHECK, "notes.txt": "my notes\n",
                              "helpers.py": "from normcheck import *\n"}),
-           report="files not in the release were ignored: helpers.py, notes.txt", plain=True),
+           report="files not in the release, graded with the notebooks (copied beside them): "
+                  "helpers.py, notes.txt", plain=True),
 
     Attack("notebook_symlink", "normalization", None,
            "the notebook is a symlink to the instructor's notebook (a blank submission)",
@@ -1047,7 +1048,7 @@ ATTACKS = [
     Attack("setup_duplicated", "normalization", None,
            "a copy of the setup cell (same grade_id) appended after the last problem",
            submission("normalization", wrong("p1", PATCH_NORMCHECK), edit=_duplicate_setup),
-           whole=True, report="nbgrader could not grade it"),
+           whole=True, report="nbgrader could not grade normalization.ipynb"),
 
     # --- the control: graded in the same run --------------------------------------------
     Attack("control", "normalization", None, "the reference answers (nothing to gain or lose)",

@@ -16,6 +16,7 @@ PostgreSQL restarted mid-run (a private server; needs Debian's PostgreSQL, as
 again once there is room. Not part of `make test`: it takes minutes.
 """
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -78,11 +79,12 @@ def finished(wrapper):
 
 def named_events(report):
     """What a report names of the faults: restarts, graded again, not graded, removed."""
-    found = []
-    for marker, said in (("died and was restarted", "zygote restarted"),
-                         ("graded again", "graded again"),
+    # each worker that finds the shared zygote dead restarts one of its own: one death
+    deaths = len(set(re.findall(r"zygote (\(pid \d+\) )?died and was restarted", report)))
+    found = [f"zygote restarted x{deaths}"] if deaths else []
+    for marker, said in (("graded again", "graded again"),
                          ("not graded:", "left ungraded"),
-                         ("removed what interrupted runs left", "stale scratch removed")):
+                         ("Removed what interrupted runs left", "stale scratch removed")):
         count = report.count(marker)
         if count:
             found.append(f"{said} x{count}")

@@ -61,7 +61,8 @@ BREAKAGES = [
              [(SETTINGS, '        "nbconfine.feedback.HideHiddenTests",\n', "")],
              [EDGE, "-k", "feedback_hides_hidden_tests"]),
     Breakage("whole_notebook_zero_not_recorded", "an ungradable notebook left out of the "
-             "gradebook", [(AUTOGRADE, "        record_zero(url, run.left(REFUSED))\n", "")],
+             "gradebook", [(WORKER, "        regrade.record_zero(app.coursedir.db_url, "
+                                  "[(student, assignment)])\n", "")],
              [EDGE, "-k", "ungradable_notebook"]),
     Breakage("only_worker_0_merged", "the rows of workers other than the first are lost",
              [(AUTOGRADE, "for slot, students in enumerate(pool.students):",

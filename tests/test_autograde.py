@@ -148,7 +148,7 @@ UNGRADABLE = {  # student: the report line saying why its normalization scores z
     "edge-missing": "normalization.ipynb is missing; it scores zero",
     "edge-timestamp": "nbgrader could not grade it",
     "edge-file": "not a folder; it scores zero",
-    "edge-setup-twice": "nbgrader could not grade it",
+    "edge-setup-twice": "nbgrader could not grade normalization.ipynb",
     "edge-link": "symbolic links are not accepted (normalization.ipynb); not graded, "
                  "it scores zero",
 }
@@ -317,9 +317,9 @@ def test_a_student_id_that_is_a_glob_pattern_is_not_graded(edge, student):
 
 
 def test_the_run_counts_what_it_graded(edge):
-    """6 demo submissions, edge1 and the 10 notebooks that reach nbgrader; not the glob
-    ids, the symbolic link or the file."""
-    assert "Graded 17 submissions with 2 jobs" in edge.report
+    """6 demo submissions, edge1 and the 9 notebooks that reach nbgrader; not the glob
+    ids, the symbolic link, the file or the submission without its notebook."""
+    assert "Graded 16 submissions with 2 jobs" in edge.report
 
 
 def test_a_folder_that_is_no_assignment_is_reported_and_ignored(edge):

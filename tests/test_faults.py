@@ -8,6 +8,7 @@ waits for a sign that grading is under way (a sandbox, an autograded notebook) a
 strikes; every assertion holds wherever the blow lands."""
 import copy
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -258,6 +259,9 @@ def test_a_full_disk_under_autograded_leaves_the_submission_ungraded(course):
     line, = report_lines(done.stdout, "disk-full")
     assert "not graded: No space left on device" in line and "previous grades are kept" \
         in line, line
+    assert f"writing {mount}/" in line, line  # where it could not write, not the staging copy
+    assert re.search(r"^  disk-full .* \(previous grades: not graded again\)$", done.stdout,
+                     re.M), done.stdout
     assert not notebooks
     assert marked(course, "disk-full")
     assert full_points(course, ["disk-fine"]) == {"disk-fine": True}

@@ -71,6 +71,16 @@ os.symlink("/etc/passwd", "passwd-link")  # kept in autograded/: scratch.txt, ne
 print("data", open("measurements.csv", encoding="utf-8").read().count("\\n"),
       "scratch", open("scratch.txt").read())'''
 DIES = "import os\nos._exit(1)"
+# Quartiles that compare equal to anything with 5: the partial-credit cell's value, 10, is
+# above its 2 points, and nbgrader refuses the notebook there.
+ABOVE_POINTS = ('class _Five:\n    def __eq__(self, other):\n        return 5\n\n'
+                '    def __ne__(self, other):\n        return False\n\n\n'
+                'def quartiles(values):\n    return _Five(), _Five()')
+# A file name that would forge a report line and erase the lines above it on a terminal.
+FORGING_NAME = "notes.txt\n  correct\u2215stats: forged\n\x1b[1A\x1b[2K"  # \u2215: ∕
+# the cells of the stock course before quartiles_test, graded before nbgrader refuses it
+BEFORE_QUARTILES = ["mean_test", "mean_restored", "variance_test", "column_test",
+                    "histogram_test"]
 COMPARED = ["correct", "blank", *WRONG]
 TESTS = sorted(c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(os.path.join(
     REPO, "tests", "stockcourse", "source", STOCK, STOCK + ".ipynb"), as_version=4).cells
@@ -90,6 +100,19 @@ def submit_students(course, probe=None):
     if probe:
         course.submit("probe", reference, added=[("mean_answer", PROBE.format(**probe))])
     return reference
+
+
+def submit_above(course):
+    """`above`: a test cell's value exceeds its points, a test cell deleted (this course
+    does not set add_missing_cells) and a stray file whose name would forge report lines."""
+    reference = demo.reference_answers(STOCK, course_root=course.root)
+    path = course.submit("above", {**reference, "quartiles_answer": ABOVE_POINTS})
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
+                != "fixed_point_test"]
+    nbformat.write(nb, path)
+    with open(os.path.join(os.path.dirname(path), FORGING_NAME), "w") as f:
+        f.write("my notes\n")
 
 
 def autograded(course, student):
@@ -144,6 +167,7 @@ def stock_release(tmp_path_factory, listener):
         if cell.metadata.get("nbgrader", {}).get("grade_id") in TESTS:
             cell.metadata["tags"] = ["skip-execution"]
     nbformat.write(nb, path)
+    submit_above(course)
     return course
 
 
@@ -266,6 +290,73 @@ def test_test_cells_tagged_skip_execution_are_run_anyway(stock_scores, engine_sc
         {cell: engine["blank", cell] for cell in TESTS}
     assert (f"skiptag/{STOCK}: test cells tagged skip-execution, run anyway: "
             f"{', '.join(TESTS)}") in report, report
+def test_a_refused_notebook_keeps_what_nbgrader_graded(stock_scores, engine_scores):
+    """A test cell whose value exceeds its points: nbgrader stops at it. The cells graded
+    before it keep their scores, as with stock nbgrader; those it did not grade score
+    zero (stock leaves them blank: zero in its export); the report names the notebook."""
+    _, stock, _ = stock_scores
+    course, engine, report = engine_scores
+    assert {c: engine["above", c] for c in BEFORE_QUARTILES} == \
+        {c: stock["above", c] for c in BEFORE_QUARTILES} == \
+        {c: engine["correct", c] for c in BEFORE_QUARTILES}
+    assert {c: s for (st, c), s in engine.items() if st == "above"
+            and c not in BEFORE_QUARTILES} == dict.fromkeys(
+        ["quartiles_test", "fixed_point_test", "interpretation"], 0)
+    assert "  above/stats: nbgrader could not grade stats.ipynb; what it did not grade " \
+        "there scores zero (see autograded/logs/worker-0.log)\n" in report
+
+
+def test_report_lines_say_what_happened(engine_scores):
+    """Beside the refusal (named however many other lines the submission has): a test cell
+    deleted where nbgrader does not put cells back, and a file not in the release, its
+    name as the learner chose it, escaped."""
+    report = engine_scores[2]
+    lines = report.split("Problems found:", 1)[1].splitlines()[1:]
+    assert [line for line in lines if line.startswith("  above/stats: ")] == [
+        "  above/stats: files not in the release, graded with the notebooks (copied beside "
+        f"them): {FORGING_NAME!r}",
+        "  above/stats: test cells deleted or stripped of their metadata, not graded (left to "
+        "grade by hand): fixed_point_test",
+        "  above/stats: nbgrader could not grade stats.ipynb; what it did not grade there "
+        "scores zero (see autograded/logs/worker-0.log)"]
+    assert "\x1b" not in report and "forged" not in report.replace(repr(FORGING_NAME), "")
+
+
+def test_the_table_names_and_aligns_its_columns(engine_scores):
+    """Each column (a graded cell, named by its grade_id, wider than 5 characters) is
+    explained by the nearest heading above it stating points, past the answer cell and
+    the problem's other tests; cells sit under their column; one job, not "1 jobs"."""
+    report = engine_scores[2]
+    assert "    mean_test = Problem 1: the mean\n" in report
+    assert "    mean_restored = Problem 1: the mean\n" in report
+    assert "    quartiles_test = Problem 5: quartiles\n" in report
+    header, *rows = re.search(r"^stats .*\n(?:  \S.*\n)+", report, re.M).group().splitlines()
+    assert header.split()[1:4] == ["mean_test", "mean_restored", "variance_test"], header
+    for row in rows:
+        assert len(row.rsplit("  ", 1)[0]) == len(header.rsplit("  ", 1)[0]), (header, row)
+    assert " with 1 job in " in report
+
+
+def test_a_gradebook_the_course_configures(stock_release, tmp_path):
+    """c.CourseDirectory.db_url in the course's nbgrader_config.py: the engine's own
+    bookkeeping uses that gradebook as nbgrader does (no stray gradebook.db in the course,
+    the assignment found there, the table filled, a refused submission zeroed there)."""
+    course = stock_release.clone(str(tmp_path / "course"))
+    elsewhere = tmp_path / "elsewhere" / "gradebook.db"
+    elsewhere.parent.mkdir()
+    shutil.move(os.path.join(course.root, "gradebook.db"), elsewhere)
+    config = os.path.join(course.root, "nbgrader_config.py")
+    text = open(config).read().replace(
+        "nbconfine.configure(c", f'c.CourseDirectory.db_url = "sqlite:///{elsewhere}"\n'
+                                 "nbconfine.configure(c")
+    with open(config, "w") as f:
+        f.write(text)
+    report = course.grade("above", jobs=1)
+    assert not os.path.exists(os.path.join(course.root, "gradebook.db"))
+    assert "added to the gradebook" not in report
+    assert re.search(r"^  above .* 8/13$", report, re.M), report
+    assert "above/stats: nbgrader could not grade stats.ipynb" in report
+    assert "Graded 1 submission with 1 job in " in report
 
 
 def probe_violations(course, listener):

@@ -1,7 +1,11 @@
 """Instructor reports from a real gradebook (CSVs, distribution PNG); the roster import."""
 import csv
 import os
+import re
+import shutil
+import sqlite3
 import subprocess
+import sys
 
 from matplotlib.figure import Figure
 from nbgrader.api import Gradebook
@@ -48,6 +52,48 @@ def test_reports_from_the_gradebook(graded, tmp_path):
     first = png.read_bytes()
     report.write_reports(graded.scores(), str(tmp_path))
     assert png.read_bytes() == first  # reproducible: no timestamp, same layout
+
+
+def test_table_and_csv_from_any_gradebook_order_with_penalties_and_pending_code(graded,
+                                                                                 tmp_path):
+    """The graded course's gradebook with its grade rows stored backwards (as PostgreSQL
+    may return them), a late penalty and a test cell waiting for a hand grade: columns
+    in the notebooks' order, the penalty subtracted (as nbgrader export), the cell shown
+    ? and its points counted as to grade by hand."""
+    root = str(tmp_path / "course")
+    shutil.copytree(graded.root, root, ignore=shutil.ignore_patterns(
+        "submitted", "autograded", "feedback", "logs"))
+    with sqlite3.connect(os.path.join(root, "gradebook.db")) as db:
+        db.executescript("CREATE TEMP TABLE g AS SELECT * FROM grade ORDER BY rowid DESC; "
+                         "DELETE FROM grade; INSERT INTO grade SELECT * FROM g;")
+        db.execute("UPDATE submitted_notebook SET late_submission_penalty = 5 WHERE id IN "
+                   "(SELECT n.id FROM submitted_notebook n JOIN submitted_assignment a ON "
+                   "n.assignment_id = a.id JOIN assignment s ON a.assignment_id = s.id "
+                   "WHERE a.student_id = 'reference' AND s.name = 'normalization')")
+        db.execute("UPDATE grade SET auto_score = NULL, needs_manual_grade = 1 WHERE id IN "
+                   "(SELECT g.id FROM grade g JOIN base_cell c ON g.cell_id = c.id JOIN "
+                   "submitted_notebook n ON g.notebook_id = n.id JOIN submitted_assignment a "
+                   "ON n.assignment_id = a.id WHERE a.student_id = 'reference' AND c.name "
+                   "= 'bn_hidden_fc')")
+    done = subprocess.run([sys.executable, "-m", "nbconfine", "grades"], cwd=root,
+                          env=graded.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    header = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()
+              if line.startswith(("normalization ", "batchnorm "))}
+    assert header == {"normalization": [f"p{k}" for k in range(1, 8)] + ["total"],
+                      "batchnorm": ["bn"] + [f"q{k}" for k in range(1, 7)] + ["total"]}
+    assert re.search(r"^  reference +5 +5 +5 +5 +5 +5 +5  30/35 \(late: -5\)$", done.stdout,
+                     re.M), done.stdout
+    assert re.search(r"^  reference +\? +(\? +){6} 0/30$", done.stdout, re.M), done.stdout
+    rows = {(r["student"], r["assignment"]): r
+            for r in read_csv(tmp_path / "course" / "grades.csv")}
+    assert [rows["reference", "normalization"][k] for k in ("score", "late_penalty")] == \
+        ["30.0", "5.0"]
+    assert float(rows["reference", "batchnorm"]["to_grade_by_hand"]) == 30
+    assert float(rows["reference", "normalization"]["to_grade_by_hand"]) == 0
+    problems = [r["problem"] for r in read_csv(tmp_path / "course" / "grades_by_problem.csv")
+                if r["student"] == "blank" and r["assignment"] == "normalization"]
+    assert problems == [f"p{k}" for k in range(1, 8)]
 
 
 def test_histogram_panel_leaves_out_and_counts_ungraded_answers():

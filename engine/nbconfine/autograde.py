@@ -9,7 +9,8 @@ The course is the directory ``--root`` (default: the current one), as nbgrader s
 
 1. Each submission in ``submitted/<student>/<assignment>/`` is checked, read-only:
    missing or renamed notebooks, notebooks that are not valid JSON, test cells deleted
-   or edited (nbgrader restores them from the gradebook), stray files, symbolic links
+   or edited (nbgrader restores them from the gradebook; deleted ones only where the
+   course sets ``OverwriteCells.add_missing_cells``), files not in the release, symbolic links
    and student ids nbgrader would read as glob patterns (such submissions are not
    graded). The accepted ones are copied to a staging folder, which is what nbgrader
    reads: submitted/ is never touched. Meanwhile the sandboxes' zygote imports torch.
@@ -63,6 +64,7 @@ from sqlalchemy import text
 from nbconfine import cluster, confine, faults, regrade, report, settings, zygote
 from nbconfine.cli import job_count
 from nbconfine.layout import course_assignments, course_lock
+from nbconfine.report import named, shown
 # Workers' gradebook copies are merged back and dropped: kept in memory (MEMORY_DIR), where
 # nbgrader's commit after every graded cell costs no disk flush.
 from nbconfine.runs import MEMORY_DIR, remove_dead_runs, run_folder, scratch_parents
@@ -97,11 +99,11 @@ def submissions(root, assignments, students="*"):
                     and not os.path.islink(folder):
                 found.append((student, assignment))
             elif assignment in assignments:
-                notes.append(f"{student}/{assignment}: not a folder; it scores zero")
+                notes.append(f"{named(student, assignment)}: not a folder; it scores zero")
                 unusable.append((student, assignment))
             else:
-                notes.append(f"{student}/{assignment}: not an assignment of this course "
-                             f"({', '.join(assignments)}): ignored")
+                notes.append(f"{named(student, assignment)}: not an assignment of this "
+                             f"course ({', '.join(assignments)}): ignored")
     return found, notes, unusable
 
 
@@ -138,15 +140,16 @@ def symlinks(folder):
                   for name in dirs + files if os.path.islink(os.path.join(base, name)))
 
 
-def precheck(root, student, assignment, release_dir, expected):
+def precheck(root, student, assignment, release_dir, expected, restores):
     """(report lines, whether to grade it) for one submission; it is never modified.
-    expected: {notebook file: Release} of the assignment, released in ``release_dir``.
+    expected: {notebook file: Release} of the assignment, released in ``release_dir``;
+    restores: whether nbgrader puts deleted test cells back (add_missing_cells).
 
     A submission holding symbolic links is not graded: nbgrader would follow them (to the
     instructor's notebook, or any file on the grading machine). Nor is one whose student
     id holds glob characters: nbgrader globs submission paths with the id.
     """
-    where = f"{student}/{assignment}"
+    where = named(student, assignment)
     if set(student) & GLOB_CHARACTERS:
         return [f"{where}: the student id holds one of * ? [ ], which nbgrader reads as a "
                 "glob pattern (it would mix up this student's work and another's); rename the "
@@ -154,35 +157,37 @@ def precheck(root, student, assignment, release_dir, expected):
     folder = os.path.join(root, "submitted", student, assignment)
     links = symlinks(folder)
     if links:
-        return [f"{where}: symbolic links are not accepted ({', '.join(links)}); not graded, "
-                "it scores zero"], False
+        return [f"{where}: symbolic links are not accepted ({', '.join(map(shown, links))}); "
+                "not graded, it scores zero"], False
     try:
-        return _precheck_files(where, folder, release_dir, expected), True
+        return _precheck_files(where, folder, release_dir, expected, restores)
     except Exception as exc:  # whatever a submission holds, the others are graded
-        return [f"{where}: could not be checked ({type(exc).__name__}: {exc})"], True
+        return [f"{where}: could not be checked ({shown(f'{type(exc).__name__}: {exc}')})"], True
 
 
-def _precheck_files(where, folder, release_dir, expected):
+def _precheck_files(where, folder, release_dir, expected, restores):
     lines = []
     others = sorted(set(os.listdir(folder)) - set(os.listdir(release_dir)) - NBGRADER_FILES)
     notebooks = [f for f in others if f.endswith(".ipynb")]
     missing = [name for name in expected if not os.path.exists(os.path.join(folder, name))]
     if missing:
-        renamed = f" (found {', '.join(notebooks)}: renamed?)" if notebooks else ""
+        renamed = f" (found {', '.join(map(shown, notebooks))}: renamed?)" if notebooks else ""
         verb = "is" if len(missing) == 1 else "are"
-        if len(missing) == len(expected):
-            return [f"{where}: {', '.join(missing)} {verb} missing{renamed}; it scores zero"]
+        if len(missing) == len(expected):  # nothing for nbgrader to grade
+            return [f"{where}: {', '.join(missing)} {verb} missing{renamed}; it scores "
+                    "zero"], False
         lines.append(f"{where}: {', '.join(missing)} {verb} missing{renamed}; their cells "
                      "score zero")
-    if others:
-        lines.append(f"{where}: files not in the release were ignored: {', '.join(others)}")
+    if others:  # nbgrader copies them to autograded/, beside the notebooks that may read them
+        lines.append(f"{where}: files not in the release, graded with the notebooks (copied "
+                     f"beside them): {', '.join(map(shown, others))}")
     for name, release in expected.items():
         if name not in missing:
-            lines += _precheck_notebook(where, os.path.join(folder, name), release)
-    return lines
+            lines += _precheck_notebook(where, os.path.join(folder, name), release, restores)
+    return lines, True
 
 
-def _precheck_notebook(where, path, release):
+def _precheck_notebook(where, path, release, restores):
     lines = []
     name = os.path.basename(path)
     if os.path.getsize(path) > LARGE_NOTEBOOK:
@@ -198,9 +203,12 @@ def _precheck_notebook(where, path, release):
     missing = sorted(set(release.tests) - set(submitted))
     edited = sorted(g for g in release.tests if g in submitted
                     and submitted[g] != release.tests[g])
-    if missing:
+    if missing and restores:
         lines.append(f"{where}: test cells deleted or stripped of their metadata, restored "
                      f"from the gradebook: {', '.join(missing)}")
+    elif missing:  # nbgrader's add_missing_cells is off: their grades stay unset
+        lines.append(f"{where}: test cells deleted or stripped of their metadata, not graded "
+                     f"(left to grade by hand): {', '.join(missing)}")
     if edited:
         lines.append(f"{where}: test cells edited, restored from the gradebook: "
                      f"{', '.join(edited)}")
@@ -246,20 +254,6 @@ def merge_gradebook(path, copy, students):
                                    list(students) * rows.count("{s}"))
     finally:
         connection.close()
-
-
-def record_zero(db_url, submissions):
-    """Record zero for every graded cell of submissions that could not be graded for what
-    they hold, so they show (and export) with zero; a score given by hand is kept."""
-    if not submissions:
-        return
-    with Gradebook(db_url) as gb:
-        for student, assignment in submissions:
-            gb.update_or_create_student(student)
-            for notebook in gb.update_or_create_submission(assignment, student).notebooks:
-                for grade in notebook.grades:  # as nbgrader does for a missing notebook
-                    grade.auto_score, grade.needs_manual_grade = 0, False
-        gb.db.commit()
 
 
 _SUBMISSIONS = "FROM submitted_assignment sa JOIN assignment a ON sa.assignment_id = a.id"
@@ -407,8 +401,8 @@ class WorkerPool:
                         deaths[student] = deaths.get(student, 0) + 1
                         if deaths[student] == 1:
                             queue.insert(0, (student, assignments))
-                            self.notes += [f"{student}/{a}: its grading worker died (see "
-                                           f"{log}); graded again" for a in assignments]
+                            self.notes += [f"{named(student, a)}: its grading worker died "
+                                           f"(see {log}); graded again" for a in assignments]
                         else:
                             for assignment in assignments:
                                 outcomes[student, assignment] = (
@@ -419,9 +413,9 @@ class WorkerPool:
                     else:
                         for assignment in assignments:
                             outcome, why, notes = graded[assignment]
-                            self.notes += [f"{student}/{assignment}: {n}" for n in notes]
+                            self.notes += [f"{named(student, assignment)}: {n}" for n in notes]
                             if outcome == REFUSED:
-                                why = f"nbgrader could not grade it (see {log})"
+                                why = f"{why} (see {log})"
                             if outcome != GRADED:
                                 outcomes[student, assignment] = (outcome, why)
                         done += len(assignments)
@@ -510,8 +504,9 @@ class Round:
     where: str  # "2 jobs", or the cluster
 
     def left(self, outcome):
-        """The submissions not graded with ``outcome``: REFUSED ones score zero, FAULT
-        ones (the grader's own faults) keep their previous rows."""
+        """The submissions not graded with ``outcome``: of REFUSED ones what nbgrader did
+        not grade scores zero (nbconfine.worker), FAULT ones (the grader's own faults)
+        keep their previous rows."""
         return sorted(key for key, (kind, _) in self.outcomes.items() if kind == outcome)
 
 
@@ -529,19 +524,20 @@ def grade(root, found, unusable, progress, jobs=1, shared=None, modules=(), clie
         submitted = sorted({a for _, a in found})
         notes, release_dirs = regrade.prepare_gradebook(root, url, submitted, release)
         expected = releases(release_dirs, submitted)
+        restores = settings.load_config(root).OverwriteCells.get("add_missing_cells", False)
         graded, rejected = [], list(unusable)
         for student, assignment in found:
             lines, accepted = precheck(root, student, assignment, release_dirs[assignment],
-                                       expected[assignment])
+                                       expected[assignment], restores)
             notes += lines
             (graded if accepted else rejected).append((student, assignment))
-        record_zero(url, rejected)
+        regrade.record_zero(url, rejected)
         kept = Kept(url, graded)
         jobs = max(1, min(jobs, len({student for student, _ in graded})))
         for student, assignment in graded:
             shutil.copytree(os.path.join(root, "submitted", student, assignment),
                             os.path.join(staging, student, assignment))
-        where = f"{jobs} jobs"
+        where = count(jobs, "job")
         if client:
             outcomes, lines, where = cluster.grade_on_cluster(
                 client, scheduler, root, staging, graded, url, progress)
@@ -554,9 +550,17 @@ def grade(root, found, unusable, progress, jobs=1, shared=None, modules=(), clie
             outcomes, lines = {}, []
         notes += lines
         run = Round(graded, rejected, outcomes, notes, where)
-        record_zero(url, run.left(REFUSED))
         kept.restore(run.left(FAULT))
+        for student, _ in run.left(FAULT) + run.left(REFUSED):
+            with contextlib.suppress(OSError):  # a student folder nbgrader left empty
+                os.rmdir(os.path.join(root, "autograded", student))
     return run
+
+
+def count(number, noun):
+    """"1 job", "2 jobs": handback's wording (imported late: handback imports this module)."""
+    from nbconfine import handback
+    return handback.count(number, noun)
 
 
 def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar,
@@ -585,9 +589,6 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
                                                 settings.course_files(root, config))
         stack.enter_context(course_lock(root, "nbconfine autograde"))
         removed = remove_dead_runs(scratch_parents())
-        if removed:
-            notes.append(f"removed what interrupted runs left (staging copies, unmerged "
-                         f"gradebook copies, zygotes' folders): {', '.join(removed)}")
         scratch = stack.enter_context(run_folder(None))  # the zygote's socket, the staging
         # The zygote loads its libraries while the submissions are checked and copied; on
         # a cluster the workers have theirs. Leaving closes the client: its tasks are dropped.
@@ -602,19 +603,20 @@ def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar
                         settings.executor_modules(config), scratch=scratch)
     notes += run.notes
     faulted = run.left(FAULT)
-    noted = {line.split(":")[0] for line in notes}
     for (s, a), (outcome, why) in sorted(run.outcomes.items()):
         if outcome == FAULT:
-            notes.append(f"{s}/{a}: not graded: {why}; its previous grades are kept")
-        elif f"{s}/{a}" not in noted:
-            notes.append(f"{s}/{a}: {why}; it scores zero")
-    table = report.course_table(root, config)[1]
+            notes.append(f"{named(s, a)}: not graded: {why}; its previous grades are kept")
+        else:
+            notes.append(f"{named(s, a)}: {why}")
+    table = report.course_table(root, config, faulted)[-1]
     text_report = "\n".join(
-        [table, "", f"Graded {len(run.graded) - len(faulted)} submissions with {run.where} "
-                    f"in {time.monotonic() - start:.1f} s.", confinement,
-         f"Problems found: {len(notes)}"]
+        [table, "", f"Graded {count(len(run.graded) - len(faulted), 'submission')} with "
+                    f"{run.where} in {time.monotonic() - start:.1f} s.", confinement]
+        + ([f"Removed what interrupted runs left (staging copies, unmerged gradebook "
+            f"copies, zygotes' folders): {', '.join(removed)}"] if removed else [])  # housekeeping, no problem
+        + [f"Problems found: {len(notes)}"]
         + [f"  {line}" for line in notes]
-        + ([f"Not graded, for faults of the grader: {len(faulted)} submissions (their "
+        + ([f"Not graded, for faults of the grader: {count(len(faulted), 'submission')} (their "
             "previous grades are kept). Run the same command again to grade them."]
            if faulted else []))
     try:

@@ -46,6 +46,7 @@ import warnings
 from nbgrader.api import Gradebook
 
 from nbconfine.faults import FAULT, GRADED, REFUSED
+from nbconfine.report import named
 
 CONNECT_SECONDS = 5
 WAIT_WORKERS_SECONDS = 10
@@ -118,8 +119,9 @@ class Grader:
         self.lock = threading.Lock()  # one app: one submission at a time
 
     def grade(self, student, assignment, files, instructor_files, db_url):
-        """{"outcome": faults.GRADED, REFUSED or FAULT, "why": a fault's reason, "notes":
-        events the report names, "files": autograded folder, "log": nbgrader's log}."""
+        """{"outcome": faults.GRADED, REFUSED or FAULT, "why": what nbgrader refused, or a
+        fault's reason, "notes": events the report names, "files": autograded folder,
+        "log": nbgrader's log}."""
         with self.lock:
             for folder in ("submitted", "source", "autograded"):
                 shutil.rmtree(os.path.join(self.root, folder), ignore_errors=True)
@@ -304,7 +306,7 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
         submit_more()
         for future in completed:
             student, assignment = running.pop(future)
-            where = f"{student}/{assignment}"
+            where = named(student, assignment)
             try:
                 result = future.result()
             except KilledWorker as exc:
@@ -323,7 +325,7 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
                         outcomes[student, assignment] = (FAULT, written)
                 elif result["outcome"] == REFUSED:
                     outcomes[student, assignment] = (
-                        REFUSED, f"nbgrader could not grade it (see {CLUSTER_LOG})")
+                        REFUSED, f"{result['why']} (see {CLUSTER_LOG})")
                 else:
                     outcomes[student, assignment] = (FAULT, result["why"])
             future.release()
@@ -355,6 +357,6 @@ def retries(client, topic, outcomes):
     tries = {}
     for _, event in client.get_events(topic):
         tries.setdefault((event["student"], event["assignment"]), []).append(event["worker"])
-    return [f"{s}/{a}: a worker died while grading it ({', '.join(workers[:-1])}); "
+    return [f"{named(s, a)}: a worker died while grading it ({', '.join(workers[:-1])}); "
             f"graded again on {workers[-1]}" for (s, a), workers in sorted(tries.items())
             if len(workers) > 1 and (s, a) not in outcomes]

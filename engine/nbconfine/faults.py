@@ -64,7 +64,8 @@ def _kind_of_one(exc):
     if isinstance(exc, GraderFault):
         return exc.kind, str(exc)
     if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
-        where = f" writing {exc.filename}" if exc.filename else ""
+        target = exc.filename2 or exc.filename  # a copy's destination, not its source
+        where = f" writing {target}" if target else ""
         return DISK, f"{exc.strerror or exc}{where}"
     try:
         from sqlalchemy import exc as sql

@@ -88,9 +88,9 @@ def summarize(cells, grouping):
     {label, anchor, score, max_score, pending}. Visible tests of a problem make one part
     ("visible check", or "visible tests" when there are several); each hidden test,
     written answer, task and graded code answer is its own part, named from its grade_id."""
-    problems, previous_end = [], -1
+    problems = []
     for key, (first, last) in problem_spans(cells, grouping).items():
-        problem = {"title": title(cells, key, previous_end + 1, first), "parts": [],
+        problem = {"title": title(cells, key, first), "parts": [],
                    "comment": None}
         visible = None
         for cell in cells[first:last + 1]:
@@ -119,7 +119,6 @@ def summarize(cells, grouping):
             problem["max_score"] = sum(p["max_score"] for p in problem["parts"])
             problem["pending"] = sum(p["max_score"] for p in problem["parts"] if p["pending"])
             problems.append(problem)
-        previous_end = last
     return problems
 
 

@@ -100,7 +100,8 @@ class Problems(Configurable):
         return self.of if assignment in self.assignments else str
 
 
-POINTS_HEADING = re.compile(r"^#+\s*(.+?)\s*\(\s*[\d.]+\s+points?\s*\)\s*$", re.M)
+# "## Part 1: squares (2 points)", "## Problem 5: quartiles (2 points, one per quartile)"
+POINTS_HEADING = re.compile(r"^#+\s*(.+?)\s*\(\s*[\d.]+\s+points?\b[^)]*\)\s*$", re.M)
 TITLE = re.compile(r"^#\s+(.+?)\s*$", re.M)
 
 
@@ -115,11 +116,11 @@ def problem_spans(cells, grouping):
     return spans
 
 
-def title(cells, key, start, first):
-    """A problem's name: the last heading stating points ("## Problem 1: ... (5 points)")
-    between the previous problem and its first cell, without the points; else the
-    notebook's title (a problem without its own heading is the notebook's), else key."""
-    for cell in reversed(cells[start:first + 1]):
+def title(cells, key, first):
+    """A problem's name: the nearest heading stating points ("## Problem 1: ... (5 points)")
+    above its first cell, without the points, whatever cells lie between (an answer cell
+    above a test cell, the problem's other tests); else the notebook's title, else key."""
+    for cell in reversed(cells[:first + 1]):
         headings = POINTS_HEADING.findall(cell.source) if cell.cell_type == "markdown" else []
         if headings:
             return headings[-1]
@@ -132,18 +133,16 @@ def title(cells, key, start, first):
 
 def problem_titles(root, assignment, problems):
     """{problem: its name in the notebook} of an assignment's notebooks (source/, else
-    release/); notebooks later in name order do not rename a problem."""
+    release/), in their cells' order; notebooks later in name order do not rename a
+    problem."""
     titles = {}
     for notebook in course_assignments(root).get(assignment, ()):
         for folder in ("source", "release"):
             path = notebook_path(root, folder, assignment, notebook)
             if os.path.exists(path):
                 cells = nbformat.read(path, as_version=4).cells
-                previous_end = -1
-                for key, (first, last) in problem_spans(
-                        cells, problems.grouping(assignment)).items():
-                    titles.setdefault(key, title(cells, key, previous_end + 1, first))
-                    previous_end = last
+                for key, (first, _) in problem_spans(cells, problems.grouping(assignment)).items():
+                    titles.setdefault(key, title(cells, key, first))
                 break
     return titles
 

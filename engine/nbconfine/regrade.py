@@ -12,6 +12,7 @@
 - ``KeepHandGrades``: nbgrader's SaveAutoGrades flags every grade given by hand for review
   again on each autograde. A hand grade stays unflagged while what it graded is unchanged:
   the answer cell for a written answer, the autograder's score for a test cell.
+- ``record_zero``: zero for what nbgrader could not grade (``saved``: what it did grade).
 """
 import os
 import subprocess
@@ -38,6 +39,25 @@ STUDENT_ROWS = [(HAND_GRADES, "grade_id IN (SELECT g.id FROM w.grade g JOIN "
                               "w.submitted_notebook n ON g.notebook_id = n.id JOIN "
                               "w.submitted_assignment a ON n.assignment_id = a.id "
                               "WHERE a.student_id IN ({s}))")]
+# Ids of the grades KeepHandGrades saved since nbconfine.worker cleared it: of a notebook
+# nbgrader refuses halfway, those keep their scores (as stock nbgrader), the others zero.
+saved = set()
+
+
+def record_zero(db_url, submissions, notebooks=None):
+    """Record zero for every graded cell of ``submissions`` [(student, assignment)] (of
+    their ``notebooks``, names, if given) that could not be graded for what they hold, but
+    those in ``saved``, so they show (and export) with zero; a score given by hand is
+    kept."""
+    with Gradebook(db_url) as gb:
+        for student, assignment in submissions:
+            gb.update_or_create_student(student)
+            for notebook in gb.update_or_create_submission(assignment, student).notebooks:
+                for grade in notebook.grades if notebooks is None or \
+                        notebook.name in notebooks else ():
+                    if grade.id not in saved:  # as nbgrader does for a missing notebook
+                        grade.auto_score, grade.needs_manual_grade = 0, False
+        gb.db.commit()
 
 
 def missing_assignments(db_url, notebooks):
@@ -169,7 +189,8 @@ class KeepHandGrades(SaveAutoGrades):
 
     nbgrader looks each grade and comment up and commits after each cell; here a
     notebook's grades, comments and hand-grade records are read in three queries and
-    written in one transaction: the same rows, or none if grading stops halfway.
+    written in one transaction: the same rows. A cell nbgrader refuses (a result above its
+    points) stops it, as nbgrader, keeping the cells graded before it (``saved``).
     """
 
     def preprocess(self, nb, resources):
@@ -191,12 +212,15 @@ class KeepHandGrades(SaveAutoGrades):
             self.hand_grades = {row.grade_id: row for row in db.execute(
                 select(HAND_GRADE_TABLE).where(HAND_GRADE_TABLE.c.grade_id.in_(ids)))}
             self.hand_rows = []
-            nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)  # each cell
-            if self.hand_rows:
-                db.execute(delete(HAND_GRADE_TABLE).where(HAND_GRADE_TABLE.c.grade_id.in_(
-                    [row["grade_id"] for row in self.hand_rows])))
-                db.execute(insert(HAND_GRADE_TABLE), self.hand_rows)
-            db.commit()
+            try:
+                nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)  # each cell
+            finally:
+                if self.hand_rows:
+                    db.execute(delete(HAND_GRADE_TABLE).where(HAND_GRADE_TABLE.c.grade_id.in_(
+                        [row["grade_id"] for row in self.hand_rows])))
+                    db.execute(insert(HAND_GRADE_TABLE), self.hand_rows)
+                db.commit()
+                saved.update(row["grade_id"] for row in self.hand_rows)
         return nb, resources
 
     def _add_score(self, cell, resources):

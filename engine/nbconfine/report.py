@@ -7,27 +7,50 @@ Problems are the course's (``c.Problems``, nbconfine.layout), named in the table
 as the notebooks name them.
 """
 import argparse
+import contextlib
 import csv
 import os
 import sys
 from collections import defaultdict
 
 from nbgrader.api import Gradebook
+from traitlets.config.loader import PyFileConfigLoader
 
 from nbconfine.layout import Problems, problem_titles
 
 
 def db_url(root):
-    """The gradebook nbgrader_config.py uses: NBGRADER_DB_URL, else SQLite in the course."""
-    return os.environ.get("NBGRADER_DB_URL", "sqlite:///" + os.path.join(root, "gradebook.db"))
+    """The gradebook of the course at ``root``, as nbgrader finds it: its nbgrader_config.py's
+    c.CourseDirectory.db_url (which nbconfine.configure sets from NBGRADER_DB_URL unless
+    the course does), else SQLite in the course."""
+    url = None
+    if os.path.exists(os.path.join(root, "nbgrader_config.py")):
+        with contextlib.chdir(root):  # as nbgrader reads it: from the course directory
+            config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+        url = config.CourseDirectory.get("db_url")
+    return url or os.environ.get("NBGRADER_DB_URL",
+                                 "sqlite:///" + os.path.join(root, "gradebook.db"))
+
+
+def shown(name):
+    """A name a learner chose (a file, a student or assignment folder) as the report prints
+    it: as it is if printable, else quoted with its control characters escaped, so that
+    it cannot forge report lines or move the instructor's terminal."""
+    return name if name.isprintable() else repr(name)
+
+
+def named(student, assignment):
+    """A submission as report lines name it (``shown``: as the learner named its folders)."""
+    return f"{shown(student)}/{shown(assignment)}"
 
 
 def problem_scores(url, problems):
     """{(student, assignment): {problem: [score, max_score]}} for every submission;
     problems: the course's Problems.
 
-    A written answer not graded by hand yet scores None; anything else never graded, 0.
-    (A regrade flags hand-given scores for review again, but keeps and counts them.)
+    An answer (written or code) not graded by hand yet scores None; anything else never
+    graded, 0. (A regrade flags hand-given scores for review again, but keeps and counts
+    them.) Problems come in the gradebook's order (``in_order`` puts them in the notebook's).
     """
     table = {}
     with Gradebook(url) as gb:
@@ -48,19 +71,39 @@ def problem_scores(url, problems):
 
 
 def awaits_hand_grade(grade):
-    """True for a written answer (markdown cell) not graded by hand yet."""
+    """True for an answer not graded by hand yet (written or code: no score at all)."""
     return (grade.needs_manual_grade and grade.manual_score is None
-            and grade.cell.cell_type == "markdown")
+            and grade.auto_score is None)
 
 
-def write_reports(table, out_dir):
-    """Write grades.csv (one row per submission), grades_by_problem.csv (long format) and
-    grades_distribution.png."""
+def late_penalties(url):
+    """{(student, assignment): points} of the late submissions' penalties (nbgrader's
+    AssignLatePenalties), which nbgrader export subtracts."""
+    with Gradebook(url) as gb:
+        return {(s.student.id, a.name): s.late_submission_penalty for a in gb.assignments
+                for s in a.submissions if s.late_submission_penalty}
+
+
+def in_order(scores, order):
+    """``scores`` ({problem: ...}) with the problems in ``order`` (the notebook's), any
+    other after them: a PostgreSQL gradebook returns a notebook's grades in any order."""
+    rank = {problem: k for k, problem in enumerate(order)}
+    return dict(sorted(scores.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+def write_reports(table, out_dir, penalties=None):
+    """Write grades.csv (one row per submission: its score, late penalty subtracted as
+    nbgrader export does, and the points of its problems still to grade by hand, counted
+    as 0 in the score), grades_by_problem.csv (long format) and grades_distribution.png.
+    penalties: late_penalties."""
     with open(os.path.join(out_dir, "grades.csv"), "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "assignment", "score", "max_score"])
-        for (student, assignment), scores in sorted(table.items()):
-            writer.writerow([student, assignment, total(scores, 0), total(scores, 1)])
+        writer.writerow(["student", "assignment", "score", "max_score", "late_penalty",
+                         "to_grade_by_hand"])
+        for key, scores in sorted(table.items()):
+            penalty = (penalties or {}).get(key, 0.0)
+            writer.writerow([*key, final(scores, penalty), total(scores, 1), penalty,
+                             sum(m for s, m in scores.values() if s is None)])
     with open(os.path.join(out_dir, "grades_by_problem.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "assignment", "problem", "score", "max_score"])
@@ -75,6 +118,12 @@ def total(scores, column):
     return sum(row[column] or 0.0 for row in scores.values())
 
 
+def final(scores, penalty):
+    """A submission's score: its total less its late penalty, never below 0 (as nbgrader
+    export)."""
+    return max(0.0, total(scores, 0) - penalty)
+
+
 def by_assignment(table):
     """{assignment: (problems in gradebook order, {student: scores})}, sorted by name."""
     grouped = {}
@@ -85,20 +134,36 @@ def by_assignment(table):
     return {a: (list(problems), rows) for a, (problems, rows) in grouped.items()}
 
 
-def format_table(table, titles=None):
-    """One line per submission: each problem's score (? = to grade by hand), then total;
-    under each assignment's header, what the notebook calls its problems (``titles``:
-    {assignment: {problem: name}}) where that is more than the problem's key."""
+def format_table(table, titles=None, penalties=None, kept=()):
+    """One line per submission: each problem's score (? = to grade by hand), then total
+    (less a late penalty, ``penalties``: late_penalties; marked for the submissions
+    ``kept``, [(student, assignment)] a run left with their previous grades); under each
+    assignment's header,
+    what the notebook calls its problems (``titles``: {assignment: {problem: name}}) where
+    that is more than the problem's key."""
     lines = []
     for assignment, (problems, rows) in by_assignment(table).items():
-        lines.append(f"{assignment:<22} " + " ".join(f"{p:>5}" for p in problems) + "  total")
+        widths = [max(5, len(p)) for p in problems]
+        lines.append(f"{assignment:<22} " + " ".join(f"{p:>{w}}" for p, w in
+                                                   zip(problems, widths)) + "  total")
         for student, scores in sorted(rows.items()):
-            cells = " ".join("    -" if p not in scores else "    ?" if scores[p][0] is None
-                             else f"{scores[p][0]:5g}" for p in problems)
-            lines.append(f"  {student:<20} {cells}  {total(scores, 0):g}/{total(scores, 1):g}")
+            cells = " ".join(f"{cell(scores, p):>{w}}" for p, w in zip(problems, widths))
+            penalty = (penalties or {}).get((student, assignment), 0.0)
+            late = f" (late: -{penalty:g})" if penalty else ""
+            old = " (previous grades: not graded again)" if (student, assignment) in kept \
+                else ""
+            lines.append(f"  {shown(student):<20} {cells}  "
+                         f"{final(scores, penalty):g}/{total(scores, 1):g}{late}{old}")
         named = (titles or {}).get(assignment, {})
         lines += [f"    {p} = {named[p]}" for p in problems if named.get(p, p) != p]
     return "\n".join(lines)
+
+
+def cell(scores, problem):
+    """A problem's entry in the table: its score, ? to grade by hand, - not in the notebook."""
+    if problem not in scores:
+        return "-"
+    return "?" if scores[problem][0] is None else f"{scores[problem][0]:g}"
 
 
 def plot_distribution(table, path):
@@ -152,12 +217,15 @@ def histogram(ax, problem, cells, n_students):
                  color="black" if graded else "0.45")
 
 
-def course_table(root, config):
-    """(scores, the printed table) of the course at ``root`` with its ``config``."""
-    problems = Problems(config=config)
-    scores = problem_scores(db_url(root), problems)
-    titles = {a: problem_titles(root, a, problems) for _, a in scores}
-    return scores, format_table(scores, titles)
+def course_table(root, config, kept=()):
+    """(scores, late penalties, the printed table) of the course at ``root`` with its
+    ``config``; problems in the notebooks' order; ``kept``: see format_table."""
+    problems, url = Problems(config=config), db_url(root)
+    scores = problem_scores(url, problems)
+    titles = {a: problem_titles(root, a, problems) for a in {a for _, a in scores}}
+    scores = {key: in_order(row, titles[key[1]]) for key, row in scores.items()}
+    penalties = late_penalties(url)
+    return scores, penalties, format_table(scores, titles, penalties, kept)
 
 
 def main(argv=None):
@@ -165,10 +233,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Export the grades of a course's gradebook.")
     parser.add_argument("--root", default=".", help="the course directory (default: here)")
     root = os.path.abspath(parser.parse_args(argv).root)
-    scores, table = course_table(root, settings.load_config(root))
+    scores, penalties, table = course_table(root, settings.load_config(root))
     if not scores:
         sys.exit("No graded submissions in the gradebook: autograde first.")
-    write_reports(scores, root)
+    write_reports(scores, root, penalties)
     print(table)
 
 
