@@ -15,6 +15,7 @@ from conftest import REPO
 from nbconfine import report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+WRITTEN = ("grades.csv", "grades_by_problem.csv", "grades_distribution.png")
 
 
 def read_csv(path):
@@ -23,6 +24,7 @@ def read_csv(path):
 
 
 def test_reports_from_the_gradebook(graded, tmp_path):
+    os.chmod(tmp_path, 0o755)  # a course folder others may read
     report.write_reports(graded.scores(), str(tmp_path))
 
     totals = {(r["student"], r["assignment"]): (float(r["score"]), float(r["max_score"]))
@@ -50,8 +52,11 @@ def test_reports_from_the_gradebook(graded, tmp_path):
     with Image.open(png) as image:
         assert image.format == "PNG" and min(image.size) >= 300
     first = png.read_bytes()
+    assert all(os.stat(tmp_path / name).st_mode & 0o004 for name in WRITTEN)
+    os.chmod(tmp_path, 0o711)  # a course folder `make exchange` made private
     report.write_reports(graded.scores(), str(tmp_path))
     assert png.read_bytes() == first  # reproducible: no timestamp, same layout
+    assert not any(os.stat(tmp_path / name).st_mode & 0o007 for name in WRITTEN)
 
 
 def test_table_and_csv_from_any_gradebook_order_with_penalties_and_pending_code(graded,

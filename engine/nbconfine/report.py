@@ -16,7 +16,7 @@ from collections import defaultdict
 from nbgrader.api import Gradebook
 from traitlets.config.loader import PyFileConfigLoader
 
-from nbconfine.layout import Problems, problem_titles
+from nbconfine.layout import Problems, private_like, problem_titles
 
 
 def db_url(root):
@@ -111,6 +111,8 @@ def write_reports(table, out_dir, penalties=None):
             for problem, (score, max_score) in scores.items():
                 writer.writerow([student, assignment, problem, score, max_score])
     plot_distribution(table, os.path.join(out_dir, "grades_distribution.png"))
+    for name in ("grades.csv", "grades_by_problem.csv", "grades_distribution.png"):
+        private_like(os.path.join(out_dir, name), out_dir)
 
 
 def total(scores, column):
