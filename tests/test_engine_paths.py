@@ -58,7 +58,7 @@ def test_a_folder_that_cannot_be_read_is_reported_and_still_graded():
     """A submission removed (or unreadable) between listing and checking: one line, and
     nbgrader gets to try (it decides whether there is anything to grade)."""
     lines, grade = autograde.precheck(REPO, "ghost-student", "normalization",
-                                      os.path.join(REPO, "release", "normalization"), {})
+                                      os.path.join(REPO, "release", "normalization"), {}, True)
     assert grade is True
     assert len(lines) == 1 and lines[0].startswith(
         "ghost-student/normalization: could not be checked (FileNotFoundError: "), lines
@@ -85,15 +85,22 @@ def test_the_progress_bar_on_a_terminal_and_in_a_log():
                                    "\r[##############################] 3/3 submissions\n")
 
 
-def test_a_workers_unexpected_exception_costs_that_submission_only(caplog):
+def test_a_workers_unexpected_exception_costs_that_submission_only(caplog, monkeypatch):
     """Not nbgrader's own failure: logged with its traceback, the submission reported as
-    not graded (False), the worker goes on."""
+    not graded (its converter returned), the worker goes on."""
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import LoggingConfigurable
     from nbconfine import worker
-    app = types.SimpleNamespace(coursedir=types.SimpleNamespace(), log=logging.getLogger("w"))
+
+    def unexpected(self):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(worker.FaultAwareAutograde, "start", unexpected)
+    app = LoggingConfigurable(log=logging.getLogger("w"))
+    app.coursedir = CourseDirectory(parent=app)
     with caplog.at_level(logging.ERROR, logger="w"):
-        assert worker.run_autograde(app, "alice", "normalization") is False
+        assert worker.run_autograde(app, "alice", "normalization") is not None
     assert "Could not grade alice/normalization" in caplog.text
-    assert "Traceback" in caplog.text
+    assert "Traceback" in caplog.text and "RuntimeError: a bug" in caplog.text
 
 
 def started_zygote(role):

@@ -79,8 +79,8 @@ ABOVE_POINTS = ('class _Five:\n    def __eq__(self, other):\n        return 5\n\
 # A file name that would forge a report line and erase the lines above it on a terminal.
 FORGING_NAME = "notes.txt\n  correct\u2215stats: forged\n\x1b[1A\x1b[2K"  # \u2215: ∕
 # the cells of the stock course before quartiles_test, graded before nbgrader refuses it
-BEFORE_QUARTILES = ["mean_test", "mean_restored", "variance_test", "column_test",
-                    "histogram_test"]
+BEFORE_QUARTILES = ["mean_test", "mean_restored", "mean_tools", "variance_test",
+                    "column_test", "histogram_test"]
 COMPARED = ["correct", "blank", *WRONG]
 TESTS = sorted(c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(os.path.join(
     REPO, "tests", "stockcourse", "source", STOCK, STOCK + ".ipynb"), as_version=4).cells
@@ -329,9 +329,11 @@ def test_the_table_names_and_aligns_its_columns(engine_scores):
     report = engine_scores[2]
     assert "    mean_test = Problem 1: the mean\n" in report
     assert "    mean_restored = Problem 1: the mean\n" in report
+    assert "    mean_tools = Problem 1: the mean\n" in report
     assert "    quartiles_test = Problem 5: quartiles\n" in report
     header, *rows = re.search(r"^stats .*\n(?:  \S.*\n)+", report, re.M).group().splitlines()
-    assert header.split()[1:4] == ["mean_test", "mean_restored", "variance_test"], header
+    assert header.split()[1:5] == ["mean_test", "mean_restored", "mean_tools", "variance_test"], \
+        header
     for row in rows:
         assert len(row.rsplit("  ", 1)[0]) == len(header.rsplit("  ", 1)[0]), (header, row)
     assert " with 1 job in " in report
@@ -354,7 +356,7 @@ def test_a_gradebook_the_course_configures(stock_release, tmp_path):
     report = course.grade("above", jobs=1)
     assert not os.path.exists(os.path.join(course.root, "gradebook.db"))
     assert "added to the gradebook" not in report
-    assert re.search(r"^  above .* 8/13$", report, re.M), report
+    assert re.search(r"^  above .* 9/14$", report, re.M), report
     assert "above/stats: nbgrader could not grade stats.ipynb" in report
     assert "Graded 1 submission with 1 job in " in report
 
@@ -434,7 +436,7 @@ def test_without_namespaces_landlock_keeps_the_probe_to_its_folder(stock_release
 
 def test_two_jobs_grade_the_same(engine_scores, engine_two_jobs):
     assert engine_two_jobs[1] == engine_scores[1]
-    assert "Graded 7 submissions with 2 jobs" in engine_two_jobs[2]
+    assert "Graded 8 submissions with 2 jobs" in engine_two_jobs[2]
 
 
 def test_feedback_hand_grades_and_a_missing_notebook(engine_two_jobs):
