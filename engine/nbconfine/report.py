@@ -7,27 +7,22 @@ Problems are the course's (``c.Problems``, nbconfine.layout), named in the table
 as the notebooks name them.
 """
 import argparse
-import contextlib
 import csv
 import os
 import sys
 from collections import defaultdict
 
 from nbgrader.api import Gradebook
-from traitlets.config.loader import PyFileConfigLoader
 
 from nbconfine.layout import Problems, private_like, problem_titles
+from nbconfine.settings import load_config, read_config
 
 
 def db_url(root):
     """The gradebook of the course at ``root``, as nbgrader finds it: its nbgrader_config.py's
     c.CourseDirectory.db_url (which nbconfine.configure sets from NBGRADER_DB_URL unless
     the course does), else SQLite in the course."""
-    url = None
-    if os.path.exists(os.path.join(root, "nbgrader_config.py")):
-        with contextlib.chdir(root):  # as nbgrader reads it: from the course directory
-            config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
-        url = config.CourseDirectory.get("db_url")
+    url = read_config(root).CourseDirectory.get("db_url")
     return url or os.environ.get("NBGRADER_DB_URL",
                                  "sqlite:///" + os.path.join(root, "gradebook.db"))
 
@@ -231,11 +226,10 @@ def course_table(root, config, kept=()):
 
 
 def main(argv=None):
-    from nbconfine import settings
     parser = argparse.ArgumentParser(description="Export the grades of a course's gradebook.")
     parser.add_argument("--root", default=".", help="the course directory (default: here)")
     root = os.path.abspath(parser.parse_args(argv).root)
-    scores, penalties, table = course_table(root, settings.load_config(root))
+    scores, penalties, table = course_table(root, load_config(root))
     if not scores:
         sys.exit("No graded submissions in the gradebook: autograde first.")
     write_reports(scores, root, penalties)

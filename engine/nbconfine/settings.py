@@ -1,4 +1,5 @@
 """A course's nbconfine settings, read from its nbgrader_config.py outside nbgrader."""
+import contextlib
 import hashlib
 import os
 
@@ -17,12 +18,19 @@ class NotConfigured(Exception):
     """The course's nbgrader_config.py does not switch nbconfine on."""
 
 
+def read_config(root):
+    """The Config of ``root``'s nbgrader_config.py (an empty one without it), read as
+    nbgrader reads it: from the course directory."""
+    if not os.path.exists(os.path.join(root, "nbgrader_config.py")):
+        return Config()
+    with contextlib.chdir(root):
+        return PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+
+
 def load_config(root):
-    """The Config of ``root``'s nbgrader_config.py (an empty one without it); raises
-    NotConfigured when it does not grade with nbconfine."""
-    config = Config()
-    if os.path.exists(os.path.join(root, "nbgrader_config.py")):
-        config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+    """``read_config``, raising NotConfigured when the course does not grade with
+    nbconfine."""
+    config = read_config(root)
     if EXECUTOR not in config.Autograde.get("autograde_preprocessors", []):
         raise NotConfigured(NOT_CONFIGURED.format(root=os.path.abspath(root)))
     return config
