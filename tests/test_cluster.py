@@ -39,7 +39,6 @@ KILLED_ONCE = "clu-reference/normalization"  # its worker is killed once: graded
 # Every worker grading it is killed: it is left ungraded. Graded last (student ids sort), once
 # KILLED_ONCE is done: a worker dying with KILLED_ONCE waiting behind would count a try.
 POISON = "clu-worker-killer/normalization"
-SLOW_START = "import time\ntime.sleep(3)\n"
 # The stock course's correct submission, but its copy of the data file edited: graded with
 # the assignment's own (nbgrader copies source/'s files over a submission), it scores as
 # the correct one.
@@ -53,9 +52,9 @@ def submit_batch(course):
     mutants = {m.name: m for m in MUTANTS}
     attacks = {a.name: a for a in ATTACKS}
     reference = course.reference("normalization")
-    # The two submissions whose workers are killed take 3 s more (a pause in an answer,
-    # graded the same): the killer sees them graded however loaded the machine.
-    slow = {**reference, "p1_answer": SLOW_START + reference["p1_answer"]}
+    # The two submissions whose workers are killed take 3 s more: the killer sees them
+    # graded however loaded the machine.
+    slow = course.paused_reference()
     course.submit("clu-reference", "normalization", slow)
     course.submit("clu-blank", "normalization", {})
     for name in MUTANT_NAMES:

@@ -107,7 +107,7 @@ def test_a_zygote_killed_mid_run_is_restarted_and_grades_are_as_clean(course):
     answers: full points), and the report names the restart."""
     students = [f"zyg-{k}" for k in range(2)]
     for student in students:
-        course.submit(student, "normalization", course.reference("normalization"))
+        course.submit(student, "normalization", course.paused_reference())
     wrapper = start(course, "zyg-*", 2)
     wait_for(running(wrapper, processes.SANDBOX_NAME), 120, "a sandbox")
     zygote = wait_for(lambda: processes.zygote_of(wrapper.pid), 10, "the zygote")
@@ -122,8 +122,8 @@ def test_a_worker_killed_mid_run_costs_nothing(course):
     """A worker killed (the OOM killer, an operator) is replaced and its student graded
     again: exit 0, every student as in a clean run, the death named in the report."""
     students = [f"kill-{k}" for k in range(2)]
-    for student in students:
-        course.submit(student, "normalization", course.reference("normalization"))
+    course.submit("kill-0", "normalization", course.paused_reference())  # graded first
+    course.submit("kill-1", "normalization", course.reference("normalization"))
     wrapper = start(course, "kill-*", 1)
     workers = wait_for(running(wrapper, processes.WORKER_NAME), 120, "the worker")
     wait_for(running(wrapper, processes.SANDBOX_NAME), 120, "a sandbox")  # it grades
@@ -141,7 +141,7 @@ def test_ctrl_c_stops_everything_quietly_and_a_rerun_grades_all(course):
     sandbox is left, and running it again grades every submission."""
     students = [f"int-{k}" for k in range(2)]
     for student in students:
-        course.submit(student, "normalization", course.reference("normalization"))
+        course.submit(student, "normalization", course.paused_reference())
     wrapper = start(course, "int-*", 2, start_new_session=True)
     wait_for(running(wrapper, processes.WORKER_NAME), 120, "the workers")
     wait_for(running(wrapper, processes.SANDBOX_NAME), 120, "a sandbox")
@@ -206,7 +206,8 @@ def test_a_zygote_that_cannot_be_restarted_leaves_submissions_ungraded(course, t
     shutil.copytree(os.path.join(REPO, "engine", "nbconfine"), engine / "nbconfine",
                     ignore=shutil.ignore_patterns("__pycache__"))
     reference = course.reference("normalization")
-    for student in ("gf-a", "gf-b", "gf-c"):
+    course.submit("gf-a", "normalization", course.paused_reference())  # graded first
+    for student in ("gf-b", "gf-c"):
         course.submit(student, "normalization", reference)
     course.grade("gf-b", jobs=1)  # graded before: its grades must stay
     mark_grades(course, "gf-b")
