@@ -463,7 +463,7 @@ class ProblemExecute(NbGraderPreprocessor):
             elif role == "setup" or (role in ("test", "instructor") and owner == problem):
                 grader_side.append(cell.source)
         # what the tests take from the learner: the names they read and do not bind first
-        tests = reach.names_read_unbound(grader_side)
+        tests = reach.names_read_unbound(tuple(grader_side))
         forbidden = getattr(checks, "FORBIDDEN_NAME", None)
         named = forbidden_names(learner_side, tests, re.compile(forbidden)) if forbidden else set()
         ran = set(checks.forbidden_ops(session.ops)) if hasattr(checks, "forbidden_ops") else set()

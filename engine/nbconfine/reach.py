@@ -24,6 +24,10 @@ def parse(source):
     The tree is shared between callers: read it, never change it."""
     from IPython.core.inputtransformer2 import TransformerManager
     try:
+        return ast.parse(source)  # plain Python: IPython's transformer leaves it as it is
+    except SyntaxError:
+        pass
+    try:
         return ast.parse(TransformerManager().transform_cell(source))
     except SyntaxError:
         return None
@@ -129,16 +133,20 @@ def binding(name, scopes, module=None):
     return next((scope[name] for scope in scopes if name in scope), (module or {}).get(name))
 
 
+# Nodes come from parse()'s shared trees: each problem of a submission, and each submission
+# (the instructor's cells), analyses the same ones again.
+@functools.lru_cache(maxsize=2**14)
 def free_names(node):
     """Names ``node`` reads that its own functions, classes and comprehensions do not bind:
     the module's, or builtins."""
-    return {n.id for n, scopes in scoped_nodes(node) if isinstance(n, ast.Name)
-            and isinstance(n.ctx, ast.Load) and binding(n.id, scopes) is None}
+    return frozenset(n.id for n, scopes in scoped_nodes(node) if isinstance(n, ast.Name)
+                     and isinstance(n.ctx, ast.Load) and binding(n.id, scopes) is None)
 
 
+@functools.lru_cache(maxsize=2**14)
 def bound_names(statement):
     """Names a top-level statement binds in the module."""
-    return set(scope_bindings([statement]))
+    return frozenset(scope_bindings([statement]))
 
 
 def reachable(sources, roots):
@@ -164,16 +172,18 @@ def reachable(sources, roots):
     return reached, defined
 
 
+@functools.lru_cache(maxsize=256)  # a problem's instructor cells: every submission's
 def names_read_unbound(sources):
-    """The names code run in order (cell sources) reads before binding them itself: what
-    it takes from elsewhere (another cell, builtins). A name counts as bound once bound for
-    certain: by an earlier statement, a loop's target within its loop, a ``with`` target;
-    what a loop body or one branch binds is not bound after it, as it may not run."""
+    """The names code run in order (a tuple of cell sources) reads before binding them
+    itself: what it takes from elsewhere (another cell, builtins). A name counts as bound
+    once bound for certain: by an earlier statement, a loop's target within its loop, a
+    ``with`` target; what a loop body or one branch binds is not bound after it, as it may
+    not run."""
     read, bound = set(), set()
     for tree in map(parse, sources):
         for statement in tree.body if tree else []:
             read |= _reads(statement, bound)
-    return read
+    return frozenset(read)
 
 
 def _reads(statement, bound):
