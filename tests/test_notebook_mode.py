@@ -172,13 +172,27 @@ def stock_release(tmp_path_factory, listener):
 
 
 @pytest.fixture(scope="session")
-def stock_scores(stock_release, tmp_path_factory):
-    """Stock nbgrader's grading of a copy: (course, cell scores, its output)."""
+def stock_nbgrader(stock_release, tmp_path_factory):
+    """Stock nbgrader's grading of a copy, started (it runs while the engine grades, its
+    kernels' starts and time-outs mostly waiting): (course, the process)."""
     course = stock_release.clone(str(tmp_path_factory.mktemp("stock-nbgrader") / "course"),
                                  engine=False)
     shutil.rmtree(os.path.join(course.root, "submitted", "probe"))  # graded by the engine only
-    done = course.nbgrader("autograde", STOCK, "--force")
-    return course, course.cell_scores(), done.stdout + done.stderr
+    process = subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", STOCK, "--force"],
+                               cwd=course.root, env=course.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    yield course, process
+    if process.poll() is None:  # no test waited for it
+        process.kill()
+        process.communicate()
+
+
+@pytest.fixture(scope="session")
+def stock_scores(stock_nbgrader):
+    """Stock nbgrader's grading of a copy: (course, cell scores, its output)."""
+    course, process = stock_nbgrader
+    out, err = process.communicate(timeout=1800)
+    return course, course.cell_scores(), out + err
 
 
 def engine_run(stock_release, tmp_path_factory, name, jobs):
@@ -188,8 +202,9 @@ def engine_run(stock_release, tmp_path_factory, name, jobs):
 
 
 @pytest.fixture(scope="session")
-def engine_scores(stock_release, tmp_path_factory):
-    """`nbconfine autograde --jobs 1` on a copy: (course, cell scores, report)."""
+def engine_scores(stock_release, stock_nbgrader, tmp_path_factory):
+    """`nbconfine autograde --jobs 1` on a copy, while stock nbgrader grades its own:
+    (course, cell scores, report)."""
     return engine_run(stock_release, tmp_path_factory, "engine-one", 1)
 
 
@@ -198,7 +213,8 @@ def engine_two_jobs(stock_release, tmp_path_factory):
     return engine_run(stock_release, tmp_path_factory, "engine-two", 2)
 
 
-def test_every_autograded_cell_scores_as_stock_nbgrader(stock_scores, engine_scores):
+# engine_scores first: it starts stock nbgrader's run, which grades while the engine does
+def test_every_autograded_cell_scores_as_stock_nbgrader(engine_scores, stock_scores):
     """Correct (with a cell the learner added), blank and wrong submissions: each graded
     cell's score is stock nbgrader's; the wrong ones lose exactly their cells' points."""
     _, stock, _ = stock_scores
