@@ -4,7 +4,8 @@ The README's commands (tests/daskcluster.py): `make scheduler`, which can import
 of this project, and two `make worker`s, each from its own checkout; then `make autograde
 SCHEDULER=...`. The grades and autograded notebooks equal a local 2-job run's, also when a
 worker is killed mid-task; a submission that keeps killing workers is left
-ungraded (exit 3); refusals
+ungraded (exit 3), as is one in flight when the scheduler dies (the run ends, saying
+so); refusals
 (no scheduler, no workers, a SQLite gradebook, workers without their course's
 configuration or with another version of it) come within seconds and write nothing.
 Workers of another course on the same scheduler are refused too; they are those of the
@@ -26,9 +27,10 @@ from sqlalchemy import create_engine, text
 from attacks import ATTACKS
 from catalog import MUTANTS
 from coursedir import ASSIGNMENTS, MAKE, NBGRADER_ENV, REPO, STOCK, STOCK_COURSE, Course, \
-    StockCourse
+    StockCourse, wait_for
 from daskcluster import NO_ENGINE_MESSAGE, PROJECT_MODULES, Cluster, autograde, free_port
 from pgserver import require_server, scratch_database
+import processes
 from test_notebook_mode import autograded, submit_students
 
 require_server()
@@ -151,6 +153,18 @@ def kill_while_grading(cluster, process):
     return kills
 
 
+def lose_scheduler(cluster, course, workers):
+    """`nbconfine autograde --scheduler` of KILLED_ONCE's submission (paused 3 s as it is
+    graded), the scheduler SIGKILLed while a worker grades it: ``finished``'s figures."""
+    student = KILLED_ONCE.split("/")[0]
+    process = started(autograde(course, "--scheduler", cluster.address, "--students", student))
+    wait_for(lambda: process.poll() is None and any(
+        processes.named(processes.SANDBOX_NAME, worker.pid) for worker in workers),
+        120, "a worker's sandbox grading it")
+    os.killpg(cluster.scheduler.pid, signal.SIGKILL)
+    return finished(process)
+
+
 def notebooks(course, students):
     """{(student, assignment): autograded notebook} of the students' graded submissions."""
     return {(student, assignment): course.autograded(student, assignment)
@@ -230,15 +244,18 @@ def cluster_runs(course, tmp_path_factory):
             made = finished(make)
             scheduler_imports = cluster.scheduler_imports()
             saturation = cluster.scheduler_setting("distributed.scheduler.worker-saturation")
+            students = {s for s in os.listdir(os.path.join(course.root, "submitted"))
+                        if s.startswith("clu-")}
+            graded = (pg_course.scores(), notebooks(pg_course, students), made)
+            rows = grade_rows(url)
+            scheduler_lost = lose_scheduler(cluster, pg_course, workers)  # last: it ends it
         finally:
             cluster.stop()
-        students = {s for s in os.listdir(os.path.join(course.root, "submitted"))
-                    if s.startswith("clu-")}
         yield {
             "local": ({k: v for k, v in course.scores().items() if k[0] in students},
                       notebooks(course, students), local_report),
-            "cluster": (pg_course.scores(), notebooks(pg_course, students), made),
-            "rows": grade_rows(url), "kills": kills, "saturation": saturation,
+            "cluster": graded, "scheduler lost": scheduler_lost,
+            "rows": rows, "kills": kills, "saturation": saturation,
             "refused": refused,
             "workers log": "".join(cluster.log(worker.name) for worker in workers),
             "unconfigured checkout": os.path.join(cluster.workdir, unconfigured[0].name,
@@ -296,6 +313,17 @@ def test_every_submission_has_exactly_one_set_of_grade_rows(cluster_runs):
     assert set(rows) == set(scores)
     for submission, (grades, cells, submitted) in rows.items():
         assert (grades, submitted) == (cells, 1), submission
+
+
+def test_a_scheduler_lost_mid_run_leaves_its_submissions_ungraded_and_says_so(cluster_runs):
+    """The scheduler killed while a worker grades: the run ends (exit 3, no traceback),
+    naming the submission not graded, the scheduler and what to do."""
+    _, code, report, errors = cluster_runs["scheduler lost"]
+    assert code == 3 and "Traceback" not in errors, (report, errors[-3000:])
+    assert (f"{KILLED_ONCE}: not graded: the Dask scheduler at tcp://127.0.0.1:"
+            in report and "stopped answering: start it again (`make scheduler`)" in report)
+    assert "Not graded, for faults of the grader: 1 submission " in report, report
+    assert "Run the same command again" in report
 
 
 def test_refusals_come_within_seconds_and_write_nothing(cluster_runs):

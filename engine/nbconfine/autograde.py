@@ -64,7 +64,7 @@ from sqlalchemy import text
 from nbconfine import cluster, confine, faults, regrade, report, settings, zygote
 from nbconfine.cli import job_count
 from nbconfine.layout import course_assignments, course_lock
-from nbconfine.report import named, shown
+from nbconfine.report import count, named, shown
 # Workers' gradebook copies are merged back and dropped: kept in memory (MEMORY_DIR), where
 # nbgrader's commit after every graded cell costs no disk flush.
 from nbconfine.runs import MEMORY_DIR, remove_dead_runs, run_folder, scratch_parents
@@ -555,12 +555,6 @@ def grade(root, found, unusable, progress, jobs=1, shared=None, modules=(), clie
             with contextlib.suppress(OSError):  # a student folder nbgrader left empty
                 os.rmdir(os.path.join(root, "autograded", student))
     return run
-
-
-def count(number, noun):
-    """"1 job", "2 jobs": handback's wording (imported late: handback imports this module)."""
-    from nbconfine import handback
-    return handback.count(number, noun)
 
 
 def autograde(root=".", jobs=os.cpu_count(), students="*", progress=progress_bar,

@@ -46,7 +46,7 @@ import warnings
 from nbgrader.api import Gradebook
 
 from nbconfine.faults import FAULT, GRADED, REFUSED
-from nbconfine.report import named
+from nbconfine.report import count, named
 
 CONNECT_SECONDS = 5
 WAIT_WORKERS_SECONDS = 10
@@ -278,6 +278,8 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
     and each worker one: Dask counts a try against every task a dying worker held (a
     task re-queued behind another after a death can be counted for it).
     """
+    from concurrent.futures import CancelledError
+
     from distributed import KilledWorker, as_completed
     workers = len(client.nthreads())
     topic = f"nbconfine-{uuid.uuid4().hex}"
@@ -301,39 +303,51 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
             running[future] = student, assignment
             completed.add(future)
 
+    lost = (f"the Dask scheduler at {address} stopped answering: start it again (`make "
+            "scheduler`) with its workers (`make worker`) and run the same command")
     os.makedirs(os.path.join(root, "autograded", "logs"), exist_ok=True)
     with open(os.path.join(root, CLUSTER_LOG), "w") as log:
-        submit_more()
-        for future in completed:
-            student, assignment = running.pop(future)
-            where = named(student, assignment)
-            try:
-                result = future.result()
-            except KilledWorker as exc:
-                outcomes[student, assignment] = (FAULT, (
-                    f"the workers grading it died {exc.allowed_failures + 1} times (the "
-                    "scheduler's allowed-failures; see the workers' logs)"))
-            except Exception as exc:  # the scheduler's or Dask's reason, said as it is
-                outcomes[student, assignment] = (
-                    FAULT, f"not graded on the cluster ({type(exc).__name__}: {exc})")
-            else:
-                log.write(f"==> {where}, on {result['worker']}\n{result['log']}\n")
-                notes += [f"{where}: {note} (on {result['worker']})" for note in result["notes"]]
-                if result["outcome"] == GRADED:
-                    written = write_autograded(root, student, assignment, result["files"])
-                    if written:
-                        outcomes[student, assignment] = (FAULT, written)
-                elif result["outcome"] == REFUSED:
-                    outcomes[student, assignment] = (
-                        REFUSED, f"{result['why']} (see {CLUSTER_LOG})")
-                else:
-                    outcomes[student, assignment] = (FAULT, result["why"])
-            future.release()
-            done += 1
-            progress(done, len(graded))
+        try:
             submit_more()
+            for future in completed:
+                student, assignment = running.pop(future)
+                where = named(student, assignment)
+                try:
+                    result = future.result()
+                except KilledWorker as exc:
+                    outcomes[student, assignment] = (FAULT, (
+                        f"the workers grading it died {exc.allowed_failures + 1} times (the "
+                        "scheduler's allowed-failures; see the workers' logs)"))
+                except CancelledError:  # what the client does to its tasks when the
+                    outcomes[student, assignment] = (FAULT, lost)  # scheduler is lost
+                except Exception as exc:  # the scheduler's or Dask's reason, said as it is
+                    outcomes[student, assignment] = (
+                        FAULT, f"not graded on the cluster ({type(exc).__name__}: {exc})")
+                else:
+                    log.write(f"==> {where}, on {result['worker']}\n{result['log']}\n")
+                    notes += [f"{where}: {note} (on {result['worker']})"
+                              for note in result["notes"]]
+                    if result["outcome"] == GRADED:
+                        written = write_autograded(root, student, assignment, result["files"])
+                        if written:
+                            outcomes[student, assignment] = (FAULT, written)
+                    elif result["outcome"] == REFUSED:
+                        outcomes[student, assignment] = (
+                            REFUSED, f"{result['why']} (see {CLUSTER_LOG})")
+                    else:
+                        outcomes[student, assignment] = (FAULT, result["why"])
+                future.release()
+                done += 1
+                progress(done, len(graded))
+                submit_more()
+        except OSError:  # CommClosedError, a connection timed out...
+            if client.status == "running":
+                raise  # not the scheduler's doing (a full disk under the log, say)
+            for student, assignment in list(running.values()) + pending:
+                outcomes[student, assignment] = (FAULT, lost)
+            return outcomes, notes, f"{count(workers, 'Dask worker')} at {address}"
     return (outcomes, notes + retries(client, topic, outcomes),
-            f"{workers} Dask workers at {address}")
+            f"{count(workers, 'Dask worker')} at {address}")
 
 
 def write_autograded(root, student, assignment, files):

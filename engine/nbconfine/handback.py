@@ -539,13 +539,8 @@ def return_all(nbg, assignments):
     return lines, ok
 
 
-def count(number, noun):
-    """"1 student", "2 students"."""
-    return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
 def students(number):
-    return count(number, "student")
+    return report.count(number, "student")
 
 
 def course_root(name, argv, description=__doc__.split("\n")[0]):

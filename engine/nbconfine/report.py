@@ -34,6 +34,11 @@ def shown(name):
     return name if name.isprintable() else repr(name)
 
 
+def count(number, noun):
+    """"1 submission", "2 submissions": a report's words for a number of things."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def named(student, assignment):
     """A submission as report lines name it (``shown``: as the learner named its folders)."""
     return f"{shown(student)}/{shown(assignment)}"

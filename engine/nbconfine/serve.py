@@ -49,6 +49,7 @@ from nbconfine import autograde, cluster, confine, handback, runs, settings, zyg
 from nbconfine.faults import FAULT
 from nbconfine.cli import job_count
 from nbconfine.layout import course_assignments, course_lock
+from nbconfine.report import count
 
 PER_JOB = 4  # submissions per job in one round: SIGTERM waits for at most this many each
 POLL_SECONDS = 1.0  # without inotify
@@ -335,7 +336,7 @@ class Service:
                 self._loop()
         except Stopped:
             pass
-        self.say(f"Stopped ({self.stopping}); {handback.count(self.served, 'submission')} "
+        self.say(f"Stopped ({self.stopping}); {count(self.served, 'submission')} "
                  f"served since {self.since}.")
         return 0
 
@@ -355,8 +356,8 @@ class Service:
         if removed:
             self.say(f"Removed what interrupted runs left: {', '.join(removed)}")
         confinement = self._start_grading(stack)
-        self.where = (f"{len(self.client.nthreads())} Dask workers at {self.scheduler}"
-                      if self.client else f"{self.jobs} jobs")
+        self.where = (f"{count(len(self.client.nthreads()), 'Dask worker')} at {self.scheduler}"
+                      if self.client else count(self.jobs, "job"))
         self.ledger = handback.ledger(self.db_url)
         if not os.path.isdir(self.nbg.inbound):
             self.say(f"Waiting for {self.nbg.inbound}, which the first `make publish` "
@@ -427,7 +428,7 @@ def status(root):
     if state:
         lines = [f"The service: running since {state.get('since')} (pid {state.get('pid')}; "
                  f"{state.get('watching')}; {state.get('grading_with')}; "
-                 f"{handback.count(state.get('served', 0), 'submission')} served)"]
+                 f"{count(state.get('served', 0), 'submission')} served)"]
     else:
         lines = ["The service: not running (make serve starts it)"]
     grading = {(s, a): stamp for s, a, stamp in (state or {}).get("grading", [])}
