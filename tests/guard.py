@@ -313,6 +313,10 @@ BREAKAGES = [
              "killed by one submission counts a try against the one queued behind it",
              [("Makefile", "\t  DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION=1.0 \\\n", "")],
              ["tests/test_cluster.py", "-k", "keeps_killing"]),
+    Breakage("scheduler_loss_a_traceback", "a scheduler lost mid-run ends the run in a "
+             "traceback that names no submission and says nothing of what to do",
+             [(CLUSTER, '            if client.status == "running":\n', "            if True:\n")],
+             ["tests/test_cluster.py", "-k", "scheduler_lost"]),
     Breakage("zygote_on_small_pages", "the zygote's memory is left on 4 KiB pages: every "
              "fork copies and every sandbox's exit frees 512 times the page-table entries",
              [(ZYGOTE, ',\n            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}', "}")],
