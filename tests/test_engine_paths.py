@@ -151,6 +151,22 @@ def test_a_dead_zygote_is_restarted_by_the_next_fork(forks):
     assert f"the sandbox zygote (pid {first}) died and was restarted" in notes[0]
 
 
+def test_a_zygote_in_a_deep_folder_serves_its_workers(tmp_path):
+    """A run folder whose socket's path is longer than a Unix socket address holds (107
+    bytes: a deep TMPDIR): the zygote listens there, and a worker connects and forks."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    spec = zygote.Spec(roles=("problem",))
+    with zygote.serve(spec, str(deep)) as served:
+        assert len(os.fsencode(served.listen_path)) > 107
+        worker_side = zygote.Zygote(spec, path=served.listen_path)
+        try:
+            assert run_in_sandbox(worker_side)["error"] is None
+        finally:
+            worker_side.close()
+    faults.take()
+
+
 def test_the_zygotes_memory_is_on_huge_pages_where_the_kernel_offers_them(forks):
     """What torch's import leaves in the zygote is backed by transparent huge pages (one
     page-table entry per 2 MiB for each fork to copy), and sandboxes forked from it,

@@ -6,6 +6,7 @@ Processes are found by the names the engine gives them (tests/processes.py), so 
 depends on catching a process between fork and exec. Where a test needs "mid-run", it
 waits for a sign that grading is under way (a sandbox, an autograded notebook) and then
 strikes; every assertion holds wherever the blow lands."""
+import contextlib
 import copy
 import os
 import re
@@ -233,6 +234,20 @@ def test_a_zygote_that_cannot_be_restarted_leaves_submissions_ungraded(course, t
         assert ("gf-a", "normalization") not in scores
 
 
+@contextlib.contextmanager
+def full_filesystem(folder):
+    """A 64 KiB tmpfs mounted on ``folder`` (made if missing), all but 16 KiB of it filled:
+    folders can be made there, a notebook cannot be written. Yields ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", folder], check=True)
+    try:
+        with open(os.path.join(folder, "filler"), "wb") as f:
+            f.write(b"\0" * 48 * 1024)
+        yield folder
+    finally:
+        subprocess.run(["umount", folder], check=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (root only)")
 def test_a_full_disk_under_autograded_leaves_the_submission_ungraded(course):
     """autograded/<student> on a full file system (a 64 KiB tmpfs): that submission is left
@@ -243,19 +258,13 @@ def test_a_full_disk_under_autograded_leaves_the_submission_ungraded(course):
         course.submit(student, "normalization", reference)
     course.grade("disk-full", jobs=1)
     mark_grades(course, "disk-full")
-    mount = os.path.join(course.root, "autograded", "disk-full")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mount], check=True)
-    try:
-        with open(os.path.join(mount, "filler"), "wb") as f:
-            f.write(b"\0" * 48 * 1024)
+    with full_filesystem(os.path.join(course.root, "autograded", "disk-full")) as mount:
         done = subprocess.run(
             [sys.executable, "-m", "nbconfine", "autograde", "--root", course.root,
              "--jobs", "2", "--students", "disk-*"], cwd=course.root, env=course.env,
             capture_output=True, text=True, timeout=900)
         notebooks = [name for _, _, names in os.walk(mount) for name in names
                      if name.endswith(".ipynb")]
-    finally:
-        subprocess.run(["umount", mount], check=True)
     assert done.returncode == 3, (done.stdout, done.stderr[-3000:])
     line, = report_lines(done.stdout, "disk-full")
     assert "not graded: No space left on device" in line and "previous grades are kept" \
@@ -266,6 +275,28 @@ def test_a_full_disk_under_autograded_leaves_the_submission_ungraded(course):
     assert not notebooks
     assert marked(course, "disk-full")
     assert full_points(course, ["disk-fine"]) == {"disk-fine": True}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (root only)")
+def test_a_full_temporary_folder_stops_the_run_saying_where(course, tmp_path):
+    """TMPDIR on a full file system, where the run stages its copy of the submissions: it
+    stops before grading, naming the fault and where it could not write (no traceback),
+    exit 3, the previous grades kept and nothing of the run left in TMPDIR."""
+    course.submit("tmp-full", "normalization", course.reference("normalization"))
+    course.grade("tmp-full", jobs=1)
+    mark_grades(course, "tmp-full")
+    with full_filesystem(str(tmp_path / "tmp")) as folder:
+        done = subprocess.run(
+            [sys.executable, "-m", "nbconfine", "autograde", "--root", course.root,
+             "--jobs", "1", "--students", "tmp-full"], cwd=course.root,
+            env=dict(course.env, TMPDIR=folder), capture_output=True, text=True, timeout=900)
+        left = sorted(set(os.listdir(folder)) - {"filler"})
+    assert done.returncode == 3, (done.stdout, done.stderr[-3000:])
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert ("autograde: stopped by a fault of the grading machine: No space left on device "
+            f"writing {folder}/") in done.stderr, done.stderr[-3000:]
+    assert "run the same command again once it is mended" in done.stderr
+    assert marked(course, "tmp-full") and not left
 
 
 def worker_logs(course):

@@ -16,6 +16,8 @@ and ``take()`` returns both and starts afresh.
 """
 import contextlib
 import errno
+import os
+import shutil
 
 DATABASE, DISK, MACHINE = "database", "disk", "machine"  # kinds of fault
 # How grading a submission ended: graded; refused by nbgrader (something in the
@@ -67,6 +69,12 @@ def _kind_of_one(exc):
         target = exc.filename2 or exc.filename  # a copy's destination, not its source
         where = f" writing {target}" if target else ""
         return DISK, f"{exc.strerror or exc}{where}"
+    if isinstance(exc, shutil.Error):  # copytree's: [(source, destination, why)], as text
+        for _, target, why in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
+            said = next((os.strerror(e) for e in DISK_ERRORS if os.strerror(e) in str(why)),
+                        None)
+            if said:
+                return DISK, f"{said} writing {target}"
     try:
         from sqlalchemy import exc as sql
     except ImportError:

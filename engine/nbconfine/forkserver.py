@@ -36,7 +36,7 @@ import socket
 import struct
 
 from nbconfine import confine, wire
-from nbconfine.zygote import SANDBOX_NAME, name_process
+from nbconfine.zygote import SANDBOX_NAME, name_process, socket_address
 
 ROLES = {"problem": "nbconfine.remote", "notebook": "nbconfine.kernel"}
 SETUP_LIMIT = 2**16  # bytes of a sandbox's setup message
@@ -75,7 +75,8 @@ def zygote_main(owner, confinement, hello, spec, listen_path=None):
     selector.register(owner, selectors.EVENT_READ)
     if listen_path:
         listener = socket.socket(socket.AF_UNIX)
-        listener.bind(listen_path)
+        with socket_address(listen_path) as address:
+            listener.bind(address)
         listener.listen()
         selector.register(listener, selectors.EVENT_READ)
     running = True

@@ -296,6 +296,20 @@ def _receive_with_pid(sock, size):
     return data, pids[0]
 
 
+@contextlib.contextmanager
+def socket_address(path):
+    """``path`` as a Unix socket's address, which holds at most 107 bytes: beyond that (a
+    deep TMPDIR), through the folder opened meanwhile (/proc/self/fd/N/NAME)."""
+    if len(os.fsencode(path)) < 100:
+        yield path
+        return
+    folder = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{os.path.basename(path)}"
+    finally:
+        os.close(folder)
+
+
 def _connect(path, seconds=120):
     """Connect to a zygote's socket, waiting while it starts (it binds once prepared);
     ZygoteGone if it died (its socket refuses) or never bound it."""
@@ -304,7 +318,8 @@ def _connect(path, seconds=120):
         client = socket.socket(socket.AF_UNIX)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
-            client.connect(path)
+            with socket_address(path) as address:
+                client.connect(address)
             return client
         except FileNotFoundError:
             client.close()
