@@ -54,6 +54,25 @@ def test_bad_command_lines_are_refused_with_what_is_wrong(tmp_path):
         assert done.returncode == 2 and said in done.stderr, (argv, done)
 
 
+def test_a_course_configuration_that_cannot_be_run_is_named_at_its_line(tmp_path):
+    """nbgrader_config.py with a syntax error, or raising: every command that reads it
+    stops (exit 2) with one line naming the file, the line and the error, no traceback."""
+    for folder in ("source", "submitted/someone"):
+        (tmp_path / folder / "homework3").mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / folder / "homework3" / "hw.ipynb")
+    config = tmp_path / "nbgrader_config.py"
+    for text, said in (("c = get_config()\nc.Foo = (\n", "line 2 could not be run "
+                        "(SyntaxError: '(' was never closed)"),
+                       ("c = get_config()\n\nraise RuntimeError('half edited')\n",
+                        "line 3 could not be run (RuntimeError: half edited)")):
+        config.write_text(text)
+        for command in ("autograde", "grades", "feedback", "status"):
+            done = subprocess.run([sys.executable, "-m", "nbconfine", command], cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 2 and f"{config}, {said}" in done.stderr \
+                and "Traceback" not in done.stderr, (command, done)
+
+
 def test_a_folder_that_cannot_be_read_is_reported_and_still_graded():
     """A submission removed (or unreadable) between listing and checking: one line, and
     nbgrader gets to try (it decides whether there is anything to grade)."""

@@ -57,7 +57,14 @@ def main(argv=None):
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable),
                                           os.environ.get("PATH", os.defpath)])
     module, _, function = COMMANDS[argv[0]][0].partition(":")
-    return getattr(importlib.import_module(module), function or "main")(argv[1:])
+    try:
+        return getattr(importlib.import_module(module), function or "main")(argv[1:])
+    except Exception as exc:
+        from nbconfine.settings import NotConfigured
+        if not isinstance(exc, NotConfigured):
+            raise
+        print(f"nbconfine {argv[0]}: {exc}", file=sys.stderr)  # the course's, said plainly
+        return 2
 
 
 if __name__ == "__main__":

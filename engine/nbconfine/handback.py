@@ -551,8 +551,9 @@ def course_root(name, argv, description=__doc__.split("\n")[0]):
     root = os.path.abspath(parser.parse_args(argv).root)
     try:
         settings.load_config(root)  # a course graded with nbconfine, not any folder
-    except settings.NotConfigured as exc:
-        sys.exit(f"{name}: {exc}")
+    except settings.NotConfigured as exc:  # refused before doing anything: exit status 2
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(2)
     return root
 
 

@@ -2,6 +2,7 @@
 import contextlib
 import hashlib
 import os
+import traceback
 
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
@@ -15,16 +16,33 @@ NOT_CONFIGURED = ("{root}/nbgrader_config.py does not call nbconfine.configure(c
 
 
 class NotConfigured(Exception):
-    """The course's nbgrader_config.py does not switch nbconfine on."""
+    """The course's nbgrader_config.py does not switch nbconfine on, or cannot be read."""
 
 
 def read_config(root):
     """The Config of ``root``'s nbgrader_config.py (an empty one without it), read as
-    nbgrader reads it: from the course directory."""
-    if not os.path.exists(os.path.join(root, "nbgrader_config.py")):
+    nbgrader reads it: from the course directory. Raises NotConfigured, naming the line,
+    if running it fails."""
+    path = os.path.abspath(os.path.join(root, "nbgrader_config.py"))
+    if not os.path.exists(path):
         return Config()
     with contextlib.chdir(root):
-        return PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+        try:
+            return PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+        except Exception as exc:
+            raise NotConfigured(_unreadable(path, exc)) from None
+
+
+def _unreadable(path, exc):
+    """Why running the configuration file ``path`` failed: the error, at its line."""
+    if isinstance(exc, SyntaxError):
+        what, line = f"SyntaxError: {exc.msg}", exc.lineno
+    else:
+        what = f"{type(exc).__name__}: {exc}"
+        line = next((frame.lineno for frame in reversed(traceback.extract_tb(exc.__traceback__))
+                     if frame.filename == path), None)
+    at = f", line {line}" if line else ""
+    return f"{path}{at} could not be run ({what}): mend it; nothing was done"
 
 
 def load_config(root):
