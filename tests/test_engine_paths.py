@@ -37,17 +37,20 @@ def test_no_submissions_is_said_plainly(tmp_path):
 
 
 def test_bad_command_lines_are_refused_with_what_is_wrong(tmp_path):
-    """A mistyped command, a job count below 1, a --students glob matching nobody: exit
-    status 2 and a line naming the mistake, nothing graded."""
+    """A mistyped command, a job count below 1, a --students glob matching nobody, a --root
+    that is no folder: exit status 2 and a line naming the mistake, nothing graded."""
     (tmp_path / "submitted" / "someone" / "homework3").mkdir(parents=True)
     cases = {("frobnicate",): "unknown command 'frobnicate'",
              ("autograde", "--jobs", "0"): "'0': the number of grading workers, 1 or more",
              ("serve", "--jobs", "-1"): "'-1': the number of grading workers, 1 or more",
              ("autograde", "--students", "nobody*"):
                  "no student folder in submitted/ matches --students 'nobody*' "
-                 "(1 student folder there)"}
+                 "(1 student folder there)",
+             ("autograde", "--root", str(tmp_path / "nowhere")):
+                 f"--root {tmp_path / 'nowhere'}: no such folder"}
     for argv, said in cases.items():
-        done = subprocess.run([sys.executable, "-m", "nbconfine", *argv, "--root", str(tmp_path)]
+        done = subprocess.run([sys.executable, "-m", "nbconfine", argv[0], "--root",
+                               str(tmp_path), *argv[1:]]  # a later --root wins
                               if argv[0] == "autograde" else
                               [sys.executable, "-m", "nbconfine", *argv], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)

@@ -630,6 +630,8 @@ def main(argv=None):
     parser.add_argument("--scheduler", help="grade on the Dask cluster of this scheduler "
                         "(tcp://HOST:PORT; see nbconfine/cluster.py)")
     args = parser.parse_args(argv)
+    if not os.path.isdir(args.root):
+        parser.error(f"--root {args.root}: no such folder (the course directory)")
     try:
         text_report, ungraded = autograde(args.root, args.jobs, args.students,
                                           scheduler=args.scheduler)
