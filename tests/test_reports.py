@@ -138,3 +138,15 @@ def test_make_roster_explains_a_missing_file(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert f"no roster file '{missing}'" in done.stderr and "ROSTER=path.csv" in done.stderr
+
+
+def test_the_table_widens_its_names_column_for_long_student_ids():
+    """A student id longer than the names column's 20 characters (an email address, say):
+    the column widens, so every score still sits under its problem."""
+    table = {("firstname.lastname@university.example", "hw"): {"p1": [5.0, 5.0],
+                                                               "p2": [0.0, 5.0]},
+             ("bo", "hw"): {"p1": [1.0, 5.0], "p2": [2.0, 5.0]}}
+    header, *rows = report.format_table(table).splitlines()
+    assert len(rows) == 2
+    for row in rows:
+        assert len(row.rsplit("  ", 1)[0]) == len(header.rsplit("  ", 1)[0]), (header, row)

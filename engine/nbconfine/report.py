@@ -146,15 +146,16 @@ def format_table(table, titles=None, penalties=None, kept=()):
     lines = []
     for assignment, (problems, rows) in by_assignment(table).items():
         widths = [max(5, len(p)) for p in problems]
-        lines.append(f"{assignment:<22} " + " ".join(f"{p:>{w}}" for p, w in
-                                                   zip(problems, widths)) + "  total")
+        name_width = max([20, len(assignment) - 2] + [len(shown(s)) for s in rows])
+        lines.append(f"{assignment:<{name_width + 2}} " + " ".join(f"{p:>{w}}" for p, w in
+                                                            zip(problems, widths)) + "  total")
         for student, scores in sorted(rows.items()):
             cells = " ".join(f"{cell(scores, p):>{w}}" for p, w in zip(problems, widths))
             penalty = (penalties or {}).get((student, assignment), 0.0)
             late = f" (late: -{penalty:g})" if penalty else ""
             old = " (previous grades: not graded again)" if (student, assignment) in kept \
                 else ""
-            lines.append(f"  {shown(student):<20} {cells}  "
+            lines.append(f"  {shown(student):<{name_width}} {cells}  "
                          f"{final(scores, penalty):g}/{total(scores, 1):g}{late}{old}")
         named = (titles or {}).get(assignment, {})
         lines += [f"    {p} = {named[p]}" for p in problems if named.get(p, p) != p]
