@@ -44,7 +44,7 @@ FAULTS = "tests/test_faults.py"
 REMOTE, REGRADE = ENGINE + "remote.py", ENGINE + "regrade.py"
 CONFINE, FEEDBACK, SETTINGS = ENGINE + "confine.py", ENGINE + "feedback.py", \
     ENGINE + "__init__.py"
-CLUSTER = ENGINE + "cluster.py"
+CLUSTER, SETTINGS_FILE = ENGINE + "cluster.py", ENGINE + "settings.py"
 NORMCHECK, CONFIG = "course/normcheck.py", "nbgrader_config.py"
 KERNEL, NOTEBOOK = ENGINE + "kernel.py", ENGINE + "notebook.py"
 NOTEBOOK_MODE = "tests/test_notebook_mode.py"  # the stock course, graded both ways
@@ -317,6 +317,19 @@ BREAKAGES = [
              "traceback that names no submission and says nothing of what to do",
              [(CLUSTER, '            if client.status == "running":\n', "            if True:\n")],
              ["tests/test_cluster.py", "-k", "scheduler_lost"]),
+    Breakage("full_temporary_folder_a_traceback", "a full TMPDIR (copytree's aggregated "
+             "errors) ends the run in a traceback instead of naming the fault",
+             [(ENGINE + "faults.py", "    if isinstance(exc, shutil.Error):", "    if False:")],
+             [FAULTS, "-k", "temporary"]),
+    Breakage("deep_tmpdir_socket_too_long", "the zygote's socket in a deep TMPDIR exceeds a "
+             "Unix socket address: no run starts there",
+             [(ZYGOTE, "    if len(os.fsencode(path)) < 100:", "    if True:")],
+             ["tests/test_engine_paths.py", "-k", "deep_folder"]),
+    Breakage("broken_configuration_a_traceback", "a course's nbgrader_config.py that cannot "
+             "be run ends every command in a traceback",
+             [(SETTINGS_FILE, "            raise NotConfigured(_unreadable(path, exc)) from None",
+               "            raise")],
+             ["tests/test_engine_paths.py", "-k", "configuration_that"]),
     Breakage("zygote_on_small_pages", "the zygote's memory is left on 4 KiB pages: every "
              "fork copies and every sandbox's exit frees 512 times the page-table entries",
              [(ZYGOTE, ',\n            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}', "}")],
