@@ -204,9 +204,17 @@ BREAKAGES = [
              [(CONFINE, "    _copy_tree(files.source_fd, workdir)\n", "")],
              [NOTEBOOK_MODE, "-k", "as_stock_nbgrader"]),
     Breakage("notebook_timeout_error_dropped", "a timed-out cell lacks nbgrader's "
-             "CellTimeoutError", [(NOTEBOOK, "                outputs.append(nbformat.from_dict(",
-                                   "                (nbformat.from_dict(")],
+             "CellTimeoutError", [(NOTEBOOK, "add_reply_error(outputs, nbformat.from_dict(",
+                                   "(nbformat.from_dict(")],
              [NOTEBOOK_MODE, "-k", "outputs_are"]),
+    Breakage("notebook_hidden_error_dropped", "a cell that keeps IPython from showing its "
+             "error (a replaced showtraceback) keeps its points",
+             [(NOTEBOOK, 'add_reply_error(outputs, reply["error"])', "pass")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_reads_no_fonts", "fontconfig's files unreadable: the cell where "
+             "matplotlib first lists fonts gets fc-list's error on stderr",
+             [(KERNEL, '"/etc/fonts", ', "")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
     Breakage("notebook_landlock_reads_everything", "without namespaces, Landlock lets a "
              "notebook sandbox read every file",
              [(CONFINE, "    return readable + [(os.path.dirname(files.workdir), LANDLOCK_WRITE)]",
