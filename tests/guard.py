@@ -207,6 +207,10 @@ BREAKAGES = [
              "CellTimeoutError", [(NOTEBOOK, "add_reply_error(outputs, nbformat.from_dict(",
                                    "(nbformat.from_dict(")],
              [NOTEBOOK_MODE, "-k", "outputs_are"]),
+    Breakage("notebook_no_execute_ignored", "`nbgrader autograde --no-execute` runs the "
+             "cells anyway (the outputs the student saved are not what is graded)",
+             [(ENGINE + "execute.py", "return Execute(parent=self).enabled", "return True")],
+             [NOTEBOOK_MODE, "-k", "no_execute"]),
     Breakage("notebook_hidden_error_dropped", "a cell that keeps IPython from showing its "
              "error (a replaced showtraceback) keeps its points",
              [(NOTEBOOK, 'add_reply_error(outputs, reply["error"])', "pass")],

@@ -361,6 +361,28 @@ def test_a_gradebook_the_course_configures(stock_release, tmp_path):
     assert "Graded 1 submission with 1 job in " in report
 
 
+def test_no_execute_grades_the_outputs_saved(stock_release, tmp_path):
+    """`nbgrader autograde --no-execute` runs no cell with the engine either: the outputs
+    the student saved are graded, as stock nbgrader grades them (an error saved in a test
+    cell costs its points, a passing answer left unrun keeps them)."""
+    course = stock_release.clone(str(tmp_path / "course"))
+    path = os.path.join(course.root, "submitted", "correct", STOCK, STOCK + ".ipynb")
+    nb = nbformat.read(path, as_version=4)
+    saved = nbformat.v4.new_output("error", ename="SavedError", evalue="", traceback=[])
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "mean_test":
+            cell.outputs = [saved]
+    nbformat.write(nb, path)
+    course.autograde(STOCK, "--no-execute", "--student", "correct")
+    cells = [c for c in autograded(course, "correct").cells if c.cell_type == "code"]
+    assert {c.execution_count for c in cells} == {None}
+    assert [c.outputs for c in cells if c.metadata.get("nbgrader", {}).get("grade_id")
+            == "mean_test"] == [[saved]]
+    scores = {cell: s for (student, cell), s in course.cell_scores().items()
+              if student == "correct"}
+    assert scores["mean_test"] == 0 and scores["variance_test"] > 0
+
+
 def probe_violations(course, listener):
     """What the probe (graded in ``course``) gained."""
     text = text_of(course, "probe")
