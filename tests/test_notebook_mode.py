@@ -541,6 +541,7 @@ KERNEL_CELLS = [
     ("print(await seven())", "7\n", None),
     ("print('z' * (5 * 2**22))", "z" * 4 * 2**20 + "\n... Output truncated ...\n", None),
     ("import getpass\ngetpass.getpass()", "", "StdinNotImplementedError"),
+    ("len?", "", None),  # the pager's text goes in the reply's payload, which nbclient drops
     # matplotlib lists the fonts (fc-list) once per home: nothing on stderr
     ("from matplotlib import font_manager\nprint(len(font_manager.fontManager.ttflist) > 0)",
      "True\n", None),
@@ -554,8 +555,9 @@ def test_a_sandbox_behaves_as_ipykernel(stock_release):
     """What stock nbgrader's kernel (ipykernel) does with a forked child's large output,
     %store, exit(), asyncio.run inside its running loop, top-level await, a huge output
     (kept whole there, then cut by LimitOutput: marked where it is cut here), getpass,
-    %tb before any error, matplotlib's first font listing, and an error whose traceback
-    the learner's code hid: each cell's stdout, stderr and errors as there."""
+    the pager (`obj?`), %tb before any error, matplotlib's first font listing, and an
+    error whose traceback the learner's code hid: each cell's stdout, stderr and errors
+    as there."""
     code = ("import json, sys\nfrom nbconfine import zygote\n"
             "from nbconfine.settings import load_config, zygote_spec\n"
             "from nbconfine.notebook import NotebookExecute, NotebookSession\n"

@@ -146,6 +146,12 @@ def _shell_class():
         def init_virtualenv(self):
             pass
 
+        def init_hooks(self):
+            super().init_hooks()
+            # ipykernel's pager (`obj?`, %pinfo, %page) sends its text as a payload of the
+            # reply, which nbclient does not keep: nothing in the cell's outputs
+            self.set_hook("show_in_pager", lambda shell, *args, **kwargs: None, 99)
+
         @property
         def db(self):  # %store's, in the profile directory: the sandbox's home here
             if self._db is None:
