@@ -530,6 +530,11 @@ def test_nothing_imports_torch_nor_a_local_run_dask(stock_release):
 # error's ename or None).
 KERNEL_CELLS = [
     ("%tb", "", None),  # before any error, on stderr: "No traceback available to show."
+    # matplotlib lists the fonts (fc-list) once per home: nothing on stderr
+    ("from matplotlib import font_manager\nprint(len(font_manager.fontManager.ttflist) > 0)",
+     "True\n", None),
+    # the backends that draw in the notebook need no event loop: no error
+    ("%matplotlib notebook\n%matplotlib inline", "", None),
     # a forked child writing more than a pipe holds, waited for
     ("import os\npid = os.fork()\nif pid == 0:\n    os.write(1, b'y' * 1_500_000 + b'\\n')\n"
      "    os._exit(0)\nos.waitpid(pid, 0)\nprint('child done')",
@@ -542,9 +547,8 @@ KERNEL_CELLS = [
     ("print('z' * (5 * 2**22))", "z" * 4 * 2**20 + "\n... Output truncated ...\n", None),
     ("import getpass\ngetpass.getpass()", "", "StdinNotImplementedError"),
     ("len?", "", None),  # the pager's text goes in the reply's payload, which nbclient drops
-    # matplotlib lists the fonts (fc-list) once per home: nothing on stderr
-    ("from matplotlib import font_manager\nprint(len(font_manager.fontManager.ttflist) > 0)",
-     "True\n", None),
+    ("import os\nprint(os.environ['TERM'], os.environ['FORCE_COLOR'], os.environ['PAGER'])",
+     "xterm-color 1 cat\n", None),  # ipykernel's shell sets them
     # an error the cell keeps IPython from showing: nbgrader adds it from the kernel's reply
     ("get_ipython().showtraceback = lambda *args, **kwargs: None\n1 / 0", "",
      "ZeroDivisionError"),
@@ -555,9 +559,9 @@ def test_a_sandbox_behaves_as_ipykernel(stock_release):
     """What stock nbgrader's kernel (ipykernel) does with a forked child's large output,
     %store, exit(), asyncio.run inside its running loop, top-level await, a huge output
     (kept whole there, then cut by LimitOutput: marked where it is cut here), getpass,
-    the pager (`obj?`), %tb before any error, matplotlib's first font listing, and an
-    error whose traceback the learner's code hid: each cell's stdout, stderr and errors
-    as there."""
+    the pager (`obj?`), the shell's environment, `%matplotlib notebook`, %tb before any
+    error, matplotlib's first font listing, and an error whose traceback the learner's
+    code hid: each cell's stdout, stderr and errors as there."""
     code = ("import json, sys\nfrom nbconfine import zygote\n"
             "from nbconfine.settings import load_config, zygote_spec\n"
             "from nbconfine.notebook import NotebookExecute, NotebookSession\n"

@@ -48,6 +48,12 @@ TRUNCATED = "\n... Output truncated ...\n"  # its lines, not their length)
 NOT_SUPPORTED = "{} was called, but this frontend does not support input requests."
 
 
+# What ipykernel's shell puts in its environment (ZMQInteractiveShell.init_environment):
+# colours in the programs a cell runs, pagers that do not wait for a key
+SHELL_ENVIRONMENT = {"TERM": "xterm-color", "CLICOLOR": "1", "FORCE_COLOR": "1",
+                     "CLICOLOR_FORCE": "1", "PAGER": "cat", "GIT_PAGER": "cat"}
+# The %gui / %matplotlib names ipykernel runs no event loop for (its eventloops.loop_map)
+NO_EVENT_LOOP = (None, "inline", "nbagg", "webagg", "notebook", "ipympl", "widget")
 # Where IPython keeps the last error it showed (`%tb`, `%debug` read it)
 LAST_ERROR = ("last_type", "last_value", "last_traceback", "last_exc")
 
@@ -160,9 +166,9 @@ def _shell_class():
             return self._db
 
         def enable_gui(self, gui=None):
-            # ipykernel's: inline figures (%matplotlib inline, %pylab) need no event loop;
-            # a GUI's has no display to run on here
-            if gui not in (None, "inline"):
+            # ipykernel's: the backends that draw in the notebook (inline, nbagg, ipympl)
+            # need no event loop; a GUI's has no display to run on here
+            if gui not in NO_EVENT_LOOP:
                 from IPython.core.error import UsageError
                 raise UsageError(f"GUI event loop {gui!r}: there is no display when grading")
             self.active_eventloop = gui
@@ -405,7 +411,8 @@ def serve(sock, prepared, setup, fds):
     os.makedirs(home, exist_ok=True)
     os.environ.update(setup["environ"], TMPDIR=setup["tmpdir"], HOME=home,
                       # MPLBACKEND is the zygote's (nbconfine.zygote)
-                      MPLCONFIGDIR=os.path.join(setup["tmpdir"], "matplotlib"))
+                      MPLCONFIGDIR=os.path.join(setup["tmpdir"], "matplotlib"),
+                      **SHELL_ENVIRONMENT)
     tempfile.tempdir = None  # found again from TMPDIR
     sys.argv = [LAUNCHER, "-f", os.path.join(home, ".local", "share", "jupyter", "runtime",
                                              f"kernel-{uuid.uuid4()}.json")]  # ipykernel's
