@@ -215,6 +215,25 @@ BREAKAGES = [
              "error (a replaced showtraceback) keeps its points",
              [(NOTEBOOK, 'add_reply_error(outputs, reply["error"])', "pass")],
              [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_pager_printed", "the pager's text (`obj?`) is a stdout output, not "
+             "the reply's payload nbclient drops",
+             [(KERNEL, '        self.set_hook("show_in_pager"', "        (")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_getpass_reads_stdin", "getpass.getpass() in a notebook sandbox reads "
+             "stdin (EOFError after a warning on stderr), not ipykernel's error",
+             [(KERNEL, "    getpass.getpass = _no_getpass\n", "")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_nbagg_refused", "%matplotlib notebook is refused (a UsageError)",
+             [(KERNEL, "if gui not in NO_EVENT_LOOP:", 'if gui not in (None, "inline"):')],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_shell_environment_missing", "ipykernel's TERM, FORCE_COLOR, PAGER... "
+             "missing from a notebook sandbox's environment",
+             [(KERNEL, "                      **SHELL_ENVIRONMENT)", "                      )")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_path_without_interpreter", "`!python` in a notebook is not the "
+             "environment's interpreter",
+             [(ZYGOTE, "[os.path.dirname(sys.executable), ", "[")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
     Breakage("notebook_reads_no_fonts", "fontconfig's files unreadable: the cell where "
              "matplotlib first lists fonts gets fc-list's error on stderr",
              [(KERNEL, '"/etc/fonts", ', "")],

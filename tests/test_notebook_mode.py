@@ -549,6 +549,9 @@ KERNEL_CELLS = [
     ("len?", "", None),  # the pager's text goes in the reply's payload, which nbclient drops
     ("import os\nprint(os.environ['TERM'], os.environ['FORCE_COLOR'], os.environ['PAGER'])",
      "xterm-color 1 cat\n", None),  # ipykernel's shell sets them
+    # the environment's interpreter by its name on PATH, as in an activated environment
+    ("import os, subprocess, sys\nprint(subprocess.run([os.path.basename(sys.executable), "
+     "'-c', 'import nbformat']).returncode)", "0\n", None),
     # an error the cell keeps IPython from showing: nbgrader adds it from the kernel's reply
     ("get_ipython().showtraceback = lambda *args, **kwargs: None\n1 / 0", "",
      "ZeroDivisionError"),
@@ -559,9 +562,9 @@ def test_a_sandbox_behaves_as_ipykernel(stock_release):
     """What stock nbgrader's kernel (ipykernel) does with a forked child's large output,
     %store, exit(), asyncio.run inside its running loop, top-level await, a huge output
     (kept whole there, then cut by LimitOutput: marked where it is cut here), getpass,
-    the pager (`obj?`), the shell's environment, `%matplotlib notebook`, %tb before any
-    error, matplotlib's first font listing, and an error whose traceback the learner's
-    code hid: each cell's stdout, stderr and errors as there."""
+    the pager (`obj?`), the shell's environment and PATH, `%matplotlib notebook`, %tb
+    before any error, matplotlib's first font listing, and an error whose traceback the
+    learner's code hid: each cell's stdout, stderr and errors as there."""
     code = ("import json, sys\nfrom nbconfine import zygote\n"
             "from nbconfine.settings import load_config, zygote_spec\n"
             "from nbconfine.notebook import NotebookExecute, NotebookSession\n"
