@@ -234,6 +234,10 @@ BREAKAGES = [
              "environment's interpreter",
              [(ZYGOTE, "[os.path.dirname(sys.executable), ", "[")],
              [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_context_per_cell", "each notebook cell runs in a context of its own: "
+             "decimal's precision or numpy's seterr set in one cell is gone in the next",
+             [(KERNEL, ', context=context)', ')')],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
     Breakage("notebook_reads_no_fonts", "fontconfig's files unreadable: the cell where "
              "matplotlib first lists fonts gets fc-list's error on stderr",
              [(KERNEL, '"/etc/fonts", ', "")],

@@ -535,6 +535,10 @@ KERNEL_CELLS = [
      "True\n", None),
     # the backends that draw in the notebook need no event loop: no error
     ("%matplotlib notebook\n%matplotlib inline", "", None),
+    # what a cell sets in a context variable holds in the next ones (one task in ipykernel)
+    ("import decimal\nimport numpy as np\ndecimal.getcontext().prec = 5\n"
+     "np.seterr(divide='ignore');", "", None),
+    ("print(decimal.Decimal(1) / 7, np.float64(1) / 0)", "0.14286 inf\n", None),
     # a forked child writing more than a pipe holds, waited for
     ("import os\npid = os.fork()\nif pid == 0:\n    os.write(1, b'y' * 1_500_000 + b'\\n')\n"
      "    os._exit(0)\nos.waitpid(pid, 0)\nprint('child done')",
@@ -562,9 +566,10 @@ def test_a_sandbox_behaves_as_ipykernel(stock_release):
     """What stock nbgrader's kernel (ipykernel) does with a forked child's large output,
     %store, exit(), asyncio.run inside its running loop, top-level await, a huge output
     (kept whole there, then cut by LimitOutput: marked where it is cut here), getpass,
-    the pager (`obj?`), the shell's environment and PATH, `%matplotlib notebook`, %tb
-    before any error, matplotlib's first font listing, and an error whose traceback the
-    learner's code hid: each cell's stdout, stderr and errors as there."""
+    the pager (`obj?`), the shell's environment and PATH, `%matplotlib notebook`, context
+    variables (decimal's precision, numpy's seterr), %tb before any error, matplotlib's
+    first font listing, and an error whose traceback the learner's code hid: each cell's
+    stdout, stderr and errors as there."""
     code = ("import json, sys\nfrom nbconfine import zygote\n"
             "from nbconfine.settings import load_config, zygote_spec\n"
             "from nbconfine.notebook import NotebookExecute, NotebookSession\n"

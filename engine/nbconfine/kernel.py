@@ -26,6 +26,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import contextvars
 import fcntl
 import getpass
 import importlib.util
@@ -430,6 +431,9 @@ def serve(sock, prepared, setup, fds):
     before = _regular_files(workdir)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # ipykernel runs every cell in one task, so what a cell sets in a context variable
+    # (decimal's precision, numpy's seterr and print options) holds in the next cells
+    context = contextvars.copy_context()
     while True:
         try:
             request = json.loads(loop.run_until_complete(_receive(loop, sock)))
@@ -441,7 +445,7 @@ def serve(sock, prepared, setup, fds):
                             [pickle.PickleBuffer(content) for content in contents])
             continue
         interrupt.running = True
-        cell = loop.create_task(_run_cell(shell, request["source"]))
+        cell = loop.create_task(_run_cell(shell, request["source"]), context=context)
         try:
             reply = _reply(shell, loop.run_until_complete(cell))
         except KeyboardInterrupt:  # while IPython prepared the cell, or the loop waited
