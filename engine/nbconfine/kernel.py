@@ -241,8 +241,9 @@ def prepare(spec):
 # which), the time zone, fontconfig's configuration and cache (matplotlib runs fc-list
 # when it first lists fonts: without them fc-list writes an error to stderr, which costs
 # the cell its points); the interpreter, its directory (first on PATH: `!python`, `!pip`,
-# the environment's scripts) and its environment's pyvenv.cfg. Not the rest of /etc: /etc/passwd and /etc/group name the machine's
-# users and groups (so `ls -l` shows numbers, `whoami` fails).
+# the environment's scripts) and its environment's pyvenv.cfg. Not the rest of /etc:
+# /etc/passwd and /etc/group name the machine's users and groups (so `ls -l` shows
+# numbers, `whoami` fails).
 PROGRAMS = ("/bin", "/lib", "/lib64", "/usr/bin", "/usr/lib", "/usr/lib64", "/usr/libexec",
             "/usr/share", "/usr/local/bin", "/usr/local/lib", "/etc/ld.so.cache",
             "/etc/alternatives", "/etc/localtime", "/etc/fonts", "/var/cache/fontconfig",

@@ -63,7 +63,8 @@ def sandbox_environment():
     user name (USER, LOGNAME: getpass.getuser() as in a kernel). The
     engine is imported from where the grader imports it; the interpreter's directory
     comes first on PATH, as in the activated environment a kernel is started from
-    (`!python`, `!pip`); matplotlib draws inline, as in a Jupyter kernel. glibc's allocator asks for transparent huge pages (where the kernel
+    (`!python`, `!pip`); matplotlib draws inline, as in a Jupyter kernel. glibc's
+    allocator asks for transparent huge pages (where the kernel
     offers them): most of what torch's import leaves in the zygote then lies on 2 MiB
     pages, so each fork copies, and each sandbox's exit frees, one page-table entry
     where there would be 512; a sandbox writing to such a page still copies 4 KiB."""
