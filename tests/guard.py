@@ -204,9 +204,44 @@ BREAKAGES = [
              [(CONFINE, "    _copy_tree(files.source_fd, workdir)\n", "")],
              [NOTEBOOK_MODE, "-k", "as_stock_nbgrader"]),
     Breakage("notebook_timeout_error_dropped", "a timed-out cell lacks nbgrader's "
-             "CellTimeoutError", [(NOTEBOOK, "                outputs.append(nbformat.from_dict(",
-                                   "                (nbformat.from_dict(")],
+             "CellTimeoutError", [(NOTEBOOK, "add_reply_error(outputs, nbformat.from_dict(",
+                                   "(nbformat.from_dict(")],
              [NOTEBOOK_MODE, "-k", "outputs_are"]),
+    Breakage("notebook_no_execute_ignored", "`nbgrader autograde --no-execute` runs the "
+             "cells anyway (the outputs the student saved are not what is graded)",
+             [(ENGINE + "execute.py", "return Execute(parent=self).enabled", "return True")],
+             [NOTEBOOK_MODE, "-k", "no_execute"]),
+    Breakage("notebook_hidden_error_dropped", "a cell that keeps IPython from showing its "
+             "error (a replaced showtraceback) keeps its points",
+             [(NOTEBOOK, 'add_reply_error(outputs, reply["error"])', "pass")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_pager_printed", "the pager's text (`obj?`) is a stdout output, not "
+             "the reply's payload nbclient drops",
+             [(KERNEL, '        self.set_hook("show_in_pager"', "        (")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_getpass_reads_stdin", "getpass.getpass() in a notebook sandbox reads "
+             "stdin (EOFError after a warning on stderr), not ipykernel's error",
+             [(KERNEL, "    getpass.getpass = _no_getpass\n", "")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_nbagg_refused", "%matplotlib notebook is refused (a UsageError)",
+             [(KERNEL, "if gui not in NO_EVENT_LOOP:", 'if gui not in (None, "inline"):')],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_shell_environment_missing", "ipykernel's TERM, FORCE_COLOR, PAGER... "
+             "missing from a notebook sandbox's environment",
+             [(KERNEL, "                      **SHELL_ENVIRONMENT)", "                      )")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_path_without_interpreter", "`!python` in a notebook is not the "
+             "environment's interpreter",
+             [(ZYGOTE, "[os.path.dirname(sys.executable), ", "[")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_context_per_cell", "each notebook cell runs in a context of its own: "
+             "decimal's precision or numpy's seterr set in one cell is gone in the next",
+             [(KERNEL, ', context=context)', ')')],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
+    Breakage("notebook_reads_no_fonts", "fontconfig's files unreadable: the cell where "
+             "matplotlib first lists fonts gets fc-list's error on stderr",
+             [(KERNEL, '"/etc/fonts", ', "")],
+             [NOTEBOOK_MODE, "-k", "behaves_as_ipykernel"]),
     Breakage("notebook_landlock_reads_everything", "without namespaces, Landlock lets a "
              "notebook sandbox read every file",
              [(CONFINE, "    return readable + [(os.path.dirname(files.workdir), LANDLOCK_WRITE)]",

@@ -377,6 +377,28 @@ def test_a_gradebook_the_course_configures(stock_release, tmp_path):
     assert "Graded 1 submission with 1 job in " in report
 
 
+def test_no_execute_grades_the_outputs_saved(stock_release, tmp_path):
+    """`nbgrader autograde --no-execute` runs no cell with the engine either: the outputs
+    the student saved are graded, as stock nbgrader grades them (an error saved in a test
+    cell costs its points, a passing answer left unrun keeps them)."""
+    course = stock_release.clone(str(tmp_path / "course"))
+    path = os.path.join(course.root, "submitted", "correct", STOCK, STOCK + ".ipynb")
+    nb = nbformat.read(path, as_version=4)
+    saved = nbformat.v4.new_output("error", ename="SavedError", evalue="", traceback=[])
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "mean_test":
+            cell.outputs = [saved]
+    nbformat.write(nb, path)
+    course.autograde(STOCK, "--no-execute", "--student", "correct")
+    cells = [c for c in autograded(course, "correct").cells if c.cell_type == "code"]
+    assert {c.execution_count for c in cells} == {None}
+    assert [c.outputs for c in cells if c.metadata.get("nbgrader", {}).get("grade_id")
+            == "mean_test"] == [[saved]]
+    scores = {cell: s for (student, cell), s in course.cell_scores().items()
+              if student == "correct"}
+    assert scores["mean_test"] == 0 and scores["variance_test"] > 0
+
+
 def probe_violations(course, listener):
     """What the probe (graded in ``course``) gained."""
     text = text_of(course, "probe")
@@ -523,6 +545,16 @@ def test_nothing_imports_torch_nor_a_local_run_dask(stock_release):
 # Cells whose outputs in an ipykernel kernel are known: (source, the stdout expected, the
 # error's ename or None).
 KERNEL_CELLS = [
+    ("%tb", "", None),  # before any error, on stderr: "No traceback available to show."
+    # matplotlib lists the fonts (fc-list) once per home: nothing on stderr
+    ("from matplotlib import font_manager\nprint(len(font_manager.fontManager.ttflist) > 0)",
+     "True\n", None),
+    # the backends that draw in the notebook need no event loop: no error
+    ("%matplotlib notebook\n%matplotlib inline", "", None),
+    # what a cell sets in a context variable holds in the next ones (one task in ipykernel)
+    ("import decimal\nimport numpy as np\ndecimal.getcontext().prec = 5\n"
+     "np.seterr(divide='ignore');", "", None),
+    ("print(decimal.Decimal(1) / 7, np.float64(1) / 0)", "0.14286 inf\n", None),
     # a forked child writing more than a pipe holds, waited for
     ("import os\npid = os.fork()\nif pid == 0:\n    os.write(1, b'y' * 1_500_000 + b'\\n')\n"
      "    os._exit(0)\nos.waitpid(pid, 0)\nprint('child done')",
@@ -533,32 +565,48 @@ KERNEL_CELLS = [
     ("import asyncio\nasync def seven():\n    return 7\nasyncio.run(seven())", "", "RuntimeError"),
     ("print(await seven())", "7\n", None),
     ("print('z' * (5 * 2**22))", "z" * 4 * 2**20 + "\n... Output truncated ...\n", None),
+    ("import getpass\ngetpass.getpass()", "", "StdinNotImplementedError"),
+    ("len?", "", None),  # the pager's text goes in the reply's payload, which nbclient drops
+    ("import os\nprint(os.environ['TERM'], os.environ['FORCE_COLOR'], os.environ['PAGER'])",
+     "xterm-color 1 cat\n", None),  # ipykernel's shell sets them
+    # the environment's interpreter by its name on PATH, as in an activated environment
+    ("import os, subprocess, sys\nprint(subprocess.run([os.path.basename(sys.executable), "
+     "'-c', 'import nbformat']).returncode)", "0\n", None),
+    # an error the cell keeps IPython from showing: nbgrader adds it from the kernel's reply
+    ("get_ipython().showtraceback = lambda *args, **kwargs: None\n1 / 0", "",
+     "ZeroDivisionError"),
 ]
 
 
 def test_a_sandbox_behaves_as_ipykernel(stock_release):
     """What stock nbgrader's kernel (ipykernel) does with a forked child's large output,
-    %store, exit(), asyncio.run inside its running loop, top-level await, and a huge
-    output (kept whole there, then cut by LimitOutput: marked where it is cut here)."""
+    %store, exit(), asyncio.run inside its running loop, top-level await, a huge output
+    (kept whole there, then cut by LimitOutput: marked where it is cut here), getpass,
+    the pager (`obj?`), the shell's environment and PATH, `%matplotlib notebook`, context
+    variables (decimal's precision, numpy's seterr), %tb before any error, matplotlib's
+    first font listing, and an error whose traceback the learner's code hid: each cell's
+    stdout, stderr and errors as there."""
     code = ("import json, sys\nfrom nbconfine import zygote\n"
             "from nbconfine.settings import load_config, zygote_spec\n"
-            "from nbconfine.notebook import NotebookSandbox\n"
-            f"z = zygote.Zygote(zygote_spec(load_config({stock_release.root!r})))\n"
-            f"box = NotebookSandbox(z, 2**30, {stock_release.root!r}, 2**24)\n"
+            "from nbconfine.notebook import NotebookExecute, NotebookSession\n"
+            f"config = load_config({stock_release.root!r})\n"
+            "session = NotebookSession(zygote.Zygote(zygote_spec(config)), "
+            f"{stock_release.root!r}, NotebookExecute(config=config, timeout=60))\n"
             "for source in json.loads(sys.stdin.read()):\n"
-            "    reply, interrupted = box.run(source, 60, 4)\n"
-            "    print(json.dumps([reply['outputs'], interrupted]))")
+            "    print(json.dumps(session.run(source)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, UNCONFINED="1"),
                           input=json.dumps([source for source, _, _ in KERNEL_CELLS]))
     replies = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(replies) == len(KERNEL_CELLS), done.stdout[-2000:] + done.stderr[-2000:]
-    for (source, stdout, ename), (outputs, interrupted) in zip(KERNEL_CELLS, replies):
-        assert not interrupted, source
-        assert "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout") \
-            == stdout, source
+    for (source, stdout, ename), outputs in zip(KERNEL_CELLS, replies):
+        def text(name):
+            return "".join(o.get("text", "") for o in outputs if o.get("name") == name)
+        assert text("stdout") == stdout, source
         assert [o["ename"] for o in outputs if o["output_type"] == "error"] == \
             ([ename] if ename else []), source
+        assert text("stderr") == ("No traceback available to show.\n" if source == "%tb"
+                                  else ""), source
 
 
 def test_a_notebook_of_another_language_is_left_ungraded():

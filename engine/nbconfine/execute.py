@@ -6,9 +6,9 @@ the course names in ``c.Problems.assignments``, in problem mode (nbconfine.probl
 fork their sandboxes from one zygote (nbconfine.zygote), whose libraries
 (``c.ConfinedExecute.preload``) are loaded once.
 """
-from traitlets import List, Unicode
+from traitlets import List, Unicode, default
 
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbconfine.layout import Problems
 
 
@@ -18,6 +18,11 @@ class ConfinedExecute(NbGraderPreprocessor):
     preload = List(Unicode(), help="Modules the sandboxes' zygote imports once (torch, "
                    "numpy, pandas, ...): a sandbox forked from it finds them loaded."
                    ).tag(config=True)
+
+    # `nbgrader autograde --no-execute` turns nbgrader's Execute off: this one too
+    @default("enabled")
+    def _stock_enabled(self):
+        return Execute(parent=self).enabled
 
     def preprocess(self, nb, resources):
         assignment = (resources.get("nbgrader") or {}).get("assignment")

@@ -15,16 +15,20 @@ outputs (also what is written to file descriptors 1 and 2, as ipykernel captures
 last expression's value as an ``execute_result``, ``display()`` and matplotlib's inline
 figures as ``display_data``, an exception as an ``error`` output with IPython's traceback.
 Grader to sandbox: JSON ``{"source": cell source}``; sandbox to grader: JSON
-``{"outputs": [...], "status": "ok" or "error"}``. Or ``{"written": bytes}``: the files
-the notebook wrote in its working directory, as wire parts (their paths' JSON, then
-each one's content). A SIGINT interrupts the running cell
+``{"outputs": [...], "status": "ok" or "error"}``, an error's with its ``ename``,
+``evalue`` and ``traceback`` too, as ipykernel's execute_reply (nbgrader adds that error
+to the outputs when none of them is it: a cell that kept IPython from showing it). Or
+``{"written": bytes}``: the files the notebook wrote in its working directory, as wire
+parts (their paths' JSON, then each one's content). A SIGINT interrupts the running cell
 (KeyboardInterrupt, as a kernel interrupt does) and is ignored between cells.
 """
 import asyncio
 import base64
 import builtins
 import contextlib
+import contextvars
 import fcntl
+import getpass
 import importlib.util
 import io
 import json
@@ -42,7 +46,17 @@ from nbconfine import confine, wire
 
 MAX_STREAM = 4 * 2**20  # characters of one stream output kept (nbgrader's LimitOutput cuts
 TRUNCATED = "\n... Output truncated ...\n"  # its lines, not their length)
-NOT_SUPPORTED = "raw_input was called, but this frontend does not support input requests."
+NOT_SUPPORTED = "{} was called, but this frontend does not support input requests."
+
+
+# What ipykernel's shell puts in its environment (ZMQInteractiveShell.init_environment):
+# colours in the programs a cell runs, pagers that do not wait for a key
+SHELL_ENVIRONMENT = {"TERM": "xterm-color", "CLICOLOR": "1", "FORCE_COLOR": "1",
+                     "CLICOLOR_FORCE": "1", "PAGER": "cat", "GIT_PAGER": "cat"}
+# The %gui / %matplotlib names ipykernel runs no event loop for (its eventloops.loop_map)
+NO_EVENT_LOOP = (None, "inline", "nbagg", "webagg", "notebook", "ipympl", "widget")
+# Where IPython keeps the last error it showed (`%tb`, `%debug` read it)
+LAST_ERROR = ("last_type", "last_value", "last_traceback", "last_exc")
 
 
 class Prepared:
@@ -82,6 +96,11 @@ def _shell_class():
     class CellDisplayHook(DisplayHook):
         """The last expression's value: an execute_result, as ipykernel's displayhook."""
 
+        formatting = False  # ipykernel's ``msg``: set while the value is formatted
+
+        def start_displayhook(self):
+            self.formatting = True
+
         def write_output_prompt(self):
             pass
 
@@ -91,7 +110,7 @@ def _shell_class():
                                     "execution_count": self.shell.execution_count})
 
         def finish_displayhook(self):
-            pass
+            self.formatting = False
 
     class CellDisplayPublisher(DisplayPublisher):
         """display(): display_data outputs; clear_output as nbclient applies it."""
@@ -115,12 +134,30 @@ def _shell_class():
         def _ipython_dir_changed(self, change):
             pass  # IPython would create it
 
+        # ipykernel's: the cell's last traceback shown, and whether it was shown while
+        # the displayhook formatted a value (the cell's reply is then an error)
+        last_traceback = None
+        traceback_while_formatting = False
+
+        def run_cell(self, *args, **kwargs):
+            self.last_traceback = None  # as ipykernel's, here only (not run_cell_async)
+            self.traceback_while_formatting = False
+            return super().run_cell(*args, **kwargs)
+
         def _showtraceback(self, etype, evalue, stb):
             self.outputs.add({"output_type": "error", "ename": str(etype.__name__),
                               "evalue": str(evalue), "traceback": stb})
+            self.traceback_while_formatting |= self.displayhook.formatting
+            self.last_traceback = stb
 
         def init_virtualenv(self):
             pass
+
+        def init_hooks(self):
+            super().init_hooks()
+            # ipykernel's pager (`obj?`, %pinfo, %page) sends its text as a payload of the
+            # reply, which nbclient does not keep: nothing in the cell's outputs
+            self.set_hook("show_in_pager", lambda shell, *args, **kwargs: None, 99)
 
         @property
         def db(self):  # %store's, in the profile directory: the sandbox's home here
@@ -130,9 +167,9 @@ def _shell_class():
             return self._db
 
         def enable_gui(self, gui=None):
-            # ipykernel's: inline figures (%matplotlib inline, %pylab) need no event loop;
-            # a GUI's has no display to run on here
-            if gui not in (None, "inline"):
+            # ipykernel's: the backends that draw in the notebook (inline, nbagg, ipympl)
+            # need no event loop; a GUI's has no display to run on here
+            if gui not in NO_EVENT_LOOP:
                 from IPython.core.error import UsageError
                 raise UsageError(f"GUI event loop {gui!r}: there is no display when grading")
             self.active_eventloop = gui
@@ -181,6 +218,9 @@ def prepare(spec):
         for source in ("1 + 1", "1 / 0", "print('x')\nfrom IPython.display import display\n"
                        "display('x')", "%time x = 1", "def f(:\n    pass"):
             warm.run_cell(source, store_history=True)
+    for name in LAST_ERROR:  # the warm-up's is no cell's error: `%tb` finds none, as in a kernel
+        with contextlib.suppress(AttributeError):
+            delattr(sys, name)
     shell = shell_class.instance(**kernel_like)
     shell.outputs = Outputs()
     shell.extension_manager.load_extension("storemagic")  # ipykernel's default extension
@@ -198,12 +238,16 @@ def prepare(spec):
 
 # What a kernel's programs read besides the Python directories (`!ls`, %%bash, subprocess):
 # the system's programs and libraries, the loader's cache, Debian's alternatives (awk,
-# which), the time zone; the interpreter and its environment's pyvenv.cfg (sys.executable
-# in a subprocess). Not the rest of /etc: /etc/passwd and /etc/group name the machine's
-# users and groups (so `ls -l` shows numbers, `whoami` fails).
+# which), the time zone, fontconfig's configuration and cache (matplotlib runs fc-list
+# when it first lists fonts: without them fc-list writes an error to stderr, which costs
+# the cell its points); the interpreter, its directory (first on PATH: `!python`, `!pip`,
+# the environment's scripts) and its environment's pyvenv.cfg. Not the rest of /etc:
+# /etc/passwd and /etc/group name the machine's users and groups (so `ls -l` shows
+# numbers, `whoami` fails).
 PROGRAMS = ("/bin", "/lib", "/lib64", "/usr/bin", "/usr/lib", "/usr/lib64", "/usr/libexec",
             "/usr/share", "/usr/local/bin", "/usr/local/lib", "/etc/ld.so.cache",
-            "/etc/alternatives", "/etc/localtime", sys.executable,
+            "/etc/alternatives", "/etc/localtime", "/etc/fonts", "/var/cache/fontconfig",
+            sys.executable, os.path.dirname(sys.executable),
             os.path.join(sys.prefix, "pyvenv.cfg"))
 
 
@@ -370,7 +414,8 @@ def serve(sock, prepared, setup, fds):
     os.makedirs(home, exist_ok=True)
     os.environ.update(setup["environ"], TMPDIR=setup["tmpdir"], HOME=home,
                       # MPLBACKEND is the zygote's (nbconfine.zygote)
-                      MPLCONFIGDIR=os.path.join(setup["tmpdir"], "matplotlib"))
+                      MPLCONFIGDIR=os.path.join(setup["tmpdir"], "matplotlib"),
+                      **SHELL_ENVIRONMENT)
     tempfile.tempdir = None  # found again from TMPDIR
     sys.argv = [LAUNCHER, "-f", os.path.join(home, ".local", "share", "jupyter", "runtime",
                                              f"kernel-{uuid.uuid4()}.json")]  # ipykernel's
@@ -381,11 +426,15 @@ def serve(sock, prepared, setup, fds):
     sys.stdout = sys.__stdout__ = Stream("stdout", 1, capture)
     sys.stderr = sys.__stderr__ = Stream("stderr", 2, capture)
     builtins.input = _no_input
+    getpass.getpass = _no_getpass
     interrupt = _Interrupt()
     workdir = os.getcwd()
     before = _regular_files(workdir)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # ipykernel runs every cell in one task, so what a cell sets in a context variable
+    # (decimal's precision, numpy's seterr and print options) holds in the next cells
+    context = contextvars.copy_context()
     while True:
         try:
             request = json.loads(loop.run_until_complete(_receive(loop, sock)))
@@ -397,17 +446,18 @@ def serve(sock, prepared, setup, fds):
                             [pickle.PickleBuffer(content) for content in contents])
             continue
         interrupt.running = True
-        cell = loop.create_task(_run_cell(shell, request["source"]))
+        cell = loop.create_task(_run_cell(shell, request["source"]), context=context)
         try:
-            failed = not loop.run_until_complete(cell).success
+            reply = _reply(shell, loop.run_until_complete(cell))
         except KeyboardInterrupt:  # while IPython prepared the cell, or the loop waited
             interrupt.running = False
             cell.cancel()
             with contextlib.suppress(BaseException):
                 loop.run_until_complete(cell)
-            outputs.add({"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "",
-                         "traceback": ["KeyboardInterrupt"]})
-            failed = True
+            interrupted = {"ename": "KeyboardInterrupt", "evalue": "",
+                           "traceback": ["KeyboardInterrupt"]}
+            outputs.add(dict(interrupted, output_type="error"))
+            reply = dict(interrupted, status="error")
         finally:
             interrupt.running = False
         try:
@@ -415,8 +465,23 @@ def serve(sock, prepared, setup, fds):
         except Exception:
             pass
         capture.end_cell()
-        reply = {"outputs": outputs.take(), "status": "error" if failed else "ok"}
+        reply["outputs"] = outputs.take()
         wire.send(sock, json.dumps(reply, default=_jsonable).encode())
+
+
+def _reply(shell, result):
+    """The cell's reply as ipykernel's do_execute makes it: an error with its exception
+    and the last traceback shown (none if the cell kept IPython from showing it)."""
+    if result.success and not shell.traceback_while_formatting:
+        return {"status": "ok"}
+    error = result.error_before_exec if result.error_before_exec is not None \
+        else result.error_in_exec
+    try:
+        evalue = str(error)
+    except Exception:  # the learner's __str__
+        evalue = "<unprintable>"
+    return {"status": "error", "ename": type(error).__name__, "evalue": evalue,
+            "traceback": shell.last_traceback or []}
 
 
 async def _receive(loop, sock):
@@ -489,5 +554,12 @@ def _written(top, before, limit):
 
 
 def _no_input(prompt=""):
+    """ipykernel's input() for a frontend without stdin (nbgrader's)."""
     from IPython.core.error import StdinNotImplementedError
-    raise StdinNotImplementedError(NOT_SUPPORTED)
+    raise StdinNotImplementedError(NOT_SUPPORTED.format("raw_input"))
+
+
+def _no_getpass(prompt="", stream=None, *, echo_char=None):
+    """ipykernel's getpass.getpass for a frontend without stdin (nbgrader's)."""
+    from IPython.core.error import StdinNotImplementedError
+    raise StdinNotImplementedError(NOT_SUPPORTED.format("getpass"))

@@ -104,7 +104,8 @@ class NotebookSandbox(Sandbox):
             reply = json.loads(wire.recv(self.sock, time.monotonic() + REPLY_SECONDS,
                                          MAX_REPLY))
             return {"outputs": [clean_output(o) for o in reply["outputs"]],
-                    "status": str(reply.get("status"))}, interrupted
+                    "error": clean_output(dict(reply, output_type="error"))
+                    if reply.get("status") == "error" else None}, interrupted
         except Exception:
             self.died(DIED)
 
@@ -171,6 +172,18 @@ def clean_output(output):
     return nbformat.v4.new_output("display_data", data=data, metadata=metadata)
 
 
+def add_reply_error(outputs, reply_error):
+    """nbgrader's Execute.on_cell_executed: a failed cell's reply error (``reply_error``,
+    an error output) is added to its outputs unless one of them has its name (an error
+    the cell kept IPython from showing, or the time limit's)."""
+    if reply_error and not any(o.output_type == "error" and o.ename == reply_error.ename
+                               for o in outputs):
+        if not reply_error.traceback:
+            reply_error.traceback = ["ERROR: An error occurred while showtraceback was "
+                                     "disabled"]
+        outputs.append(reply_error)
+
+
 def error(ename, evalue):
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue,
                                   traceback=[f"{ename}: {evalue}"])
@@ -209,12 +222,11 @@ class NotebookSession:
             self._restart()
             return outputs + [error("DeadKernelError", DEAD.format(why=fault))]
         outputs = reply["outputs"]
-        if interrupted:  # as nbgrader's Execute.on_cell_executed adds its timeout error
-            if not any(o.output_type == "error" and o.ename == executor.error_on_timeout[
-                    "ename"] for o in outputs):
-                outputs.append(nbformat.from_dict(dict(executor.error_on_timeout,
-                                                       output_type="error")))
+        if interrupted:  # nbclient's reply to a cell past its time limit
+            add_reply_error(outputs, nbformat.from_dict(dict(executor.error_on_timeout,
+                                                             output_type="error")))
         else:
+            add_reply_error(outputs, reply["error"])
             self.ran.append(source)
         return outputs
 

@@ -61,8 +61,10 @@ def sandbox_environment():
     """The zygote's environment, hence every sandbox's: a fixed allowlist, nothing of the
     grader's (no NBGRADER_DB_URL, no tokens, nothing from the instructor's shell) but its
     user name (USER, LOGNAME: getpass.getuser() as in a kernel). The
-    engine is imported from where the grader imports it; matplotlib draws inline, as in a
-    Jupyter kernel. glibc's allocator asks for transparent huge pages (where the kernel
+    engine is imported from where the grader imports it; the interpreter's directory
+    comes first on PATH, as in the activated environment a kernel is started from
+    (`!python`, `!pip`); matplotlib draws inline, as in a Jupyter kernel. glibc's
+    allocator asks for transparent huge pages (where the kernel
     offers them): most of what torch's import leaves in the zygote then lies on 2 MiB
     pages, so each fork copies, and each sandbox's exit frees, one page-table entry
     where there would be 512; a sandbox writing to such a page still copies 4 KiB."""
@@ -71,7 +73,9 @@ def sandbox_environment():
         user = getpass.getuser()  # entry in a sandbox)
     except (KeyError, OSError):
         user = None
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": package_root,
+    path = dict.fromkeys([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin",
+                          "/bin"])
+    return {"PATH": os.pathsep.join(path), "PYTHONPATH": package_root,
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/nonexistent",
             "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
