@@ -39,20 +39,26 @@ class Cluster:
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.workers = []  # Popen of each running `make worker`
         self.started = 0  # workers started so far: worker-<k> names their folders
-        no_engine = os.path.join(workdir, "no-engine")
+        self.allowed_failures = allowed_failures
+        self.no_engine = os.path.join(workdir, "no-engine")
         for name in PROJECT_MODULES:
-            os.makedirs(os.path.join(no_engine, name))
-            with open(os.path.join(no_engine, name, "__init__.py"), "w") as f:
+            os.makedirs(os.path.join(self.no_engine, name))
+            with open(os.path.join(self.no_engine, name, "__init__.py"), "w") as f:
                 f.write(f"raise ImportError({name + ' ' + NO_ENGINE_MESSAGE!r})\n")
+        self.start_scheduler()
+
+    def start_scheduler(self, name="scheduler"):
+        """`make scheduler` on this cluster's port (``name``: its folder; another one to
+        start it again once killed), until it accepts connections."""
         self.scheduler = self._make(
-            "scheduler", "scheduler", "HOST=127.0.0.1", f"PORT={self.port}",
-            f"ALLOWED_FAILURES={allowed_failures}", PYTHONPATH=no_engine)
+            name, "scheduler", "HOST=127.0.0.1", f"PORT={self.port}",
+            f"ALLOWED_FAILURES={self.allowed_failures}", PYTHONPATH=self.no_engine)
         deadline = time.monotonic() + 60
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
                 break
             assert self.scheduler.poll() is None and time.monotonic() < deadline, \
-                self.log("scheduler")
+                self.log(name)
             time.sleep(0.1)
 
     def _make(self, name, *arguments, course=None, edit=None, **env):

@@ -10,7 +10,8 @@ so); refusals
 configuration or with another version of it) come within seconds and write nothing.
 Workers of another course on the same scheduler are refused too; they are those of the
 stock-nbgrader course (tests/stockcourse, notebook mode), which grade it as a local 2-job
-run does. Skipped without PostgreSQL
+run does. `make serve SCHEDULER=...` returns feedback, and outlives a scheduler killed
+and started again. Skipped without PostgreSQL
 (tests/pgserver.py), except where .ci/run requires it.
 """
 import concurrent.futures
@@ -19,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -26,8 +28,9 @@ from sqlalchemy import create_engine, text
 
 from attacks import ATTACKS
 from catalog import MUTANTS
-from coursedir import ASSIGNMENTS, MAKE, NBGRADER_ENV, REPO, STOCK, STOCK_COURSE, Course, \
-    StockCourse, wait_for
+from course import demo
+from coursedir import ASSIGNMENTS, COURSE_ID, MAKE, NBGRADER_ENV, REPO, STOCK, STOCK_COURSE, \
+    Course, StockCourse, wait_for
 from daskcluster import NO_ENGINE_MESSAGE, PROJECT_MODULES, Cluster, autograde, free_port
 from pgserver import require_server, scratch_database
 import processes
@@ -391,3 +394,70 @@ def test_a_notebook_mode_course_on_the_cluster_grades_as_a_local_run(cluster_run
     assert {cell: score for (s, cell), score in scores.items() if s == EDITED_DATA} == \
         {cell: score for (s, cell), score in scores.items() if s == "correct"}
     assert nbs == local_nbs
+
+
+def test_make_serve_on_the_cluster_returns_feedback_and_outlives_its_scheduler(tmp_path):
+    """`make serve SCHEDULER=...` (root submits as the student root): a submission's
+    feedback comes back; the scheduler killed, the next one waits, each round saying the
+    scheduler cannot be reached (no traceback); the scheduler started again with a worker,
+    the service connects again and returns that submission's feedback."""
+    exchange = str(tmp_path / "exchange")
+    feedback = os.path.join(exchange, COURSE_ID, "feedback")
+    home = tmp_path / "home"
+    with scratch_database(prefix="test_cluster_serve") as url:
+        course = Course(str(tmp_path / "course"), env=dict(NBGRADER_ENV, NBGRADER_DB_URL=url))
+        for name in ("Makefile", "requirements.txt"):
+            shutil.copy2(os.path.join(REPO, name), course.root)
+        done = subprocess.run([*MAKE, "release", "exchange", "publish", f"EXCHANGE={exchange}"],
+                              cwd=course.root, env=course.env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        student = dict(course.env, HOME=str(home))
+        where = ["normalization", "--course", COURSE_ID, f"--Exchange.root={exchange}"]
+        home.mkdir()
+
+        def submit():
+            for step in (["fetch_assignment"] if not (home / "normalization").exists() else []) \
+                    + ["submit"]:
+                done = subprocess.run([sys.executable, "-m", "nbgrader", step, *where], cwd=home,
+                                      env=student, capture_output=True, text=True, timeout=300)
+                assert done.returncode == 0, done.stderr[-3000:]
+                if step == "fetch_assignment":
+                    demo.fill_in(str(home / "normalization" / "normalization.ipynb"),
+                                 demo.reference_answers("normalization"))
+
+        def returned():
+            return len(os.listdir(feedback)) if os.path.isdir(feedback) else 0
+
+        cluster = Cluster(str(tmp_path / "dask"))
+        log_path = tmp_path / "serve.log"
+        try:
+            cluster.add_workers(1)
+            with open(log_path, "w") as log:
+                service = subprocess.Popen(
+                    [*MAKE, "serve", f"SCHEDULER={cluster.address}", f"EXCHANGE={exchange}"],
+                    cwd=course.root, env=course.env, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+            said = log_path.read_text
+            wait_for(lambda: " Serving " in said() or service.poll() is not None, 120,
+                     "the service to start")
+            submit()
+            wait_for(lambda: returned() == 1, 120, "the first submission's feedback")
+            os.killpg(cluster.scheduler.pid, signal.SIGKILL)
+            submit()
+            wait_for(lambda: "cannot reach the Dask scheduler" in said(), 120,
+                     "a round to find the scheduler gone")
+            cluster.start_scheduler("scheduler-again")
+            cluster.add_workers(1, wait=False)  # whether the first one comes back or not
+            wait_for(lambda: returned() == 2 and said().count("feedback returned") == 2, 180,
+                     "the second submission's feedback")
+            log = said()  # before it is stopped (Dask may log its client's closing)
+        finally:
+            if "service" in locals() and service.poll() is None:
+                os.killpg(service.pid, signal.SIGTERM)
+                service.wait(timeout=120)
+            cluster.stop()
+    assert log.count("root/normalization: 35/35, feedback returned") == 2, log
+    assert "Traceback" not in log, log
+    assert f"A round failed (ClusterUnavailable: the Dask scheduler at {cluster.address} " \
+        "stopped answering)" in log and "Connecting to the Dask scheduler at " in log, log

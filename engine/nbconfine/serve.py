@@ -129,14 +129,23 @@ class Service:
         submission, not with it); returns the confinement line."""
         self.accept_weaker = os.environ.get("UNCONFINED") == "1"
         self.zygote_stack = stack.enter_context(contextlib.ExitStack())
+        self.cluster_stack = stack.enter_context(contextlib.ExitStack())
         if self.scheduler:
-            self.client = stack.enter_context(cluster.connect(self.scheduler, self.db_url))
-            self.per_round = PER_JOB * max(1, sum(self.client.nthreads().values()))
-            return cluster.check_workers(self.client, self.accept_weaker,
-                                         settings.course_files(self.root, self.config))
+            return self._connect()
         self.client = None
         self.per_round = PER_JOB * self.jobs
         return self._start_zygote()
+
+    def _connect(self):
+        """A client of the cluster, its workers checked (again once the scheduler was
+        lost: Dask closes a client that loses it); returns the confinement line. Raises
+        cluster.ClusterUnavailable."""
+        self.cluster_stack.close()
+        self.client = self.cluster_stack.enter_context(cluster.connect(self.scheduler,
+                                                                       self.db_url))
+        self.per_round = PER_JOB * max(1, sum(self.client.nthreads().values()))
+        return cluster.check_workers(self.client, self.accept_weaker,
+                                     settings.course_files(self.root, self.config))
 
     def _start_zygote(self):
         self.zygote_stack.close()
@@ -153,6 +162,12 @@ class Service:
         """autograde.grade of [(student, assignment)] here or on the cluster: a Round."""
         quiet = lambda done, total: None  # noqa: E731 (one line per submission instead)
         if self.client:
+            if self.client.status == "connecting":  # Dask tries for a while, then closes it
+                raise cluster.ClusterUnavailable(f"the Dask scheduler at {self.scheduler} "
+                                                 "stopped answering")
+            if self.client.status != "running":  # its scheduler was lost
+                self.say(f"Connecting to the Dask scheduler at {self.scheduler} again.")
+                self._connect()
             return autograde.grade(self.root, found, [], quiet, client=self.client,
                                    scheduler=self.scheduler)
         return autograde.grade(self.root, found, [], quiet, self.jobs, self.shared,
@@ -383,7 +398,8 @@ class Service:
             except Exception as exc:  # the exchange, the disk, the database: all state
                 failures += 1        # is on disk, so the same round is tried again
                 delay = min(60, 5 * 2 ** (failures - 1))
-                traceback.print_exc()
+                if not isinstance(exc, cluster.ClusterUnavailable):  # that one says it all
+                    traceback.print_exc()
                 self.say(f"A round failed ({type(exc).__name__}: {exc}); trying again in "
                          f"{delay} s.")
                 time.sleep(delay)
