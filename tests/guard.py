@@ -352,6 +352,11 @@ BREAKAGES = [
              "traceback that names no submission and says nothing of what to do",
              [(CLUSTER, '            if client.status == "running":\n', "            if True:\n")],
              ["tests/test_cluster.py", "-k", "scheduler_lost"]),
+    Breakage("serve_never_reconnects", "make serve on a cluster keeps a client Dask closed "
+             "when the scheduler was lost: no round grades again once it is back",
+             [(SERVE, '            if self.client.status != "running":  # its scheduler was lost',
+               "            if False:")],
+             ["tests/test_cluster.py", "-k", "make_serve"]),
     Breakage("full_temporary_folder_a_traceback", "a full TMPDIR (copytree's aggregated "
              "errors) ends the run in a traceback instead of naming the fault",
              [(ENGINE + "faults.py", "    if isinstance(exc, shutil.Error):", "    if False:")],
