@@ -281,7 +281,7 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
     from concurrent.futures import CancelledError
 
     from distributed import KilledWorker, as_completed
-    workers = len(client.nthreads())
+    description = f"{count(len(client.nthreads()), 'Dask worker')} at {address}"
     topic = f"nbconfine-{uuid.uuid4().hex}"
     instructor = {a: read_tree(os.path.join(root, "source", a), skip=("*.ipynb",))
                   for a in {a for _, a in graded}}
@@ -345,9 +345,8 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
                 raise  # not the scheduler's doing (a full disk under the log, say)
             for student, assignment in list(running.values()) + pending:
                 outcomes[student, assignment] = (FAULT, lost)
-            return outcomes, notes, f"{count(workers, 'Dask worker')} at {address}"
-    return (outcomes, notes + retries(client, topic, outcomes),
-            f"{count(workers, 'Dask worker')} at {address}")
+            return outcomes, notes, description  # no events to read: the scheduler is gone
+    return outcomes, notes + retries(client, topic, outcomes), description
 
 
 def write_autograded(root, student, assignment, files):
