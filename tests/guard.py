@@ -352,6 +352,12 @@ BREAKAGES = [
              "traceback that names no submission and says nothing of what to do",
              [(CLUSTER, '            if client.status == "running":\n', "            if True:\n")],
              ["tests/test_cluster.py", "-k", "scheduler_lost"]),
+    Breakage("scheduler_loss_grades_overwritten", "a scheduler lost mid-run: the previous "
+             "grades said kept are put back before the worker still grading the submission "
+             "has written its own, which then stay",
+             [(CLUSTER, "    let_go(db_url, [s for s in sent if outcomes.get(s) == (FAULT, lost)], "
+                        "outcomes)\n", "")],
+             ["tests/test_cluster.py", "-k", "scheduler_lost"]),
     Breakage("serve_never_reconnects", "make serve on a cluster keeps a client Dask closed "
              "when the scheduler was lost: no round grades again once it is back",
              [(SERVE, '            if self.client.status != "running":  # its scheduler was lost',

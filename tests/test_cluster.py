@@ -5,7 +5,7 @@ of this project, and two `make worker`s, each from its own checkout; then `make 
 SCHEDULER=...`. The grades and autograded notebooks equal a local 2-job run's, also when a
 worker is killed mid-task; a submission that keeps killing workers is left
 ungraded (exit 3), as is one in flight when the scheduler dies (the run ends, saying
-so); refusals
+so, and its previous grades stay: the run waits for the worker still grading it); refusals
 (no scheduler, no workers, a SQLite gradebook, workers without their course's
 configuration or with another version of it) come within seconds and write nothing.
 Workers of another course on the same scheduler are refused too; they are those of the
@@ -26,6 +26,8 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
+from nbconfine.cluster import grading_lock
+
 from attacks import ATTACKS
 from catalog import MUTANTS
 from course import demo
@@ -33,7 +35,6 @@ from coursedir import ASSIGNMENTS, COURSE_ID, MAKE, NBGRADER_ENV, REPO, STOCK, S
     Course, StockCourse, wait_for
 from daskcluster import NO_ENGINE_MESSAGE, PROJECT_MODULES, Cluster, autograde, free_port
 from pgserver import require_server, scratch_database
-import processes
 from test_notebook_mode import autograded, submit_students
 
 require_server()
@@ -129,6 +130,15 @@ def started(process):
     return process
 
 
+def held_tasks(client):
+    """[(pid, [(task key, state)])] of each worker: the tasks it holds (asked in each
+    worker by a lambda: sent by value)."""
+    return list(client.run(lambda dask_worker: (os.getpid(), [
+        (str(ts.key), ts.state) for ts in dask_worker.state.tasks.values()
+        if ts.state in ("executing", "ready", "constrained", "waiting")]),
+        on_error="ignore").values())
+
+
 def kill_while_grading(cluster, process):
     """Until ``process`` ends: SIGKILL the worker grading KILLED_ONCE (once) and every
     worker grading POISON, half a second into the task. A worker is killed only while it
@@ -137,12 +147,7 @@ def kill_while_grading(cluster, process):
     kills, seen = [], {}  # seen: (pid, key) -> when first seen running alone
     with cluster.client() as client:
         while process.poll() is None:
-            # Run in each worker (a lambda: sent by value): its pid, the tasks it holds.
-            held = client.run(lambda dask_worker: (os.getpid(), [
-                (str(ts.key), ts.state) for ts in dask_worker.state.tasks.values()
-                if ts.state in ("executing", "ready", "constrained", "waiting")]),
-                on_error="ignore")
-            for pid, tasks in held.values():
+            for pid, tasks in held_tasks(client):
                 if len(tasks) != 1 or tasks[0][1] != "executing":
                     continue
                 key = tasks[0][0]
@@ -156,16 +161,22 @@ def kill_while_grading(cluster, process):
     return kills
 
 
-def lose_scheduler(cluster, course, workers):
-    """`nbconfine autograde --scheduler` of KILLED_ONCE's submission (paused 3 s as it is
-    graded), the scheduler SIGKILLed while a worker grades it: ``finished``'s figures."""
-    student = KILLED_ONCE.split("/")[0]
+def lose_scheduler(cluster, course):
+    """`nbconfine autograde --scheduler` of KILLED_ONCE's student, whose submission is now
+    the release with its p1 cell paused 9 s (graded, it would score nothing), the
+    scheduler SIGKILLed while a worker grades it: ``finished``'s figures, then the
+    submission's scores once its worker, which goes on grading, has let go of it."""
+    student, assignment = KILLED_ONCE.split("/")
+    course.submit(student, assignment, {"p1_answer": "import time\ntime.sleep(9)\n"})
     process = started(autograde(course, "--scheduler", cluster.address, "--students", student))
-    wait_for(lambda: process.poll() is None and any(
-        processes.named(processes.SANDBOX_NAME, worker.pid) for worker in workers),
-        120, "a worker's sandbox grading it")
+    with cluster.client() as client:
+        wait_for(lambda: any(state == "executing" for _, tasks in held_tasks(client)
+                             for _, state in tasks), 120, "a worker grading it")
     os.killpg(cluster.scheduler.pid, signal.SIGKILL)
-    return finished(process)
+    result = finished(process)
+    with grading_lock(course.db_url, student, assignment, seconds=120) as let_go:
+        assert let_go, "the worker grading it never let go of it"
+    return result + (course.scores()[student, assignment],)
 
 
 def notebooks(course, students):
@@ -251,7 +262,7 @@ def cluster_runs(course, tmp_path_factory):
                         if s.startswith("clu-")}
             graded = (pg_course.scores(), notebooks(pg_course, students), made)
             rows = grade_rows(url)
-            scheduler_lost = lose_scheduler(cluster, pg_course, workers)  # last: it ends it
+            scheduler_lost = lose_scheduler(cluster, pg_course)  # last: it ends it
         finally:
             cluster.stop()
         yield {
@@ -320,9 +331,13 @@ def test_every_submission_has_exactly_one_set_of_grade_rows(cluster_runs):
 
 def test_a_scheduler_lost_mid_run_leaves_its_submissions_ungraded_and_says_so(cluster_runs):
     """The scheduler killed while a worker grades: the run ends (exit 3, no traceback),
-    naming the submission not graded, the scheduler and what to do."""
-    _, code, report, errors = cluster_runs["scheduler lost"]
+    naming the submission not graded, the scheduler and what to do; the grades the
+    worker writes when it is done are not left in place of the previous ones."""
+    _, code, report, errors, scores = cluster_runs["scheduler lost"]
     assert code == 3 and "Traceback" not in errors, (report, errors[-3000:])
+    # what the worker wrote when done is replaced: the run waited for it to let go
+    assert scores == cluster_runs["cluster"][0][tuple(KILLED_ONCE.split("/"))] != \
+        {problem: [0.0, 5.0] for problem in scores}, scores
     assert (f"{KILLED_ONCE}: not graded: the Dask scheduler at tcp://127.0.0.1:"
             in report and "stopped answering: start it again (`make scheduler`)" in report)
     assert "Not graded, for faults of the grader: 1 submission " in report, report

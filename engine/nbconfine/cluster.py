@@ -24,7 +24,10 @@ registers it too, for workers started without it. Faults are handled as locally
 database is waited for. Dask retries a task whose worker died on another worker; the
 scheduler's ``allowed-failures`` bounds the tries, after which the submission is left
 ungraded (its previous grades kept), as is one the instructor's side cannot write to
-``autograded/``.
+``autograded/``. A lost scheduler ends the run: the submissions it held are left
+ungraded, their previous grades put back once the worker grading one has let go of it
+(a worker grades a submission holding its advisory lock in the gradebook,
+``grading_lock``, and may go on writing after the scheduler is gone).
 
 The scheduler needs nothing of nbconfine: it unpickles every task it schedules, so each
 task is a ``Call`` pickled into bytes, run as ``pickle.loads(those bytes)`` (see
@@ -33,6 +36,7 @@ scheduler only forwards.
 """
 import contextlib
 import fnmatch
+import hashlib
 import io
 import logging
 import os
@@ -40,10 +44,14 @@ import pickle
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 
 from nbgrader.api import Gradebook
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from nbconfine.faults import FAULT, GRADED, REFUSED
 from nbconfine.report import count, named
@@ -55,6 +63,9 @@ WORKER_NEEDS = (f"each worker needs nbconfine, the course's requirements and its
                 f"the course (the instructor's version), named by {COURSE_ENV} or its working "
                 f"directory")
 CLUSTER_LOG = "autograded/logs/cluster.log"
+# how long the instructor's side waits for a worker still grading a submission the
+# scheduler held when it was lost (a submission's grading is bounded by its cells' timeouts)
+LET_GO_SECONDS = 600
 
 
 class ClusterUnavailable(Exception):
@@ -122,7 +133,7 @@ class Grader:
         """{"outcome": faults.GRADED, REFUSED or FAULT, "why": what nbgrader refused, or a
         fault's reason, "notes": events the report names, "files": autograded folder,
         "log": nbgrader's log}."""
-        with self.lock:
+        with self.lock, grading_lock(db_url, student, assignment, best_effort=True):
             for folder in ("submitted", "source", "autograded"):
                 shutil.rmtree(os.path.join(self.root, folder), ignore_errors=True)
             write_tree(os.path.join(self.root, "submitted", student, assignment), files)
@@ -141,6 +152,36 @@ class Grader:
             out = os.path.join(self.root, "autograded", student, assignment)
             return {"outcome": outcome, "why": why, "notes": notes, "log": log.getvalue(),
                     "files": read_tree(out) if outcome == GRADED else {}}
+
+
+@contextlib.contextmanager
+def grading_lock(db_url, student, assignment, seconds=None, best_effort=False):
+    """Hold the submission's advisory lock in a PostgreSQL gradebook, on a connection of
+    its own (a process that dies lets go of it); yields True, or False when ``seconds``
+    passed first (or, ``best_effort``, the database did not answer: the grading that
+    follows meets that fault and says it). A worker grades holding it; the instructor's
+    side takes it to know a worker has stopped writing. Other gradebooks: nothing to
+    hold (yields True)."""
+    if not db_url.startswith("postgresql"):
+        yield True
+        return
+    key = int.from_bytes(hashlib.sha256(f"nbconfine {student}/{assignment}".encode())
+                         .digest()[:8], "big", signed=True)
+    with contextlib.ExitStack() as stack:
+        engine = create_engine(db_url, poolclass=NullPool)
+        stack.callback(engine.dispose)
+        try:
+            connection = stack.enter_context(engine.connect())  # closed: the lock goes
+            if seconds is not None:
+                connection.execute(text(f"SET lock_timeout = {int(seconds * 1000)}"))
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()  # the lock is the session's: it outlives the transaction
+            held = True
+        except OperationalError as exc:  # the lock timed out (55P03), or no database
+            if getattr(exc.orig, "pgcode", None) != "55P03" and not best_effort:
+                raise
+            held = False
+        yield held
 
 
 _grader = None
@@ -289,6 +330,7 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
         for student in sorted({s for s, _ in graded}):
             gb.update_or_create_student(student)
     pending, running, outcomes, notes, done = list(graded), {}, {}, [], 0
+    sent = set()  # submissions handed to the scheduler
     completed = as_completed(loop=client.loop)
 
     def submit_more():
@@ -301,6 +343,7 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
             future = client.submit(*call.submit_args(), pure=False,
                                    key=f"autograde {student}/{assignment} {topic}")
             running[future] = student, assignment
+            sent.add((student, assignment))
             completed.add(future)
 
     lost = (f"the Dask scheduler at {address} stopped answering: start it again (`make "
@@ -345,8 +388,25 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
                 raise  # not the scheduler's doing (a full disk under the log, say)
             for student, assignment in list(running.values()) + pending:
                 outcomes[student, assignment] = (FAULT, lost)
-            return outcomes, notes, description  # no events to read: the scheduler is gone
+    let_go(db_url, [s for s in sent if outcomes.get(s) == (FAULT, lost)], outcomes)
+    if client.status != "running":  # no events to read: the scheduler is gone
+        return outcomes, notes, description
     return outcomes, notes + retries(client, topic, outcomes), description
+
+
+def let_go(db_url, submissions, outcomes):
+    """Wait until no worker grades ``submissions`` (held by a lost scheduler: a worker
+    may still be grading one), so that their previous grades, put back next, stay; one
+    still graded after LET_GO_SECONDS is named in ``outcomes``."""
+    deadline = time.monotonic() + LET_GO_SECONDS
+    for student, assignment in submissions:
+        seconds = max(1, deadline - time.monotonic())
+        with grading_lock(db_url, student, assignment, seconds) as held:
+            if not held:
+                outcome, why = outcomes[student, assignment]
+                outcomes[student, assignment] = (outcome, (
+                    f"{why} (a worker was still grading it {LET_GO_SECONDS} s later: what "
+                    "it writes then replaces the grades kept, until the command runs again)"))
 
 
 def write_autograded(root, student, assignment, files):
