@@ -544,16 +544,13 @@ def students(number):
 
 
 def course_root(name, argv, description=__doc__.split("\n")[0]):
-    """The course directory of `nbconfine NAME [--root COURSE]`; exits saying why if
-    nbconfine does not grade it."""
+    """The course directory of `nbconfine NAME [--root COURSE]`. Raises
+    settings.NotConfigured if nbconfine does not grade it (`nbconfine` says why, exit
+    status 2, before anything is done)."""
     parser = argparse.ArgumentParser(prog=f"nbconfine {name}", description=description)
     parser.add_argument("--root", default=".", help="the course directory (default: here)")
     root = os.path.abspath(parser.parse_args(argv).root)
-    try:
-        settings.load_config(root)  # a course graded with nbconfine, not any folder
-    except settings.NotConfigured as exc:  # refused before doing anything: exit status 2
-        print(f"{name}: {exc}", file=sys.stderr)
-        sys.exit(2)
+    settings.load_config(root)  # a course graded with nbconfine, not any folder
     return root
 
 
