@@ -389,9 +389,9 @@ def grade_on_cluster(client, address, root, staging, graded, db_url, progress):
             for student, assignment in list(running.values()) + pending:
                 outcomes[student, assignment] = (FAULT, lost)
     let_go(db_url, [s for s in sent if outcomes.get(s) == (FAULT, lost)], outcomes)
-    if client.status != "running":  # no events to read: the scheduler is gone
-        return outcomes, notes, description
-    return outcomes, notes + retries(client, topic, outcomes), description
+    if client.status == "running":  # else no events to read: the scheduler is gone
+        notes += retries(client, topic, outcomes)
+    return outcomes, notes, description
 
 
 def let_go(db_url, submissions, outcomes):
